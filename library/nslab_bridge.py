@@ -1,0 +1,289 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nslab_bridge
+short_description: Linux bridges owned by an nslab lab
+description:
+  - Creates, updates and deletes Linux bridges in the host's network namespace, the switch
+    that nslab containers' veth pairs plug into (Docker's default bridge model).
+  - Converges one bridge (O(name)) or a list of them (O(bridges)) in a single invocation, with
+    one C(ip -batch) process for all changes.
+  - Every bridge it creates is tagged with the ifalias C(nslab:<lab>:bridge). A bridge that
+    exists without this lab's tag (made by hand, by Docker, by another lab) is never changed
+    or deleted; the module fails and names its owner instead.
+  - Addresses are converged exactly (IPv6 link-local addresses made by the kernel are
+    ignored). IPv6 address generation is off unless O(ipv6=true), because router
+    solicitations and DAD on hundreds of bridge ports flood the bridge.
+  - If applying fails half way, every step already done is undone, newest first.
+version_added: "0.1.0"
+author: nslab contributors
+options:
+  lab:
+    description: Lab that owns the bridges (1-24 characters of a-z, 0-9, C(-), C(_)).
+    type: str
+    required: true
+  name:
+    description:
+      - Bridge name (at most 15 bytes). Mutually exclusive with O(bridges).
+    type: str
+  addresses:
+    description:
+      - Addresses of the bridge in CIDR form (IPv4 and IPv6). The bridge ends up with exactly
+        these.
+    type: list
+    elements: str
+    default: []
+  mtu:
+    description: MTU of the bridge. Left as the kernel sets it when omitted.
+    type: int
+  mac:
+    description: MAC address of the bridge. Left as the kernel sets it when omitted.
+    type: str
+  stp:
+    description: Spanning tree protocol on the bridge.
+    type: bool
+    default: false
+  ipv6:
+    description: IPv6 address generation (link-local, SLAAC) on the bridge.
+    type: bool
+    default: false
+  state:
+    description:
+      - V(present) creates or updates, V(absent) deletes. The default for items of
+        O(bridges) that do not set their own.
+    type: str
+    choices: [present, absent]
+    default: present
+  bridges:
+    description: Several bridges converged at once. Each item takes the options above.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Bridge name.
+        type: str
+        required: true
+      addresses:
+        description: Addresses in CIDR form.
+        type: list
+        elements: str
+        default: []
+      mtu:
+        description: MTU.
+        type: int
+      mac:
+        description: MAC address.
+        type: str
+      stp:
+        description: Spanning tree protocol.
+        type: bool
+        default: false
+      ipv6:
+        description: IPv6 address generation.
+        type: bool
+        default: false
+      state:
+        description: V(present) or V(absent); defaults to the top-level O(state).
+        type: str
+        choices: [present, absent]
+extends_documentation_fragment:
+  - action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: linux
+requirements:
+  - iproute2 and util-linux (nsenter) on the target
+notes:
+  - The bridge lives in the host's network namespace. Host-wide settings such as
+    C(net.bridge.bridge-nf-call-iptables) or ARP table sizes are not changed.
+seealso:
+  - module: nslab_veth
+  - module: nslab_namespace
+"""
+
+EXAMPLES = r"""
+- name: One bridge with an address, like Docker's docker0
+  nslab_bridge:
+    lab: demo
+    name: nslab-demo-lan
+    addresses: [10.213.1.1/24]
+
+- name: Every bridge of a lab in one invocation
+  nslab_bridge:
+    lab: demo
+    bridges:
+      - {name: nslab-demo-lan, addresses: [10.213.1.1/24, "fd00:213:1::1/64"], ipv6: true}
+      - {name: nslab-demo-dmz, mtu: 9000, stp: true}
+
+- name: Remove a bridge
+  nslab_bridge:
+    lab: demo
+    name: nslab-demo-dmz
+    state: absent
+"""
+
+RETURN = r"""
+actions:
+  description: What was done (or would be, in check mode), one sentence per change.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create bridge 'nslab-demo-lan'", "add address 10.213.1.1/24 to bridge 'nslab-demo-lan'"]
+bridges:
+  description: Each requested bridge as the kernel reports it after the run (before it, in
+    check mode).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: nslab-demo-lan
+      state: present
+      kind: bridge
+      mtu: 1500
+      mac: 1e:e1:b5:fe:f4:9e
+      up: true
+      addresses: [10.213.1.1/24]
+      stp: false
+      ipv6: false
+      ifindex: 7
+      owner: "nslab:demo:bridge"
+diff:
+  description: Before and after, keyed by bridge name, over the options that were set.
+  returned: when diff mode is on
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module, runner_for
+from ansible.module_utils.nslab_errors import ValidationError
+from ansible.module_utils.nslab_iproute import link_view
+from ansible.module_utils.nslab_links import (BridgeSpec, Iface, address_problems, desired_view,
+                                              plan_bridges)
+from ansible.module_utils.nslab_plan import apply_plan
+from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
+                                                 parse_interface_address)
+
+VIEW_KEYS = ["state", "kind", "mtu", "mac", "up", "addresses", "stp", "ipv6", "ifindex", "owner"]
+
+
+def build_specs(items):
+    """Validate every item and turn it into a BridgeSpec; raise once with every problem."""
+    problems, specs, names = [], [], set()
+    for item in items:
+        where = item["_where"]
+        problems.append(ifname_problem(where + "name", item["name"]))
+        if item["name"] in names:
+            problems.append("%sname: bridge '%s' is listed twice" % (where, item["name"]))
+        names.add(item["name"])
+        problems.append(mtu_problem(where + "mtu", item.get("mtu")))
+        if item.get("mac"):
+            problems.append(mac_problem(where + "mac", item["mac"]))
+        addresses = []
+        for addr in item.get("addresses") or []:
+            parsed, problem = parse_interface_address(where + "addresses", addr)
+            problems.append(problem)
+            if parsed is not None:
+                addresses.append(str(parsed))
+        specs.append(BridgeSpec(
+            iface=Iface(name=item["name"], mtu=item.get("mtu"),
+                        mac=item["mac"].lower() if item.get("mac") else None,
+                        addresses=addresses, ipv6=bool(item.get("ipv6"))),
+            stp=bool(item.get("stp")), state=item["state"]))
+    problems = [p for p in problems if p]
+    if problems:
+        raise ValidationError(problems)
+    return specs
+
+
+def diff_keys(item):
+    keys = ["state"]
+    if item["state"] == "present":
+        keys += ["addresses", "stp", "ipv6"] + [k for k in ("mtu", "mac") if item.get(k)]
+    return keys
+
+
+def converge(module):
+    params = module.params
+    check_lab(params)
+    items = items_from_params(params, "bridges", ["name", "addresses", "mtu", "mac", "stp",
+                                                  "ipv6", "state"])
+    specs = build_specs(items)
+    runner = runner_for(module)
+
+    links = runner.read_links()
+    present = [s.iface for s in specs if s.state == "present"]
+    problems = address_problems(present, {None: links})
+    if problems:
+        raise ValidationError(problems)
+    actions = plan_bridges(specs, links, params["lab"])
+
+    after_links = links
+    if actions and not module.check_mode:
+        apply_plan(runner, actions)
+        after_links = runner.read_links()
+
+    result = {
+        "changed": bool(actions),
+        "actions": [a.summary for a in actions],
+        "bridges": [dict(name=s.iface.name, **link_view(after_links.get(s.iface.name),
+                                                        VIEW_KEYS)) for s in specs],
+    }
+    if module._diff:
+        before, after = {}, {}
+        for item, spec in zip(items, specs):
+            keys = diff_keys(item)
+            before[spec.iface.name] = link_view(links.get(spec.iface.name), keys)
+            if module.check_mode:
+                after[spec.iface.name] = (desired_view(spec.iface, keys, stp=spec.stp)
+                                          if spec.state == "present" else {"state": "absent"})
+            else:
+                after[spec.iface.name] = link_view(after_links.get(spec.iface.name), keys)
+        result["diff"] = {"before": before, "after": after}
+    return result
+
+
+def bridge_options(item=False):
+    options = dict(
+        name=dict(type="str", required=item),
+        addresses=dict(type="list", elements="str", default=[]),
+        mtu=dict(type="int"),
+        mac=dict(type="str"),
+        stp=dict(type="bool", default=False),
+        ipv6=dict(type="bool", default=False),
+        state=dict(type="str", choices=["present", "absent"]),
+    )
+    return options
+
+
+def get_argument_spec():
+    spec = bridge_options()
+    spec["state"]["default"] = "present"
+    spec.update(
+        lab=dict(type="str", required=True),
+        bridges=dict(type="list", elements="dict", options=bridge_options(item=True)),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=get_argument_spec(),
+        mutually_exclusive=[("name", "bridges")],
+        required_one_of=[("name", "bridges")],
+        supports_check_mode=True,
+    )
+    run_module(module, "converge bridges of lab '%s'" % module.params["lab"], converge)
+
+
+if __name__ == "__main__":
+    main()

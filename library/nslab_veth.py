@@ -1,0 +1,400 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nslab_veth
+short_description: veth pairs between namespaces and bridges, owned by an nslab lab
+description:
+  - Creates, updates and deletes veth pairs, the virtual cable of a container network. One
+    end (O(name)) usually stays in the host and is attached to a bridge, the other (O(peer))
+    lives in a container's net namespace under its own name, for example C(eth0). Both ends
+    may also live in two namespaces, a point-to-point link with no bridge.
+  - Each end is created directly in its namespace, so no temporary name ever appears in the
+    host. All creations cost one C(ip -batch) process on the host, and the settings inside
+    each namespace one C(nsenter --net=... ip -batch) process per namespace, whatever the
+    number of pairs.
+  - Both ends carry the ifalias C(nslab:<lab>:veth). A link of the same name that is not
+    this lab's is never changed or deleted. A pair whose two ends are no longer each other's
+    peer (rewired by hand) is deleted and created again.
+  - Namespaces must exist and belong to the same lab (see nslab_namespace), and a bridge must
+    be this lab's (see nslab_bridge). In check mode a namespace or bridge that does not exist
+    yet is only warned about, so a whole lab can be checked before it is built.
+  - IPv6 address generation is off on both ends unless O(ipv6=true).
+  - If applying fails half way, every step already done is undone, newest first.
+version_added: "0.1.0"
+author: nslab contributors
+options:
+  lab:
+    description: Lab that owns the pairs.
+    type: str
+    required: true
+  name:
+    description: Name of the first end (at most 15 bytes). Mutually exclusive with O(veths).
+    type: str
+  netns:
+    description: Net namespace (by name, as in C(/run/netns)) of the first end; the host's
+      when omitted.
+    type: str
+  bridge:
+    description: Bridge the first end is attached to. Only for an end in the host namespace.
+    type: str
+  addresses:
+    description: Addresses of the first end, in CIDR form. The end ends up with exactly these.
+    type: list
+    elements: str
+    default: []
+  mac:
+    description: MAC address of the first end.
+    type: str
+  peer:
+    description: The other end. Required with O(state=present).
+    type: dict
+    suboptions:
+      name:
+        description: Name of the other end (at most 15 bytes).
+        type: str
+        required: true
+      netns:
+        description: Its net namespace; the host's when omitted.
+        type: str
+      bridge:
+        description: Bridge it is attached to (only in the host namespace).
+        type: str
+      addresses:
+        description: Its addresses, in CIDR form.
+        type: list
+        elements: str
+        default: []
+      mac:
+        description: Its MAC address.
+        type: str
+  mtu:
+    description: MTU of both ends. Left as the kernel sets it when omitted.
+    type: int
+  ipv6:
+    description: IPv6 address generation (link-local, SLAAC) on both ends.
+    type: bool
+    default: false
+  state:
+    description: V(present) or V(absent). The default for items of O(veths).
+    type: str
+    choices: [present, absent]
+    default: present
+  veths:
+    description: Several pairs converged at once. Each item takes O(name), O(netns),
+      O(bridge), O(addresses), O(mac), O(peer), O(mtu), O(ipv6) and O(state).
+    type: list
+    elements: dict
+extends_documentation_fragment:
+  - action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: linux
+requirements:
+  - iproute2 and util-linux (nsenter) on the target
+seealso:
+  - module: nslab_bridge
+  - module: nslab_namespace
+"""
+
+EXAMPLES = r"""
+- name: A container's eth0 on the lab bridge, Docker style
+  nslab_veth:
+    lab: demo
+    name: nsl-demo-101
+    bridge: nslab-demo-lan
+    peer:
+      name: eth0
+      netns: demo-apt101
+      addresses: [10.213.1.11/24]
+
+- name: Every pair of a lab at once, with a point-to-point link between two containers
+  nslab_veth:
+    lab: demo
+    veths:
+      - {name: nsl-demo-101, bridge: nslab-demo-lan,
+         peer: {name: eth0, netns: demo-apt101, addresses: [10.213.1.11/24]}}
+      - {name: eth1, netns: demo-apt101, addresses: [10.213.9.1/30],
+         peer: {name: eth1, netns: demo-apt103, addresses: [10.213.9.2/30]}}
+
+- name: Remove a pair (both ends go)
+  nslab_veth:
+    lab: demo
+    name: nsl-demo-101
+    state: absent
+"""
+
+RETURN = r"""
+actions:
+  description: What was done (or would be, in check mode), one sentence per change.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create veth 'nsl-demo-101' with peer 'eth0' in netns 'demo-apt101'"]
+veths:
+  description: Each requested pair as the kernel reports it after the run.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: nsl-demo-101
+      netns: null
+      state: present
+      mtu: 1500
+      master: nslab-demo-lan
+      addresses: []
+      peer:
+        name: eth0
+        netns: demo-apt101
+        state: present
+        addresses: [10.213.1.11/24]
+diff:
+  description: Before and after, keyed by C(netns/name) of the first end.
+  returned: when diff mode is on
+  type: dict
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module, runner_for
+from ansible.module_utils.nslab_errors import OwnershipError, ValidationError
+from ansible.module_utils.nslab_iproute import link_view
+from ansible.module_utils.nslab_links import (Iface, VethSpec, address_problems, desired_view,
+                                              plan_veths)
+from ansible.module_utils.nslab_namespaces import NamespaceStore
+from ansible.module_utils.nslab_owner import parse_alias
+from ansible.module_utils.nslab_plan import apply_plan
+from ansible.module_utils.nslab_runner import netns_path
+from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
+                                                 nsname_problem, parse_interface_address)
+
+END_KEYS = ["name", "netns", "bridge", "addresses", "mac"]
+VIEW_KEYS = ["state", "kind", "mtu", "mac", "up", "master", "addresses", "ipv6", "ifindex",
+             "owner"]
+
+
+def build_end(end, where, item, problems):
+    problems.append(ifname_problem(where + "name", end.get("name")))
+    if end.get("netns"):
+        problems.append(nsname_problem(where + "netns", end["netns"]))
+        if end.get("bridge"):
+            problems.append("%sbridge: '%s' cannot be used for an end in netns '%s'; "
+                            "expected an end in the host namespace" % (
+                                where, end["bridge"], end["netns"]))
+    if end.get("bridge"):
+        problems.append(ifname_problem(where + "bridge", end["bridge"]))
+    if end.get("mac"):
+        problems.append(mac_problem(where + "mac", end["mac"]))
+    addresses = []
+    for addr in end.get("addresses") or []:
+        parsed, problem = parse_interface_address(where + "addresses", addr)
+        problems.append(problem)
+        if parsed is not None:
+            addresses.append(str(parsed))
+    return Iface(name=end.get("name"), netns=end.get("netns") or None, mtu=item.get("mtu"),
+                 mac=end["mac"].lower() if end.get("mac") else None, addresses=addresses,
+                 master=end.get("bridge") or None, ipv6=bool(item.get("ipv6")))
+
+
+def build_specs(items):
+    problems, specs, seen = [], [], set()
+    for item in items:
+        where = item["_where"]
+        problems.append(mtu_problem(where + "mtu", item.get("mtu")))
+        end = build_end(dict((k, item.get(k)) for k in END_KEYS), where, item, problems)
+        if item.get("peer"):
+            peer = build_end(item["peer"], where + "peer.", item, problems)
+        else:
+            # Deleting a pair needs only one end: the kernel removes its peer with it.
+            if item["state"] == "present":
+                problems.append("%speer: missing; expected the other end ({name, netns, ...}) "
+                                "for a pair with state=present" % where)
+            peer = Iface(name=None)
+        for iface in (end, peer):
+            key = (iface.netns, iface.name)
+            if iface.name and key in seen:
+                problems.append("%sname: interface '%s'%s is listed twice" % (
+                    where, iface.name, iface.where()))
+            seen.add(key)
+        specs.append(VethSpec(end=end, peer=peer, state=item["state"]))
+    problems = [p for p in problems if p]
+    if problems:
+        raise ValidationError(problems)
+    return specs
+
+
+def namespaces_used(specs):
+    names = []
+    for spec in specs:
+        for iface in (spec.end, spec.peer):
+            if iface.netns and iface.netns not in names:
+                names.append(iface.netns)
+    return names
+
+
+def read_tables(runner, netns_names, store, check_mode, warnings):
+    """{netns or None: {name: Link}} for the host and every namespace used.
+
+    Raises ValidationError for a namespace that is missing (outside check mode) or
+    OwnershipError for one that is not this lab's."""
+    tables, problems = {None: runner.read_links()}, []
+    for name in netns_names:
+        record = store.find_record(name)
+        if not os.path.exists(netns_path(name)):
+            if check_mode:
+                warnings.append("netns '%s' does not exist yet; assuming it will be empty" % name)
+                tables[name] = {}
+                continue
+            problems.append("netns: '%s' does not exist; expected a net namespace made by "
+                            "nslab_namespace for lab '%s'" % (name, store.lab))
+            continue
+        if record is None or record.get("lab") != store.lab or "net" not in record.get(
+                "types", {}):
+            owner = ("owned by nslab lab '%s'" % record["lab"]) if record else "not nslab's"
+            raise OwnershipError("netns", name, owner)
+        tables[name] = runner.read_links(netns=name)
+    if problems:
+        raise ValidationError(problems)
+    return tables
+
+
+def bridge_problems(specs, host_links, lab, check_mode, warnings):
+    problems = []
+    for spec in specs:
+        for iface in (spec.end, spec.peer):
+            if spec.state != "present" or not iface.master:
+                continue
+            bridge = host_links.get(iface.master)
+            if bridge is None:
+                if check_mode:
+                    warnings.append("bridge '%s' does not exist yet" % iface.master)
+                else:
+                    problems.append("bridge: '%s' does not exist; expected a bridge made by "
+                                    "nslab_bridge for lab '%s'" % (iface.master, lab))
+            elif bridge.kind != "bridge" or parse_alias(bridge.alias) != (lab, "bridge"):
+                problems.append("bridge: '%s' is not a bridge of lab '%s'; nslab only attaches "
+                                "to its own bridges" % (iface.master, lab))
+    return problems
+
+
+def end_view(iface, tables, keys):
+    return dict(name=iface.name, netns=iface.netns,
+                **link_view(tables.get(iface.netns, {}).get(iface.name), keys))
+
+
+def pair_view(spec, tables, keys):
+    view = end_view(spec.end, tables, keys)
+    if spec.peer.name:
+        view["peer"] = end_view(spec.peer, tables, keys)
+    return view
+
+
+def diff_keys(spec):
+    keys = ["state"]
+    if spec.state == "present":
+        keys += ["addresses", "master", "ipv6"] + (["mtu"] if spec.end.mtu else [])
+    return keys
+
+
+def predicted_pair(spec, keys):
+    if spec.state == "absent":
+        return {"name": spec.end.name, "netns": spec.end.netns, "state": "absent"}
+    view = dict(name=spec.end.name, netns=spec.end.netns, **desired_view(spec.end, keys))
+    view["peer"] = dict(name=spec.peer.name, netns=spec.peer.netns,
+                        **desired_view(spec.peer, keys))
+    return view
+
+
+def converge(module):
+    params = module.params
+    check_lab(params)
+    lab = params["lab"]
+    items = items_from_params(params, "veths", END_KEYS + ["peer", "mtu", "ipv6", "state"])
+    specs = build_specs(items)
+    runner = runner_for(module)
+    warnings = []
+
+    netns_names = namespaces_used(specs)
+    tables = read_tables(runner, netns_names, NamespaceStore(lab), module.check_mode, warnings)
+    present = [i for s in specs if s.state == "present" for i in (s.end, s.peer)]
+    problems = bridge_problems(specs, tables[None], lab, module.check_mode, warnings)
+    problems += address_problems(present, tables)
+    if problems:
+        raise ValidationError(problems)
+    actions = plan_veths(specs, tables, lab)
+
+    after = tables
+    if actions and not module.check_mode:
+        apply_plan(runner, actions)
+        after = dict((ns, runner.read_links(netns=ns)) for ns in tables)
+
+    result = {
+        "changed": bool(actions),
+        "actions": [a.summary for a in actions],
+        "veths": [pair_view(s, after, VIEW_KEYS) for s in specs],
+    }
+    for warning in warnings:
+        module.warn(warning)
+    if module._diff:
+        key = lambda s: "%s/%s" % (s.end.netns or "host", s.end.name)
+        result["diff"] = {
+            "before": dict((key(s), pair_view(s, tables, diff_keys(s))) for s in specs),
+            "after": dict((key(s), predicted_pair(s, diff_keys(s)) if module.check_mode
+                           else pair_view(s, after, diff_keys(s))) for s in specs),
+        }
+    return result
+
+
+def end_options(required_name):
+    return dict(
+        name=dict(type="str", required=required_name),
+        netns=dict(type="str"),
+        bridge=dict(type="str"),
+        addresses=dict(type="list", elements="str", default=[]),
+        mac=dict(type="str"),
+    )
+
+
+def pair_options(item=False):
+    options = end_options(required_name=item)
+    options.update(
+        peer=dict(type="dict", options=end_options(required_name=True)),
+        mtu=dict(type="int"),
+        ipv6=dict(type="bool", default=False),
+        state=dict(type="str", choices=["present", "absent"]),
+    )
+    return options
+
+
+def get_argument_spec():
+    spec = pair_options()
+    spec["state"]["default"] = "present"
+    spec.update(
+        lab=dict(type="str", required=True),
+        veths=dict(type="list", elements="dict", options=pair_options(item=True)),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=get_argument_spec(),
+        mutually_exclusive=[("name", "veths")],
+        required_one_of=[("name", "veths")],
+        supports_check_mode=True,
+    )
+    run_module(module, "converge veths of lab '%s'" % module.params["lab"], converge)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Glue between AnsibleModule and nslab's core: the runner, list-or-single arguments,
+and the one place where nslab's typed errors become ``fail_json``.
+
+It takes a module object but never imports AnsibleModule, so the rest of module_utils
+stays importable (and testable) without Ansible's module machinery.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.nslab_errors import NslabError, ValidationError
+from ansible.module_utils.nslab_runner import Runner
+from ansible.module_utils.nslab_validate import lab_problem
+
+
+def runner_for(module):
+    def run(argv, data=None):
+        return module.run_command(argv, data=data,
+                                  environ_update={"LC_ALL": "C", "LANG": "C"})
+    return Runner(run,
+                  ip=module.get_bin_path("ip", required=True),
+                  nsenter=module.get_bin_path("nsenter", required=True))
+
+
+def items_from_params(params, list_key, item_keys):
+    """The objects a module converges: ``params[list_key]``, or one built from the
+    top-level options. An item without ``state`` takes the top-level ``state``.
+
+    Each item gets ``_where``, the prefix that names its options in error messages
+    (``bridges[2].`` for list items, empty for the top-level form)."""
+    if params.get(list_key) is not None:
+        items = [dict(item, _where="%s[%d]." % (list_key, index))
+                 for index, item in enumerate(params[list_key])]
+    else:
+        items = [dict(((k, params.get(k)) for k in item_keys), _where="")]
+    for item in items:
+        if item.get("state") is None:
+            item["state"] = params["state"]
+    return items
+
+
+def check_lab(params):
+    problem = lab_problem("lab", params["lab"])
+    if problem:
+        raise ValidationError(problem)
+
+
+def run_module(module, what, core):
+    """Run ``core(module) -> result`` and exit; nslab errors become fail_json."""
+    try:
+        result = core(module)
+    except NslabError as err:
+        module.fail_json(msg="Failed to %s: %s" % (what, err), **err.details())
+    module.exit_json(**result)

@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Typed exceptions shared by every nslab module.
+
+module_utils raise these; only a module's ``main()`` turns them into ``fail_json``
+(see ``nslab_ansible.run_module``), so no traceback ever reaches the user.
+"""
+
+from __future__ import annotations
+
+
+class NslabError(Exception):
+    """Base class: ``str(err)`` is a complete, user-facing sentence."""
+
+    def details(self):
+        """Extra keys for the failure result (machine-readable context)."""
+        return {}
+
+
+class ValidationError(NslabError):
+    """One or more arguments are wrong. Raised before anything is changed."""
+
+    def __init__(self, problems):
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+    def details(self):
+        return {"problems": self.problems}
+
+
+class OwnershipError(NslabError):
+    """A requested name is taken by an object nslab (or this lab) does not own."""
+
+    def __init__(self, kind, name, owner, where=None):
+        self.kind, self.name, self.owner, self.where = kind, name, owner, where
+        place = " in netns '%s'" % where if where else ""
+        super().__init__(
+            "%s '%s'%s exists and is %s; nslab only changes objects it created "
+            "(choose another name or remove it by hand)" % (kind, name, place, owner))
+
+    def details(self):
+        return {"conflict": {"kind": self.kind, "name": self.name, "owner": self.owner,
+                             "netns": self.where}}
+
+
+class CommandError(NslabError):
+    """An external command failed."""
+
+    def __init__(self, argv, rc, stderr, stdout=""):
+        self.argv, self.rc, self.stderr, self.stdout = list(argv), rc, stderr, stdout
+        super().__init__("command %s exited %s: %s" % (
+            " ".join(self.argv), rc, (stderr or stdout or "").strip()))
+
+    def details(self):
+        return {"cmd": self.argv, "rc": self.rc, "stderr": self.stderr}
+
+
+class BatchError(CommandError):
+    """``ip -batch`` stopped at a failing line; ``failed_index`` is 0-based."""
+
+    def __init__(self, argv, rc, stderr, failed_index, lines):
+        super().__init__(argv, rc, stderr)
+        self.failed_index = failed_index
+        self.lines = lines
+        failing = lines[failed_index] if 0 <= failed_index < len(lines) else "?"
+        self.args = ("'ip %s' failed: %s" % (failing, (stderr or "").strip()),)
+
+    def __str__(self):
+        return self.args[0]
+
+
+class ApplyError(NslabError):
+    """Applying a plan failed half way; what was done has been rolled back."""
+
+    def __init__(self, cause, done, rolled_back, rollback_errors):
+        self.cause, self.done = cause, done
+        self.rolled_back, self.rollback_errors = rolled_back, rollback_errors
+        msg = "%s; rolled back %d step(s)" % (cause, len(rolled_back))
+        if rollback_errors:
+            msg += ", but rollback reported: %s" % "; ".join(rollback_errors)
+        super().__init__(msg)
+
+    def details(self):
+        return {"rolled_back": self.rolled_back, "rollback_errors": self.rollback_errors}

@@ -1,0 +1,58 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Parser for /proc/<pid>/mountinfo (pure; unit-tested on captured tables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+
+@dataclass
+class MountEntry:
+    mount_id: int
+    parent_id: int
+    root: str
+    mount_point: str
+    options: str
+    propagation: List[str]     # e.g. ["shared:1"], ["master:3"], [] for private
+    fstype: str
+    source: str
+
+
+def _unescape(field):
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    out, index = [], 0
+    while index < len(field):
+        if field[index] == "\\" and field[index + 1:index + 4].isdigit():
+            out.append(chr(int(field[index + 1:index + 4], 8)))
+            index += 4
+        else:
+            out.append(field[index])
+            index += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text):
+    entries = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        left, _sep, right = line.partition(" - ")
+        fields = left.split()
+        tail = right.split()
+        entries.append(MountEntry(
+            mount_id=int(fields[0]), parent_id=int(fields[1]), root=_unescape(fields[3]),
+            mount_point=_unescape(fields[4]), options=fields[5], propagation=fields[6:],
+            fstype=tail[0] if tail else "", source=_unescape(tail[1]) if len(tail) > 1 else ""))
+    return entries
+
+
+def read_mountinfo(pid="self"):
+    with open("/proc/%s/mountinfo" % pid) as handle:
+        return parse_mountinfo(handle.read())
+
+
+def mount_points(entries, fstype=None):
+    return set(e.mount_point for e in entries if fstype is None or e.fstype == fstype)

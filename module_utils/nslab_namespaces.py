@@ -1,0 +1,422 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Persistent, named namespaces: read, plan, apply.
+
+A namespace outlives the process that made it when its ``/proc/<pid>/ns/<type>`` file is
+bind-mounted somewhere. nslab puts net namespaces at ``/run/netns/<name>`` (so ``ip netns``
+and ``nsenter --net=`` see them) and the other types at
+``/run/nslab/<lab>/ns/<name>/<type>``. ``/run/nslab`` is a private bind mount of itself:
+the kernel refuses to bind a mount namespace onto a shared mount, and a private mount keeps
+nslab's bind mounts from propagating into other mount namespaces, where they would keep
+namespaces alive after nslab removed them.
+
+Ownership: ``/run/nslab/<lab>/ns/<name>.json`` records which types nslab made and their
+inode numbers; a bind mount whose inode differs from the record is not trusted.
+
+Namespaces are made in a forked child (``unshare(2)``), which the parent bind-mounts and
+then lets exit: ~1 ms each, no helper binary.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ansible.module_utils.nslab_errors import ApplyError, NslabError, OwnershipError
+from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
+from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
+                                              write_json_atomic)
+from ansible.module_utils import nslab_syscalls as sc
+
+NETNS_DIR = "/run/netns"
+# Types that persist with a bind mount alone. pid needs an init process and user needs
+# its id maps written by a process: nslab_container makes those with the container's init.
+NS_FLAGS = {
+    "net": sc.CLONE_NEWNET,
+    "uts": sc.CLONE_NEWUTS,
+    "ipc": sc.CLONE_NEWIPC,
+    "mnt": sc.CLONE_NEWNS,
+    "cgroup": sc.CLONE_NEWCGROUP,
+}
+NS_TYPES = list(NS_FLAGS)
+
+
+class NamespaceError(NslabError):
+    pass
+
+
+@dataclass
+class NamespaceSpec:
+    name: str
+    types: List[str]
+    hostname: Optional[str] = None
+    state: str = "present"
+
+
+@dataclass
+class NamespaceState:
+    name: str
+    owner: Optional[str]                  # lab whose record names it, or None
+    types: Dict[str, int] = field(default_factory=dict)   # live types -> inode
+    missing: List[str] = field(default_factory=list)      # recorded, bind mount gone
+    hostname: Optional[str] = None
+
+    def view(self, store):
+        if self.owner is None and not self.types:
+            return {"state": "absent"}
+        return {
+            "state": "present",
+            "types": sorted(self.types),
+            "hostname": self.hostname,
+            "paths": dict((t, store.path(self.owner, self.name, t)) for t in sorted(self.types)),
+        }
+
+
+@dataclass
+class NamespaceAction:
+    summary: str
+    verb: str                 # create, remove, hostname, delete
+    name: str
+    types: List[str] = field(default_factory=list)
+    hostname: Optional[str] = None
+
+
+class NamespaceStore:
+    """Where a lab's namespaces live on disk, and what the kernel says about them."""
+
+    def __init__(self, lab, root=STATE_ROOT, netns_dir=NETNS_DIR):
+        self.lab, self.root, self.netns_dir = lab, root, netns_dir
+
+    def path(self, lab, name, nstype):
+        if nstype == "net":
+            return os.path.join(self.netns_dir, name)
+        return os.path.join(lab_dir(lab or self.lab, self.root), "ns", name, nstype)
+
+    def record_path(self, lab, name):
+        return os.path.join(lab_dir(lab, self.root), "ns", name + ".json")
+
+    def find_record(self, name):
+        for path in sorted(glob.glob(os.path.join(self.root, "*", "ns", name + ".json"))):
+            record = read_json(path)
+            if record is not None:
+                return record
+        return None
+
+    def lab_records(self):
+        pattern = os.path.join(lab_dir(self.lab, self.root), "ns", "*.json")
+        return [r for r in (read_json(p) for p in sorted(glob.glob(pattern))) if r]
+
+    def read(self, name, nsfs=None, with_hostname=False):
+        """The kernel's truth about namespace ``name``, checked against its record."""
+        if nsfs is None:
+            nsfs = mount_points(read_mountinfo(), "nsfs")
+        record = self.find_record(name)
+        state = NamespaceState(name=name, owner=record["lab"] if record else None)
+        if record is None:
+            if os.path.lexists(os.path.join(self.netns_dir, name)):
+                raise OwnershipError("netns", name, "not nslab's (no nslab record)")
+            return state
+        for nstype, info in sorted(record.get("types", {}).items()):
+            path = info["path"]
+            if path not in nsfs:
+                state.missing.append(nstype)
+                continue
+            inode = os.stat(path).st_ino
+            if inode != info["inode"]:
+                raise OwnershipError("%s namespace" % nstype, name,
+                                     "a different namespace than the one nslab made "
+                                     "(inode %d, recorded %d)" % (inode, info["inode"]))
+            state.types[nstype] = inode
+        if with_hostname and "uts" in state.types:
+            state.hostname = read_hostname(state_path(self, state, "uts"))
+        return state
+
+
+def state_path(store, state, nstype):
+    return store.path(state.owner, state.name, nstype)
+
+
+def plan_namespaces(specs, states, lab):
+    """Pure: desired specs vs. states -> NamespaceActions."""
+    actions = []
+    for spec in specs:
+        state = states[spec.name]
+        if state.owner not in (None, lab):
+            raise OwnershipError("namespace", spec.name,
+                                 "owned by nslab lab '%s'" % state.owner)
+        if spec.state == "absent":
+            if state.owner is not None:
+                actions.append(NamespaceAction(
+                    "delete namespace '%s' (%s)" % (spec.name, ", ".join(
+                        sorted(set(state.types) | set(state.missing))) or "no live types"),
+                    "delete", spec.name, sorted(set(state.types) | set(state.missing))))
+            continue
+        new = [t for t in spec.types if t not in state.types]
+        if new:
+            actions.append(NamespaceAction(
+                "create %s namespace%s '%s'" % (", ".join(new), "s" if len(new) > 1 else "",
+                                                spec.name),
+                "create", spec.name, new, spec.hostname if "uts" in new else None))
+        extra = [t for t in sorted(state.types) if t not in spec.types]
+        if extra:
+            actions.append(NamespaceAction(
+                "remove %s namespace%s '%s'" % (", ".join(extra), "s" if len(extra) > 1 else "",
+                                                spec.name), "remove", spec.name, extra))
+        if ("uts" in state.types and "uts" in spec.types and spec.hostname
+                and state.hostname != spec.hostname):
+            actions.append(NamespaceAction(
+                "set hostname of namespace '%s' from '%s' to '%s'" % (
+                    spec.name, state.hostname, spec.hostname),
+                "hostname", spec.name, ["uts"], spec.hostname))
+    return actions
+
+
+# --- applying ---------------------------------------------------------------------------
+
+def _child_exit(write_fd, message):
+    try:
+        os.write(write_fd, message.encode("utf-8", "replace")[:4000])
+    finally:
+        os._exit(0 if message == "ok" else 1)
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks).decode("utf-8", "replace")
+        chunks.append(chunk)
+
+
+def in_namespaces(paths, func):
+    """Run ``func() -> str`` in a child that has joined the namespaces at ``paths``
+    ({type: path}); return its string. The caller's namespaces are never changed."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            for path in paths.values():
+                fd = os.open(path, os.O_RDONLY)
+                sc.setns(fd, 0)
+                os.close(fd)
+            _child_exit(write_fd, "ok" + (func() or ""))
+        except BaseException as err:  # the child must never return into Ansible
+            _child_exit(write_fd, "error:%s" % err)
+    os.close(write_fd)
+    out = _read_all(read_fd)
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    if not out.startswith("ok"):
+        raise NamespaceError(out[len("error:"):] or "child process died")
+    return out[2:]
+
+
+def read_hostname(uts_path):
+    return in_namespaces({"uts": uts_path}, lambda: os.uname().nodename)
+
+
+def set_hostname(uts_path, hostname):
+    in_namespaces({"uts": uts_path}, lambda: socket.sethostname(hostname))
+
+
+def _detach_inherited_mounts(private_root):
+    """In a new mount namespace: become a slave of the host (host unmounts reach us, ours
+    never reach it), and drop the copy of nslab's private namespace mounts."""
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
+    if private_root in mount_points(read_mountinfo()):
+        sc.umount2(private_root, sc.MNT_DETACH)
+
+
+def unshare_and_bind(types, targets, hostname=None, private_root=STATE_ROOT):
+    """Make new namespaces of ``types`` in a child and bind-mount them at ``targets``."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(done_w)
+        try:
+            flags = 0
+            for nstype in types:
+                flags |= NS_FLAGS[nstype]
+            sc.unshare(flags)
+            if "mnt" in types:
+                _detach_inherited_mounts(private_root)
+            if hostname and "uts" in types:
+                socket.sethostname(hostname)
+            os.write(ready_w, b"ok")
+            os.read(done_r, 1)   # stay alive until the parent has bound our namespaces
+            os._exit(0)
+        except BaseException as err:
+            _child_exit(ready_w, "error:%s" % err)
+    os.close(ready_w)
+    os.close(done_r)
+    bound = []
+    try:
+        status = os.read(ready_r, 4096).decode("utf-8", "replace")
+        if status != "ok":
+            raise NamespaceError("unshare(%s) failed: %s" % (
+                ",".join(types), status[len("error:"):] or "child died"))
+        for nstype in types:
+            target = targets[nstype]
+            if not os.path.exists(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "a"):
+                    pass
+            sc.mount("/proc/%d/ns/%s" % (pid, nstype), target, None, sc.MS_BIND)
+            bound.append(target)
+        return dict((t, os.stat(targets[t]).st_ino) for t in types)
+    except BaseException:
+        for target in reversed(bound):
+            unbind(target)
+        raise
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)
+
+
+def unbind(path):
+    try:
+        sc.umount2(path, sc.MNT_DETACH)
+    except OSError:
+        pass
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def ensure_private_root(root=STATE_ROOT):
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    if root not in mount_points(read_mountinfo()):
+        sc.mount(root, root, None, sc.MS_BIND)
+        sc.mount(None, root, None, sc.MS_PRIVATE)
+
+
+def release_private_root(root=STATE_ROOT):
+    """Unmount and remove ``root`` once no lab has anything left in it."""
+    try:
+        if os.listdir(root):
+            return
+    except FileNotFoundError:
+        return
+    if root in mount_points(read_mountinfo()):
+        sc.umount2(root, sc.MNT_DETACH)
+    try:
+        os.rmdir(root)
+    except OSError:
+        pass
+
+
+class NamespaceApplier:
+    """Applies NamespaceActions; on failure undoes this run's creations, newest first."""
+
+    def __init__(self, store, runner=None, wait_seconds=5.0):
+        self.store = store
+        self.runner = runner
+        self.wait_seconds = wait_seconds
+        self.undo = []          # (description, callable)
+
+    def record(self, name):
+        return read_json(self.store.record_path(self.store.lab, name)) or {
+            "lab": self.store.lab, "name": name, "types": {}}
+
+    def save(self, record):
+        path = self.store.record_path(self.store.lab, record["name"])
+        if record["types"]:
+            write_json_atomic(path, record)
+        elif os.path.exists(path):
+            os.unlink(path)
+
+    def apply(self, actions):
+        if not actions:
+            return
+        ensure_private_root(self.store.root)
+        try:
+            for action in actions:
+                getattr(self, "_" + action.verb)(action)
+        except (OSError, NslabError) as err:
+            undone, errors = [], []
+            for description, undo in reversed(self.undo):
+                try:
+                    undo()
+                    undone.append(description)
+                except (OSError, NslabError) as undo_err:
+                    errors.append("%s: %s" % (description, undo_err))
+            raise ApplyError(err, [], undone, errors)
+        finally:
+            release_private_root(self.store.root)
+
+    def _create(self, action):
+        record = self.record(action.name)
+        targets = dict((t, self.store.path(self.store.lab, action.name, t))
+                       for t in action.types)
+        for nstype, target in targets.items():
+            if os.path.lexists(target):
+                # A leftover file (its namespace is gone): nslab's own, recorded path.
+                unbind(target)
+        inodes = unshare_and_bind(action.types, targets, action.hostname, self.store.root)
+        for nstype in action.types:
+            record["types"][nstype] = {"path": targets[nstype], "inode": inodes[nstype]}
+        if action.hostname:
+            record["hostname"] = action.hostname
+        self.save(record)
+
+        def undo(name=action.name, types=list(action.types)):
+            rec = self.record(name)
+            for nstype in types:
+                unbind(self.store.path(self.store.lab, name, nstype))
+                rec["types"].pop(nstype, None)
+            self.save(rec)
+            remove_empty_dirs(os.path.dirname(self.store.path(self.store.lab, name, "uts")),
+                              self.store.root)
+        self.undo.append((action.summary, undo))
+
+    def _hostname(self, action):
+        set_hostname(self.store.path(self.store.lab, action.name, "uts"), action.hostname)
+        record = self.record(action.name)
+        record["hostname"] = action.hostname
+        self.save(record)
+
+    def _remove(self, action):
+        record = self.record(action.name)
+        for nstype in action.types:
+            unbind(self.store.path(self.store.lab, action.name, nstype))
+            record["types"].pop(nstype, None)
+        self.save(record)
+
+    def _delete(self, action):
+        host_ends = self._host_veth_ends(action.name) if "net" in action.types else {}
+        self._remove(action)
+        remove_empty_dirs(os.path.dirname(self.store.path(self.store.lab, action.name, "uts")),
+                          self.store.root)
+        self._wait_gone(host_ends)
+
+    def _host_veth_ends(self, name):
+        """Host ends of veths whose peers live in netns ``name``: the kernel removes them
+        asynchronously after the namespace goes, and their names must be free before a
+        rerun reuses them."""
+        if self.runner is None:
+            return {}
+        nsid = self.runner.netns_ids().get(name)
+        if nsid is None:
+            return {}
+        return dict((link.name, link.ifindex) for link in self.runner.read_links().values()
+                    if link.kind == "veth" and link.peer_netnsid == nsid)
+
+    def _wait_gone(self, host_ends):
+        deadline = time.monotonic() + self.wait_seconds
+        while host_ends and time.monotonic() < deadline:
+            links = self.runner.read_links()
+            host_ends = dict((n, i) for n, i in host_ends.items()
+                             if n in links and links[n].ifindex == i)
+            if host_ends:
+                time.sleep(0.02)

@@ -1,0 +1,141 @@
+"""Integration fixtures: run nslab modules through Ansible against the real kernel.
+
+Every test gets its own lab name (random), and every kernel object a test makes is named
+after it. Teardown removes whatever is left of that lab straight through the kernel
+(not through nslab, which may be what failed) and then checks that nothing remains.
+"""
+
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+STATE_ROOT = "/run/nslab"
+
+pytestmark = pytest.mark.integration
+
+
+def ansible_env():
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "tests" / "integration" / "callback_plugins"),
+        ANSIBLE_STDOUT_CALLBACK="nslab_json",
+        ANSIBLE_NOCOLOR="1",
+        LC_ALL="C.UTF-8",
+    )
+
+
+def run_module(module, args, check=False, diff=False):
+    """Run one module on localhost with ``ansible`` and return its result dict."""
+    argv = [str(BIN / "ansible"), "localhost", "-m", module, "-a", json.dumps(args)]
+    argv += ["--check"] if check else []
+    argv += ["--diff"] if diff else []
+    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("{") and '"_status"' in line:
+            return json.loads(line)
+    raise AssertionError("no result from %s (rc %s):\n%s\n%s" % (
+        module, proc.returncode, proc.stdout, proc.stderr))
+
+
+def run_playbook(playbook, extra_vars=None, check=False):
+    argv = [str(BIN / "ansible-playbook"), str(ROOT / playbook)]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    argv += ["--check"] if check else []
+    env = ansible_env()
+    env["ANSIBLE_STDOUT_CALLBACK"] = "default"
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def sh(*argv, check=True, netns=None):
+    if netns:
+        argv = ("nsenter", "--net=/run/netns/%s" % netns) + argv
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+def ip_links(netns=None):
+    out = sh("ip", "-j", "-d", "link", "show", netns=netns).stdout
+    return dict((link["ifname"], link) for link in json.loads(out or "[]"))
+
+
+def nsfs_mounts():
+    with open("/proc/self/mountinfo") as handle:
+        return [line.split()[4] for line in handle if " - nsfs " in line]
+
+
+class Lab:
+    """A test lab: a unique name, its objects' names, cleanup and leftover checks."""
+
+    def __init__(self):
+        self.name = "t" + secrets.token_hex(3)          # 7 characters
+
+    def n(self, suffix):
+        """A kernel object name of this lab (at most 15 bytes for suffixes up to 7)."""
+        return "%s-%s" % (self.name, suffix)
+
+    def owns(self, name, alias=None):
+        return name.startswith(self.name + "-") or (alias or "").startswith(
+            "nslab:%s:" % self.name)
+
+    def leftovers(self):
+        found = []
+        found += ["link %s" % n for n, l in ip_links().items() if self.owns(n, l.get("ifalias"))]
+        if os.path.isdir("/run/netns"):
+            found += ["netns %s" % n for n in os.listdir("/run/netns") if self.owns(n)]
+        found += ["mount %s" % m for m in nsfs_mounts()
+                  if self.name in m and (m.startswith(STATE_ROOT) or m.startswith("/run/netns"))]
+        if os.path.exists(os.path.join(STATE_ROOT, self.name)):
+            found.append("state dir %s/%s" % (STATE_ROOT, self.name))
+        return found
+
+    def cleanup(self):
+        for name, link in ip_links().items():
+            if self.owns(name, link.get("ifalias")):
+                sh("ip", "link", "del", "dev", name, check=False)
+        for mount in sorted(nsfs_mounts(), reverse=True):
+            if self.name in mount and (mount.startswith(STATE_ROOT)
+                                       or mount.startswith("/run/netns")):
+                sh("umount", "-l", mount, check=False)
+        if os.path.isdir("/run/netns"):
+            for name in os.listdir("/run/netns"):
+                if self.owns(name):
+                    os.unlink(os.path.join("/run/netns", name))
+        shutil.rmtree(os.path.join(STATE_ROOT, self.name), ignore_errors=True)
+        release_state_root()
+
+
+def release_state_root():
+    """Unmount nslab's private state root once no lab uses it (as the modules do)."""
+    if os.path.isdir(STATE_ROOT) and not os.listdir(STATE_ROOT):
+        with open("/proc/self/mountinfo") as handle:
+            if any(line.split()[4] == STATE_ROOT for line in handle):
+                sh("umount", "-l", STATE_ROOT, check=False)
+        os.rmdir(STATE_ROOT)
+
+
+@pytest.fixture
+def lab():
+    if os.geteuid() != 0:
+        pytest.skip("integration tests need root (namespaces, links, mounts)")
+    test_lab = Lab()
+    try:
+        yield test_lab
+    finally:
+        test_lab.cleanup()
+        left = test_lab.leftovers()
+        assert not left, "cleanup left %s" % left
+
+
+@pytest.fixture
+def module():
+    return run_module

@@ -1,0 +1,142 @@
+"""Planning bridges and veth pairs against kernel snapshots (pure functions)."""
+
+import pytest
+
+from ansible.module_utils.nslab_errors import OwnershipError
+from ansible.module_utils.nslab_iproute import Link
+from ansible.module_utils.nslab_links import (BridgeSpec, Iface, VethSpec, address_problems,
+                                              plan_bridges, plan_veths)
+from ansible.module_utils.nslab_plan import CREATE, DELETE, ordered_steps
+
+
+def link(name, kind="bridge", alias="nslab:lab:bridge", **kw):
+    values = dict(name=name, ifindex=kw.pop("ifindex", 10), kind=kind, mtu=1500,
+                  mac="02:00:00:00:00:01", up=True, alias=alias, master=None, peer_ifindex=None,
+                  peer_netnsid=None, addrgenmode="none", stp=False if kind == "bridge" else None,
+                  addresses=[])
+    values.update(kw)
+    return Link(**values)
+
+
+def commands(actions):
+    return [(s.netns, " ".join(s.argv)) for s in ordered_steps(actions)]
+
+
+def test_new_bridge_is_created_tagged_addressed_and_up_in_phase_order():
+    spec = BridgeSpec(Iface("br0", addresses=["10.0.0.1/24"], mtu=9000), stp=True)
+    actions = plan_bridges([spec], {}, "lab")
+    assert [a.summary for a in actions][0] == "create bridge 'br0'"
+    assert commands(actions) == [
+        (None, "link add name br0 mtu 9000 type bridge stp_state 1"),
+        (None, "link set dev br0 alias nslab:lab:bridge"),
+        (None, "link set dev br0 addrgenmode none"),
+        (None, "addr add 10.0.0.1/24 dev br0"),
+        (None, "link set dev br0 up"),
+    ]
+
+
+def test_converged_bridge_plans_nothing():
+    spec = BridgeSpec(Iface("br0", addresses=["10.0.0.1/24"]))
+    current = {"br0": link("br0", addresses=["10.0.0.1/24", "fe80::1/64"])}
+    assert plan_bridges([spec], current, "lab") == []
+
+
+def test_bridge_drift_is_repaired_with_undo_steps():
+    spec = BridgeSpec(Iface("br0", addresses=["10.0.0.1/24"], mtu=1400), stp=False)
+    current = {"br0": link("br0", addresses=["10.0.0.9/24"], up=False, stp=True,
+                           addrgenmode="eui64")}
+    actions = plan_bridges([spec], current, "lab")
+    summaries = [a.summary for a in actions]
+    assert summaries == [
+        "turn STP off on bridge 'br0'",
+        "set MTU of bridge 'br0' from 1500 to 1400",
+        "turn off IPv6 address generation on bridge 'br0'",
+        "add address 10.0.0.1/24 to bridge 'br0'",
+        "remove address 10.0.0.9/24 from bridge 'br0'",
+        "bring bridge 'br0' up",
+    ]
+    undo = [s.undo[1] for a in actions for s in a.steps]
+    assert ["link", "set", "dev", "br0", "mtu", "1500"] in undo
+    assert ["addr", "add", "10.0.0.9/24", "dev", "br0"] in undo
+
+
+@pytest.mark.parametrize("alias,owner", [
+    (None, "not nslab's"),
+    ("docker", "not nslab's"),
+    ("nslab:other:bridge", "lab 'other'"),
+])
+def test_foreign_bridges_are_refused_for_any_state(alias, owner):
+    for state in ("present", "absent"):
+        with pytest.raises(OwnershipError) as err:
+            plan_bridges([BridgeSpec(Iface("br0"), state=state)],
+                         {"br0": link("br0", alias=alias)}, "lab")
+        assert owner in str(err.value) and "'br0'" in str(err.value)
+
+
+def test_absent_bridge_is_deleted_only_when_present():
+    spec = BridgeSpec(Iface("br0"), state="absent")
+    assert plan_bridges([spec], {}, "lab") == []
+    actions = plan_bridges([spec], {"br0": link("br0")}, "lab")
+    assert commands(actions) == [(None, "link del dev br0")]
+
+
+def veth_pair(end_ns=None, peer_ns="ns1", alias="nslab:lab:veth"):
+    end = link("v0", kind="veth", alias=alias, ifindex=7, peer_ifindex=2, peer_netnsid=0,
+               master="br0")
+    peer = link("eth0", kind="veth", alias=alias, ifindex=2, peer_ifindex=7, peer_netnsid=0,
+                addresses=["10.0.0.2/24"])
+    return {end_ns: {"v0": end}, peer_ns: {"eth0": peer}}
+
+
+def veth_spec(**kw):
+    return VethSpec(end=Iface("v0", master="br0"),
+                    peer=Iface("eth0", netns="ns1", addresses=["10.0.0.2/24"]), **kw)
+
+
+def test_new_pair_is_created_from_the_host_directly_into_the_namespace():
+    actions = plan_veths([veth_spec()], {None: {}, "ns1": {}}, "lab")
+    cmds = commands(actions)
+    assert cmds[0] == (None, "link add name v0 type veth peer name eth0 netns ns1")
+    assert (None, "link set dev v0 master br0") in cmds
+    assert ("ns1", "addr add 10.0.0.2/24 dev eth0") in cmds
+    assert cmds[-2:] == [(None, "link set dev v0 up"), ("ns1", "link set dev eth0 up")]
+    create = ordered_steps(actions)[0]
+    assert create.phase == CREATE and create.undo == (None, ["link", "del", "dev", "v0"])
+
+
+def test_converged_pair_plans_nothing():
+    assert plan_veths([veth_spec()], veth_pair(), "lab") == []
+
+
+def test_rewired_pair_is_deleted_and_recreated():
+    tables = veth_pair()
+    tables["ns1"]["eth0"].peer_ifindex = 99      # eth0's peer is no longer v0
+    actions = plan_veths([veth_spec()], tables, "lab")
+    cmds = commands(actions)
+    assert cmds[:2] == [(None, "link del dev v0"), ("ns1", "link del dev eth0")]
+    assert cmds[2][1].startswith("link add name v0")
+    assert ordered_steps(actions)[0].phase == DELETE
+
+
+def test_absent_pair_deletes_one_end_only():
+    spec = veth_spec(state="absent")
+    assert commands(plan_veths([spec], veth_pair(), "lab")) == [(None, "link del dev v0")]
+    assert plan_veths([spec], {None: {}, "ns1": {}}, "lab") == []
+
+
+def test_foreign_peer_name_in_namespace_is_refused():
+    tables = {None: {}, "ns1": {"eth0": link("eth0", kind="veth", alias=None)}}
+    with pytest.raises(OwnershipError) as err:
+        plan_veths([veth_spec()], tables, "lab")
+    assert "netns 'ns1'" in str(err.value)
+
+
+def test_address_problems_find_duplicates_and_foreign_users():
+    a = Iface("a", netns="ns1", addresses=["10.0.0.2/24"])
+    b = Iface("b", netns="ns1", addresses=["10.0.0.2/24"])
+    c = Iface("c", netns="ns2", addresses=["10.0.0.2/24"])     # other namespace: fine
+    tables = {"ns1": {}, "ns2": {"lo": link("lo", kind=None, addresses=["10.0.0.2/8"])}}
+    problems = address_problems([a, b, c], tables)
+    assert any("requested for both 'a' and 'b'" in p for p in problems)
+    assert any("already on interface 'lo'" in p and "ns2" in p for p in problems)
+    assert len(problems) == 2
