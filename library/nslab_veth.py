@@ -86,10 +86,61 @@ options:
     choices: [present, absent]
     default: present
   veths:
-    description: Several pairs converged at once. Each item takes O(name), O(netns),
-      O(bridge), O(addresses), O(mac), O(peer), O(mtu), O(ipv6) and O(state).
+    description: Several pairs converged at once. Each item takes the options above.
     type: list
     elements: dict
+    suboptions:
+      name:
+        description: Name of the first end.
+        type: str
+        required: true
+      netns:
+        description: Net namespace of the first end; the host's when omitted.
+        type: str
+      bridge:
+        description: Bridge the first end is attached to (host namespace only).
+        type: str
+      addresses:
+        description: Addresses of the first end, in CIDR form.
+        type: list
+        elements: str
+        default: []
+      mac:
+        description: MAC address of the first end.
+        type: str
+      peer:
+        description: The other end. Required with O(state=present).
+        type: dict
+        suboptions:
+          name:
+            description: Name of the other end.
+            type: str
+            required: true
+          netns:
+            description: Its net namespace; the host's when omitted.
+            type: str
+          bridge:
+            description: Bridge it is attached to (host namespace only).
+            type: str
+          addresses:
+            description: Its addresses, in CIDR form.
+            type: list
+            elements: str
+            default: []
+          mac:
+            description: Its MAC address.
+            type: str
+      mtu:
+        description: MTU of both ends.
+        type: int
+      ipv6:
+        description: IPv6 address generation on both ends.
+        type: bool
+        default: false
+      state:
+        description: V(present) or V(absent); defaults to the top-level O(state).
+        type: str
+        choices: [present, absent]
 extends_documentation_fragment:
   - action_common_attributes
 attributes:

@@ -1,0 +1,106 @@
+"""nslab_namespace against the real kernel."""
+
+import json
+import os
+
+from conftest import STATE_ROOT, nsfs_mounts, sh
+
+ALL_TYPES = ["net", "uts", "ipc", "mnt", "cgroup"]
+
+
+def ns_inode(path):
+    return os.stat(path).st_ino
+
+
+def test_check_mode_creates_nothing(lab, module):
+    result = module("nslab_namespace", dict(lab=lab.name, name=lab.n("a"), types=ALL_TYPES),
+                    check=True, diff=True)
+    assert result["changed"] is True
+    assert result["diff"]["after"][lab.n("a")]["types"] == sorted(ALL_TYPES)
+    assert not os.path.exists("/run/netns/" + lab.n("a"))
+    assert not os.path.exists(os.path.join(STATE_ROOT, lab.name))
+
+
+def test_every_type_is_a_new_namespace_that_outlives_the_module(lab, module):
+    name = lab.n("a")
+    result = module("nslab_namespace", dict(lab=lab.name, name=name, types=ALL_TYPES,
+                                            hostname="web1"))
+    assert result["changed"] is True
+    paths = result["namespaces"][0]["paths"]
+    assert paths["net"] == "/run/netns/" + name
+    for nstype in ALL_TYPES:
+        assert paths[nstype] in nsfs_mounts()
+        # a different namespace from the host's (the host = this test's own process)
+        assert ns_inode(paths[nstype]) != ns_inode("/proc/self/ns/" + nstype), nstype
+    assert name in sh("ip", "netns", "list").stdout
+    # entered by name: its own hostname, its own (empty, down) network
+    assert sh("nsenter", "--uts=" + paths["uts"], "uname", "-n").stdout.strip() == "web1"
+    assert os.uname().nodename != "web1"
+    links = json.loads(sh("ip", "-j", "link", netns=name).stdout)
+    assert [l["ifname"] for l in links] == ["lo"]
+    # the new mount namespace holds no copy of nslab's private namespace mounts
+    mounts = sh("nsenter", "--mount=" + paths["mnt"], "cat", "/proc/self/mountinfo").stdout
+    assert STATE_ROOT not in mounts
+
+    again = module("nslab_namespace", dict(lab=lab.name, name=name, types=ALL_TYPES,
+                                           hostname="web1"))
+    assert again["changed"] is False and again["actions"] == []
+
+
+def test_types_hostname_change_and_delete(lab, module):
+    name = lab.n("b")
+    module("nslab_namespace", dict(lab=lab.name, name=name, types=["net", "uts", "ipc"]))
+    net_inode = ns_inode("/run/netns/" + name)
+    result = module("nslab_namespace", dict(lab=lab.name, name=name, types=["net", "uts"],
+                                            hostname="renamed"), diff=True)
+    assert sorted(result["actions"]) == sorted([
+        "remove ipc namespace '%s'" % name,
+        "set hostname of namespace '%s' from '%s' to 'renamed'" % (name, name)])
+    assert result["diff"]["before"][name]["hostname"] == name
+    assert result["diff"]["after"][name]["hostname"] == "renamed"
+    # the net namespace was kept, not recreated
+    assert ns_inode("/run/netns/" + name) == net_inode
+    uts = result["namespaces"][0]["paths"]["uts"]
+    assert sh("nsenter", "--uts=" + uts, "uname", "-n").stdout.strip() == "renamed"
+
+    gone = module("nslab_namespace", dict(lab=lab.name, name=name, state="absent"))
+    assert gone["changed"] is True
+    assert not os.path.exists("/run/netns/" + name)
+    assert lab.leftovers() == []
+    assert module("nslab_namespace", dict(lab=lab.name, name=name,
+                                          state="absent"))["changed"] is False
+
+
+def test_a_vanished_bind_mount_is_recreated(lab, module):
+    name = lab.n("c")
+    module("nslab_namespace", dict(lab=lab.name, name=name))
+    sh("ip", "netns", "del", name)          # someone removed it behind nslab's back
+    result = module("nslab_namespace", dict(lab=lab.name, name=name))
+    assert result["actions"] == ["create net namespace '%s'" % name]
+    assert "/run/netns/" + name in nsfs_mounts()
+
+
+def test_foreign_netns_is_refused_and_untouched(lab, module):
+    name = lab.n("hand")
+    sh("ip", "netns", "add", name)
+    inode = ns_inode("/run/netns/" + name)
+    for state in ("present", "absent"):
+        result = module("nslab_namespace", dict(lab=lab.name, name=name, state=state))
+        assert result["_status"] == "failed"
+        assert "netns '%s' exists and is not nslab's" % name in result["msg"]
+    assert ns_inode("/run/netns/" + name) == inode
+
+
+def test_other_labs_namespace_and_bad_input(lab, module):
+    module("nslab_namespace", dict(lab=lab.name, name=lab.n("d")))
+    other = module("nslab_namespace", dict(lab="otherlab", name=lab.n("d"), state="absent"))
+    assert other["_status"] == "failed" and "owned by nslab lab '%s'" % lab.name in other["msg"]
+    bad = module("nslab_namespace", dict(lab=lab.name, namespaces=[
+        dict(name="../escape"), dict(name=lab.n("e"), types=["net"], hostname="h")]))
+    assert bad["_status"] == "failed"
+    assert any(p.startswith("namespaces[0].name: ") for p in bad["problems"])
+    assert any(p.startswith("namespaces[1].hostname: ") and "needs 'uts'" in p
+               for p in bad["problems"])
+    wrong_type = module("nslab_namespace", dict(lab=lab.name, name=lab.n("f"), types=["pid"]))
+    assert wrong_type["_status"] == "failed" and "pid" in wrong_type["msg"]
+    assert not os.path.exists("/run/netns/" + lab.n("e"))

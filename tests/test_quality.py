@@ -1,0 +1,90 @@
+"""Static quality gates: ansible-doc renders every module and agrees with its
+argument_spec; ansible-lint (offline, production profile, args rule on) passes."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = pathlib.Path(sys.executable).parent
+MODULES = sorted(p.stem for p in (ROOT / "library").glob("nslab_*.py"))
+
+
+def load_module(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "library" / (name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_there_are_modules():
+    assert {"nslab_bridge", "nslab_namespace", "nslab_veth"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_ansible_doc_renders(name):
+    proc = subprocess.run([str(BIN / "ansible-doc"), "-M", str(ROOT / "library"), "-j", name],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)[name]
+    assert doc["doc"]["short_description"]
+    assert doc["examples"].strip() and doc["return"]
+    assert doc["doc"]["attributes"]["check_mode"]["support"] == "full"
+    assert doc["doc"]["attributes"]["diff_mode"]["support"] == "full"
+    assert "[WARNING]" not in proc.stderr
+
+
+def compare(spec, options, where):
+    """Every option in the argument_spec is documented with the same type, default,
+    choices and required flag, and the other way round."""
+    assert set(spec) == set(options), "%s: spec %s vs doc %s" % (where, sorted(spec),
+                                                                 sorted(options))
+    for key, arg in spec.items():
+        doc = options[key]
+        assert arg.get("type", "str") == doc.get("type", "str"), (where, key)
+        assert bool(arg.get("required")) == bool(doc.get("required")), (where, key)
+        assert arg.get("choices") == doc.get("choices"), (where, key)
+        assert arg.get("default") == doc.get("default"), (where, key)
+        if arg.get("elements") or doc.get("elements"):
+            assert arg.get("elements") == doc.get("elements"), (where, key)
+        if "options" in arg:
+            compare(arg["options"], doc.get("suboptions", {}), "%s.%s" % (where, key))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_documentation_matches_argument_spec(name):
+    module = load_module(name)
+    compare(module.get_argument_spec(), yaml.safe_load(module.DOCUMENTATION)["options"], name)
+    yaml.safe_load(module.EXAMPLES)
+    yaml.safe_load(module.RETURN)
+
+
+def ansible_lint(*paths):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "lint" / "run_ansible_lint.py"), "--strict",
+         "--nocolor", *paths], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_ansible_lint_passes():
+    targets = [p for p in ("playbooks", "roles", "molecule") if any((ROOT / p).rglob("*.yml"))]
+    proc = ansible_lint(*targets)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Ignored exception from ArgsRule" not in proc.stderr
+
+
+def test_ansible_lint_checks_nslab_module_arguments(tmp_path):
+    bad = ROOT / "playbooks" / ".lint-probe.yml"
+    bad.write_text("---\n- name: Probe\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                   "    - name: Misspelt option\n      nslab_bridge:\n        lab: demo\n"
+                   "        nme: x\n")
+    try:
+        proc = ansible_lint(str(bad))
+    finally:
+        bad.unlink()
+    assert proc.returncode != 0
+    assert "args[module]" in proc.stdout + proc.stderr
