@@ -34,9 +34,11 @@ def ansible_env():
     )
 
 
-def run_module(module, args, check=False, diff=False):
+def run_module(module, args, check=False, diff=False, interpreter=None):
     """Run one module on localhost with ``ansible`` and return its result dict."""
     argv = [str(BIN / "ansible"), "localhost", "-m", module, "-a", json.dumps(args)]
+    if interpreter:
+        argv += ["-e", "ansible_python_interpreter=%s" % interpreter]
     argv += ["--check"] if check else []
     argv += ["--diff"] if diff else []
     proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)

@@ -104,3 +104,21 @@ def test_other_labs_namespace_and_bad_input(lab, module):
     wrong_type = module("nslab_namespace", dict(lab=lab.name, name=lab.n("f"), types=["pid"]))
     assert wrong_type["_status"] == "failed" and "pid" in wrong_type["msg"]
     assert not os.path.exists("/run/netns/" + lab.n("e"))
+
+
+def test_failure_half_way_rolls_back_this_runs_namespaces(lab, module):
+    # Inject a failure for the second namespace: its state directory path is taken by a
+    # file inside the test lab's own state dir, so making its uts bind mount fails.
+    first, second = lab.n("r1"), lab.n("r2")
+    blocker = os.path.join(STATE_ROOT, lab.name, "ns", second)
+    os.makedirs(os.path.dirname(blocker))
+    open(blocker, "w").close()
+    result = module("nslab_namespace", dict(lab=lab.name, namespaces=[
+        dict(name=first, types=["net", "uts"]), dict(name=second, types=["net", "uts"])]))
+    assert result["_status"] == "failed"
+    assert "rolled back 1 step(s)" in result["msg"]
+    assert result["rolled_back"] == ["create net, uts namespaces '%s'" % first]
+    assert not os.path.exists("/run/netns/" + first)
+    assert not os.path.exists("/run/netns/" + second)
+    assert not [m for m in nsfs_mounts() if lab.name in m]
+    assert not os.path.exists(os.path.join(STATE_ROOT, lab.name, "ns", first + ".json"))
