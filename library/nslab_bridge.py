@@ -53,6 +53,16 @@ options:
     description: IPv6 address generation (link-local, SLAAC) on the bridge.
     type: bool
     default: false
+  nat:
+    description:
+      - Masquerade the bridge's IPv4 subnets to the host's uplink (like Docker's default
+        bridge), with one nftables rule per subnet in nslab's own table C(ip nslab).
+      - Needs the C(nft) command (Debian package C(nftables)). If the host does not forward
+        IPv4 (C(net.ipv4.ip_forward=0)), the module turns forwarding on, which is a
+        host-wide setting; it says so in RV(actions) and in a warning, and does not
+        turn it off again.
+    type: bool
+    default: false
   state:
     description:
       - V(present) creates or updates, V(absent) deletes. The default for items of
@@ -88,6 +98,10 @@ options:
         description: IPv6 address generation.
         type: bool
         default: false
+      nat:
+        description: Masquerade the bridge's IPv4 subnets to the host's uplink.
+        type: bool
+        default: false
       state:
         description: V(present) or V(absent); defaults to the top-level O(state).
         type: str
@@ -103,6 +117,7 @@ attributes:
     platforms: linux
 requirements:
   - iproute2 and util-linux (nsenter) on the target
+  - nftables (C(nft)) only with O(nat=true)
 notes:
   - The bridge lives in the host's network namespace. Host-wide settings such as
     C(net.bridge.bridge-nf-call-iptables) or ARP table sizes are not changed.
@@ -155,6 +170,7 @@ bridges:
       addresses: [10.213.1.1/24]
       stp: false
       ipv6: false
+      nat: false
       ifindex: 7
       owner: "nslab:demo:bridge"
 diff:
@@ -165,15 +181,18 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module, runner_for
-from ansible.module_utils.nslab_errors import ValidationError
+from ansible.module_utils.nslab_errors import ApplyError, NslabError, ValidationError
 from ansible.module_utils.nslab_iproute import link_view
 from ansible.module_utils.nslab_links import (BridgeSpec, Iface, address_problems, desired_view,
                                               plan_bridges)
-from ansible.module_utils.nslab_plan import apply_plan
+from ansible.module_utils.nslab_nat import (enable_forwarding, forwarding_enabled, nat_subnets,
+                                            plan_nat, read_rules, rule_comment)
+from ansible.module_utils.nslab_plan import apply_plan, rollback
 from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
                                                  parse_interface_address)
 
-VIEW_KEYS = ["state", "kind", "mtu", "mac", "up", "addresses", "stp", "ipv6", "ifindex", "owner"]
+VIEW_KEYS = ["state", "kind", "mtu", "mac", "up", "addresses", "stp", "ipv6", "nat", "ifindex",
+             "owner"]
 
 
 def build_specs(items):
@@ -198,7 +217,7 @@ def build_specs(items):
             iface=Iface(name=item["name"], mtu=item.get("mtu"),
                         mac=item["mac"].lower() if item.get("mac") else None,
                         addresses=addresses, ipv6=bool(item.get("ipv6"))),
-            stp=bool(item.get("stp")), state=item["state"]))
+            stp=bool(item.get("stp")), nat=bool(item.get("nat")), state=item["state"]))
     problems = [p for p in problems if p]
     if problems:
         raise ValidationError(problems)
@@ -208,46 +227,92 @@ def build_specs(items):
 def diff_keys(item):
     keys = ["state"]
     if item["state"] == "present":
-        keys += ["addresses", "stp", "ipv6"] + [k for k in ("mtu", "mac") if item.get(k)]
+        keys += ["addresses", "stp", "ipv6", "nat"] + [k for k in ("mtu", "mac") if item.get(k)]
     return keys
+
+
+def wanted_nat_rules(specs, lab):
+    wanted = {}
+    for spec in specs:
+        if spec.state == "present" and spec.nat:
+            for subnet in nat_subnets(spec.iface.addresses):
+                wanted[rule_comment(lab, spec.iface.name, subnet)] = (spec.iface.name, subnet)
+    return wanted
+
+
+def nat_state(rules, lab, name):
+    return any(c.startswith("nslab:%s:%s:" % (lab, name)) for c in rules)
 
 
 def converge(module):
     params = module.params
+    lab = params["lab"]
     check_lab(params)
     items = items_from_params(params, "bridges", ["name", "addresses", "mtu", "mac", "stp",
-                                                  "ipv6", "state"])
+                                                  "ipv6", "nat", "state"])
     specs = build_specs(items)
     runner = runner_for(module)
 
     links = runner.read_links()
     present = [s.iface for s in specs if s.state == "present"]
     problems = address_problems(present, {None: links})
+    wanted = wanted_nat_rules(specs, lab)
+    nft = module.get_bin_path("nft")
+    if wanted and nft is None:
+        problems.append("nat: true needs the nft command on the target; expected the "
+                        "nftables package to be installed")
     if problems:
         raise ValidationError(problems)
-    actions = plan_bridges(specs, links, params["lab"])
+    actions = plan_bridges(specs, links, lab)
 
-    after_links = links
-    if actions and not module.check_mode:
-        apply_plan(runner, actions)
+    # With no nft there can be no nslab rules to remove.
+    rules = read_rules(runner, nft) if nft else {}
+    nat_summaries, nat_script = plan_nat(wanted, rules, lab, [s.iface.name for s in specs])
+    turn_on_forwarding = bool(wanted) and not forwarding_enabled()
+    summaries = [a.summary for a in actions] + nat_summaries
+    if turn_on_forwarding:
+        summaries.append("enable IPv4 forwarding (net.ipv4.ip_forward=1, host-wide)")
+        module.warn("nat: IPv4 forwarding was off; nslab turned it on for the whole host "
+                    "and will not turn it off again")
+
+    after_links, after_rules = links, rules
+    if summaries and not module.check_mode:
+        done = apply_plan(runner, actions)
+        try:
+            if nat_script:
+                runner.run([nft, "-f", "-"], data="\n".join(nat_script) + "\n")
+            if turn_on_forwarding:
+                enable_forwarding()
+        except (NslabError, OSError) as err:
+            undone, errors = rollback(runner, done)
+            raise ApplyError(err, [], undone, errors)
         after_links = runner.read_links()
+        after_rules = read_rules(runner, nft) if nft else {}
+
+    def view(name, bridge_links, bridge_rules, keys):
+        state = link_view(bridge_links.get(name), keys)
+        if "nat" in keys and state["state"] == "present":
+            state["nat"] = nat_state(bridge_rules, lab, name)
+        return state
 
     result = {
-        "changed": bool(actions),
-        "actions": [a.summary for a in actions],
-        "bridges": [dict(name=s.iface.name, **link_view(after_links.get(s.iface.name),
-                                                        VIEW_KEYS)) for s in specs],
+        "changed": bool(summaries),
+        "actions": summaries,
+        "bridges": [dict(name=s.iface.name, **view(s.iface.name, after_links, after_rules,
+                                                   VIEW_KEYS)) for s in specs],
     }
     if module._diff:
         before, after = {}, {}
         for item, spec in zip(items, specs):
             keys = diff_keys(item)
-            before[spec.iface.name] = link_view(links.get(spec.iface.name), keys)
+            before[spec.iface.name] = view(spec.iface.name, links, rules, keys)
             if module.check_mode:
-                after[spec.iface.name] = (desired_view(spec.iface, keys, stp=spec.stp)
-                                          if spec.state == "present" else {"state": "absent"})
+                after[spec.iface.name] = (
+                    desired_view(spec.iface, keys, stp=spec.stp, nat=spec.nat and bool(
+                        nat_subnets(spec.iface.addresses)))
+                    if spec.state == "present" else {"state": "absent"})
             else:
-                after[spec.iface.name] = link_view(after_links.get(spec.iface.name), keys)
+                after[spec.iface.name] = view(spec.iface.name, after_links, after_rules, keys)
         result["diff"] = {"before": before, "after": after}
     return result
 
@@ -260,6 +325,7 @@ def bridge_options(item=False):
         mac=dict(type="str"),
         stp=dict(type="bool", default=False),
         ipv6=dict(type="bool", default=False),
+        nat=dict(type="bool", default=False),
         state=dict(type="str", choices=["present", "absent"]),
     )
     return options

@@ -38,6 +38,7 @@ class Iface:
 class BridgeSpec:
     iface: Iface
     stp: bool = False
+    nat: bool = False
     state: str = "present"
 
 

@@ -34,9 +34,14 @@ def ansible_env():
     )
 
 
-def run_module(module, args, check=False, diff=False, interpreter=None):
-    """Run one module on localhost with ``ansible`` and return its result dict."""
+def run_module(module, args, check=False, diff=False, interpreter=None, netns=None):
+    """Run one module on localhost with ``ansible`` and return its result dict.
+
+    With ``netns`` the whole run happens inside that (test-made) network namespace, which
+    is then the module's "host"."""
     argv = [str(BIN / "ansible"), "localhost", "-m", module, "-a", json.dumps(args)]
+    if netns:
+        argv = ["nsenter", "--net=/run/netns/%s" % netns] + argv
     if interpreter:
         argv += ["-e", "ansible_python_interpreter=%s" % interpreter]
     argv += ["--check"] if check else []

@@ -140,3 +140,33 @@ def test_address_problems_find_duplicates_and_foreign_users():
     assert any("requested for both 'a' and 'b'" in p for p in problems)
     assert any("already on interface 'lo'" in p and "ns2" in p for p in problems)
     assert len(problems) == 2
+
+
+def test_nat_rules_are_planned_per_subnet_and_removed_with_their_bridge():
+    from ansible.module_utils.nslab_nat import nat_subnets, plan_nat, rule_comment
+
+    assert nat_subnets(["10.0.0.1/24", "fd00::1/64", "10.0.0.2/24"]) == ["10.0.0.0/24"]
+    comment = rule_comment("lab", "br0", "10.0.0.0/24")
+    summaries, lines = plan_nat({comment: ("br0", "10.0.0.0/24")}, {}, "lab", ["br0"])
+    assert summaries == ["masquerade 10.0.0.0/24 from bridge 'br0' to the host's uplink"]
+    assert lines[0] == "add table ip nslab"
+    assert lines[-1] == ('add rule ip nslab postrouting ip saddr 10.0.0.0/24 oifname != "br0" '
+                         'masquerade comment "nslab:lab:br0:10.0.0.0/24"')
+    assert plan_nat({comment: ("br0", "10.0.0.0/24")}, {comment: 4}, "lab", ["br0"]) == ([], [])
+    # another bridge's (or lab's) rule is left alone; the table stays while it has rules
+    other = rule_comment("other", "br9", "10.9.0.0/24")
+    summaries, lines = plan_nat({}, {comment: 4, other: 5}, "lab", ["br0"])
+    assert lines == ["delete rule ip nslab postrouting handle 4"]
+    summaries, lines = plan_nat({}, {comment: 4}, "lab", ["br0"])
+    assert lines == ["delete rule ip nslab postrouting handle 4", "delete table ip nslab"]
+
+
+def test_nat_rules_are_parsed_from_nft_json():
+    from ansible.module_utils.nslab_nat import parse_rules
+
+    text = ('{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "ip", '
+            '"name": "nslab", "handle": 1}}, {"rule": {"family": "ip", "table": "nslab", '
+            '"chain": "postrouting", "handle": 2, "comment": "nslab:l:br0:10.0.0.0/24", '
+            '"expr": []}}, {"rule": {"family": "ip", "table": "nslab", "chain": '
+            '"postrouting", "handle": 3, "expr": []}}]}')
+    assert parse_rules(text) == {"nslab:l:br0:10.0.0.0/24": 2}
