@@ -214,18 +214,15 @@ diff:
   type: dict
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module, runner_for
-from ansible.module_utils.nslab_errors import OwnershipError, ValidationError
+from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_iproute import link_view
 from ansible.module_utils.nslab_links import (Iface, VethSpec, address_problems, desired_view,
                                               plan_veths)
-from ansible.module_utils.nslab_namespaces import NamespaceStore
+from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_owner import parse_alias
 from ansible.module_utils.nslab_plan import apply_plan
-from ansible.module_utils.nslab_runner import netns_path
 from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
                                                  nsname_problem, parse_interface_address)
 
@@ -300,20 +297,14 @@ def read_tables(runner, netns_names, store, check_mode, warnings):
     OwnershipError for one that is not this lab's."""
     tables, problems = {None: runner.read_links()}, []
     for name in netns_names:
-        record = store.find_record(name)
-        if not os.path.exists(netns_path(name)):
-            if check_mode:
-                warnings.append("netns '%s' does not exist yet; assuming it will be empty" % name)
-                tables[name] = {}
-                continue
+        if check_lab_netns(store, name):
+            tables[name] = runner.read_links(netns=name)
+        elif check_mode:
+            warnings.append("netns '%s' does not exist yet; assuming it will be empty" % name)
+            tables[name] = {}
+        else:
             problems.append("netns: '%s' does not exist; expected a net namespace made by "
                             "nslab_namespace for lab '%s'" % (name, store.lab))
-            continue
-        if record is None or record.get("lab") != store.lab or "net" not in record.get(
-                "types", {}):
-            owner = ("owned by nslab lab '%s'" % record["lab"]) if record else "not nslab's"
-            raise OwnershipError("netns", name, owner)
-        tables[name] = runner.read_links(netns=name)
     if problems:
         raise ValidationError(problems)
     return tables

@@ -137,6 +137,18 @@ class NamespaceStore:
         return state
 
 
+def check_lab_netns(store, name):
+    """True if net namespace ``name`` exists and is this lab's, False if it does not exist;
+    raise OwnershipError if it exists and is not this lab's."""
+    if not os.path.exists(os.path.join(store.netns_dir, name)):
+        return False
+    record = store.find_record(name)
+    if record is None or record.get("lab") != store.lab or "net" not in record.get("types", {}):
+        owner = ("owned by nslab lab '%s'" % record["lab"]) if record else "not nslab's"
+        raise OwnershipError("netns", name, owner)
+    return True
+
+
 def state_path(store, state, nstype):
     return store.path(state.owner, state.name, nstype)
 
