@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -94,8 +95,22 @@ class Lab:
         return name.startswith(self.name + "-") or (alias or "").startswith(
             "nslab:%s:" % self.name)
 
+    def init_pids(self):
+        """Container inits of this lab, found by the label in their command line."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                        argv = handle.read().split(b"\0")
+                except OSError:
+                    continue
+                if any(a.startswith(b"nslab:%s:" % self.name.encode()) for a in argv):
+                    pids.append(int(entry))
+        return pids
+
     def leftovers(self):
-        found = []
+        found = ["container init %d" % pid for pid in self.init_pids()]
         found += ["link %s" % n for n, l in ip_links().items() if self.owns(n, l.get("ifalias"))]
         if os.path.isdir("/run/netns"):
             found += ["netns %s" % n for n in os.listdir("/run/netns") if self.owns(n)]
@@ -106,6 +121,14 @@ class Lab:
         return found
 
     def cleanup(self):
+        for pid in self.init_pids():
+            try:
+                os.kill(pid, 9)           # the kernel then ends its whole pid namespace
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 2
+        while self.init_pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
         for name, link in ip_links().items():
             if self.owns(name, link.get("ifalias")):
                 sh("ip", "link", "del", "dev", name, check=False)

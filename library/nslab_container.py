@@ -1,0 +1,387 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nslab_container
+short_description: Running, isolated container processes of an nslab lab
+description:
+  - Starts, stops, restarts and removes containers. A container is an init process that
+    outlives the module, in new C(pid), C(mnt), C(uts), C(ipc) and C(cgroup) namespaces,
+    joined to a persistent net namespace made by nslab_namespace (so its veths can be wired
+    before or after it starts), moved into its cgroups (nslab_cgroup) before anything runs,
+    with a jail (nslab_jail) as its root.
+  - The root is switched with C(pivot_root) inside the new mount namespace and the old root
+    is detached, so no path leads back to the host's files (a plain chroot can be escaped
+    by a root process). C(/proc) is mounted for its pid namespace with C(/proc/sys)
+    read-only, C(/sys) is read-only, C(/dev) is a small tmpfs with null, zero, full, random,
+    urandom, tty, a private devpts and shm, and device nodes on the root do not work.
+  - Security by default; the bounding, effective and permitted capability sets are cut to a
+    small list (Docker's default set without C(MKNOD); see O(cap_add), O(cap_drop)), and
+    no_new_privs is set, so no setuid binary gives any back. Without C(SYS_ADMIN) a
+    container cannot mount anything, so its cgroup limits stay out of reach.
+  - PID 1 inside is nslab's init, a small Python process; it reaps every zombie, forwards
+    SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to O(command), and exits with the
+    command's status when it ends, which ends the container. Without a command the init
+    idles until stopped. Stopping sends SIGTERM, then SIGKILL after O(stop_timeout).
+  - The init's pid, start time and pid namespace are recorded in
+    C(/run/nslab/<lab>/containers/<name>.json); a recorded pid is trusted only while all three
+    match. A container whose init died is started again by the next run (a change). A
+    running container whose configuration differs from the request is restarted.
+  - O(state=absent) stops the container and removes its record and log. Its namespaces,
+    jail, cgroup and veths belong to their own modules (the nslab_node role removes them
+    all, in order).
+version_added: "0.1.0"
+author: nslab contributors
+options:
+  lab:
+    description: Lab that owns the containers.
+    type: str
+    required: true
+  name:
+    description: Container name. Mutually exclusive with O(containers).
+    type: str
+  rootfs:
+    description:
+      - Directory that becomes the container's C(/), normally the C(root) returned by
+        nslab_jail. Required to start a container. Never the host's C(/).
+    type: path
+  netns:
+    description: Net namespace (made by nslab_namespace for this lab) the container joins.
+      Without it the container gets a new, empty one.
+    type: str
+  hostname:
+    description: Hostname inside. Defaults to the container name.
+    type: str
+  command:
+    description: Command run by the init, as an argv list resolved with the container's
+      C(PATH). Without it the init idles.
+    type: list
+    elements: str
+    default: []
+  env:
+    description: Environment of the command, added to C(PATH), C(HOME), C(HOSTNAME).
+    type: dict
+    default: {}
+  workdir:
+    description: Working directory of the command.
+    type: str
+    default: /
+  cap_add:
+    description: Capabilities to keep besides the default set (names like C(NET_ADMIN)).
+    type: list
+    elements: str
+    default: []
+  cap_drop:
+    description: Capabilities to drop from the default set.
+    type: list
+    elements: str
+    default: []
+  cgroup:
+    description: Cgroup (made by nslab_cgroup, C(nslab/<lab>/<cgroup>)) the init is moved
+      into before the command runs, in every hierarchy where it exists.
+    type: str
+  stop_timeout:
+    description: Seconds between SIGTERM and SIGKILL when stopping.
+    type: int
+    default: 10
+  state:
+    description: V(started), V(stopped), V(restarted) (always restarts) or V(absent). The
+      default for items of O(containers).
+    type: str
+    choices: [started, stopped, restarted, absent]
+    default: started
+  containers:
+    description: Several containers converged at once. Each item takes the options above.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Container name.
+        type: str
+        required: true
+      rootfs:
+        description: Root directory.
+        type: path
+      netns:
+        description: Net namespace to join.
+        type: str
+      hostname:
+        description: Hostname inside.
+        type: str
+      command:
+        description: Command run by the init.
+        type: list
+        elements: str
+        default: []
+      env:
+        description: Environment of the command.
+        type: dict
+        default: {}
+      workdir:
+        description: Working directory of the command.
+        type: str
+        default: /
+      cap_add:
+        description: Capabilities to keep besides the default set.
+        type: list
+        elements: str
+        default: []
+      cap_drop:
+        description: Capabilities to drop from the default set.
+        type: list
+        elements: str
+        default: []
+      cgroup:
+        description: Cgroup to move the init into.
+        type: str
+      stop_timeout:
+        description: Seconds between SIGTERM and SIGKILL.
+        type: int
+        default: 10
+      state:
+        description: State; defaults to the top-level O(state).
+        type: str
+        choices: [started, stopped, restarted, absent]
+extends_documentation_fragment:
+  - action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: linux
+requirements:
+  - Linux with namespaces, root; python3 >= 3.9 and util-linux on the target
+seealso:
+  - module: nslab_namespace
+  - module: nslab_veth
+"""
+
+EXAMPLES = r"""
+- name: A web server in a jail, on the lab network
+  nslab_container:
+    lab: demo
+    name: apt103
+    rootfs: /var/lib/nslab/demo/jails/apt103/root
+    netns: demo-apt103
+    cgroup: apt103
+    command: [httpd, -f, -p, "80"]
+
+- name: Every container of a lab at once; a router keeps NET_ADMIN
+  nslab_container:
+    lab: demo
+    containers:
+      - {name: apt101, rootfs: /var/lib/nslab/demo/jails/apt101/root, netns: demo-apt101}
+      - {name: r1, rootfs: /var/lib/nslab/demo/jails/r1/root, netns: demo-r1,
+         cap_add: [NET_ADMIN]}
+
+- name: Run a command inside a running container
+  ansible.builtin.command: nsenter --target {{ result.containers[0].pid }} --all hostname
+  changed_when: false
+"""
+
+RETURN = r"""
+actions:
+  description: What was done (or would be, in check mode), one sentence per change.
+  returned: always
+  type: list
+  elements: str
+  sample: ["start container 'apt101'", "restart container 'apt103' (command changed)"]
+containers:
+  description: Each requested container after the run.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: apt101
+      state: running
+      pid: 4242
+      started_at: 1764442800.5
+      hostname: apt101
+      command: []
+      rootfs: /var/lib/nslab/demo/jails/apt101/root
+      netns: demo-apt101
+      cgroup: apt101
+      capabilities: [AUDIT_WRITE, CHOWN, DAC_OVERRIDE]
+      namespaces: {pid: 4026532301, mnt: 4026532300, net: 4026532213}
+      log: /run/nslab/demo/containers/apt101.log
+diff:
+  description: Before and after, keyed by container name.
+  returned: when diff mode is on
+  type: dict
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module
+from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, ContainerManager,
+                                                   ContainerSpec, ContainerStore, cgroup_dirs,
+                                                   plan_containers)
+from ansible.module_utils.nslab_errors import ValidationError
+from ansible.module_utils.nslab_init import CAPABILITIES
+from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
+from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
+
+ITEM_KEYS = ["name", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
+             "cap_drop", "cgroup", "stop_timeout", "state"]
+
+
+def capability_names(where, names, problems):
+    result = []
+    for name in names or []:
+        key = name.upper()
+        key = key[4:] if key.startswith("CAP_") else key
+        if key not in CAPABILITIES:
+            problems.append("%s: unknown capability '%s'; expected one of %s" % (
+                where, name, ", ".join(CAPABILITIES)))
+        else:
+            result.append(key)
+    return result
+
+
+def build_specs(items, lab, check_mode, warnings):
+    problems, specs, names = [], [], set()
+    netns_store = NamespaceStore(lab)
+    for item in items:
+        where = item["_where"]
+        name = item["name"]
+        problems.append(nsname_problem(where + "name", name))
+        if name in names:
+            problems.append("%sname: container '%s' is listed twice" % (where, name))
+        names.add(name)
+        hostname = item.get("hostname") or name
+        problems.append(hostname_problem(where + "hostname", hostname))
+        add = capability_names(where + "cap_add", item.get("cap_add"), problems)
+        drop = capability_names(where + "cap_drop", item.get("cap_drop"), problems)
+        capabilities = sorted((set(DEFAULT_CAPABILITIES) | set(add)) - set(drop))
+        rootfs = item.get("rootfs") or ""
+        starting = item["state"] in ("started", "restarted")
+        if starting:
+            if not rootfs:
+                problems.append("%srootfs: missing; expected the jail directory to start "
+                                "container '%s' in" % (where, name))
+            elif not os.path.isabs(rootfs) or os.path.realpath(rootfs) == "/":
+                problems.append("%srootfs: '%s' is not allowed; expected an absolute path "
+                                "to a jail directory, never the host's /" % (where, rootfs))
+            elif not os.path.isdir(rootfs):
+                problems.append("%srootfs: '%s' is not a directory; expected a jail made by "
+                                "nslab_jail" % (where, rootfs))
+            if item.get("netns") and not check_lab_netns(netns_store, item["netns"]):
+                message = "%snetns: '%s' does not exist; expected a net namespace of lab '%s'" % (
+                    where, item["netns"], lab)
+                (warnings if check_mode else problems).append(message)
+            if item.get("cgroup") and not cgroup_dirs(lab, item["cgroup"]):
+                message = "%scgroup: 'nslab/%s/%s' does not exist in any hierarchy; expected " \
+                          "a cgroup made by nslab_cgroup" % (where, lab, item["cgroup"])
+                (warnings if check_mode else problems).append(message)
+        if item.get("stop_timeout") is not None and item["stop_timeout"] < 0:
+            problems.append("%sstop_timeout: %s is negative; expected seconds >= 0" % (
+                where, item["stop_timeout"]))
+        specs.append(ContainerSpec(
+            name=name, rootfs=os.path.realpath(rootfs) if rootfs else "",
+            netns=item.get("netns"), hostname=hostname, command=list(item.get("command") or []),
+            env=dict((str(k), str(v)) for k, v in (item.get("env") or {}).items()),
+            workdir=item.get("workdir") or "/", capabilities=capabilities,
+            cgroup=item.get("cgroup"), stop_timeout=item.get("stop_timeout", 10),
+            state=item["state"]))
+    problems = [p for p in problems if p]
+    if problems:
+        raise ValidationError(problems)
+    return specs
+
+
+def predicted_view(spec, current):
+    if spec.state == "absent":
+        return {"state": "absent"}
+    if spec.state == "stopped":
+        return dict(current, state="stopped") if current["state"] != "absent" else current
+    view = dict(spec.config(), state="running")
+    view.pop("env")
+    view.pop("workdir")
+    return view
+
+
+def diff_view(view):
+    keys = ("state", "hostname", "command", "rootfs", "netns", "cgroup", "capabilities")
+    return dict((k, view[k]) for k in keys if k in view)
+
+
+def converge(module):
+    params = module.params
+    check_lab(params)
+    lab = params["lab"]
+    warnings = []
+    items = items_from_params(params, "containers", ITEM_KEYS)
+    specs = build_specs(items, lab, module.check_mode, warnings)
+    for warning in warnings:
+        module.warn(warning)
+    store = ContainerStore(lab)
+
+    states = dict((s.name, store.read(s.name)) for s in specs)
+    actions = plan_containers(specs, states)
+    after = states
+    if actions and not module.check_mode:
+        ContainerManager(store).apply(actions)
+        after = dict((s.name, store.read(s.name)) for s in specs)
+
+    result = {
+        "changed": bool(actions),
+        "actions": [a.summary for a in actions],
+        "containers": [dict(name=s.name, **after[s.name].view()) for s in specs],
+    }
+    if module._diff:
+        result["diff"] = {
+            "before": dict((s.name, diff_view(states[s.name].view())) for s in specs),
+            "after": dict((s.name, diff_view(
+                predicted_view(s, states[s.name].view()) if module.check_mode
+                else after[s.name].view())) for s in specs),
+        }
+    return result
+
+
+def container_options(item=False):
+    return dict(
+        name=dict(type="str", required=item),
+        rootfs=dict(type="path"),
+        netns=dict(type="str"),
+        hostname=dict(type="str"),
+        command=dict(type="list", elements="str", default=[]),
+        env=dict(type="dict", default={}),
+        workdir=dict(type="str", default="/"),
+        cap_add=dict(type="list", elements="str", default=[]),
+        cap_drop=dict(type="list", elements="str", default=[]),
+        cgroup=dict(type="str"),
+        stop_timeout=dict(type="int", default=10),
+        state=dict(type="str", choices=["started", "stopped", "restarted", "absent"]),
+    )
+
+
+def get_argument_spec():
+    spec = container_options()
+    spec["state"]["default"] = "started"
+    spec.update(
+        lab=dict(type="str", required=True),
+        containers=dict(type="list", elements="dict", options=container_options(item=True)),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=get_argument_spec(),
+        mutually_exclusive=[("name", "containers")],
+        required_one_of=[("name", "containers")],
+        supports_check_mode=True,
+    )
+    run_module(module, "converge containers of lab '%s'" % module.params["lab"], converge)
+
+
+if __name__ == "__main__":
+    main()

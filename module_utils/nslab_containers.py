@@ -1,0 +1,338 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Containers: read (is the recorded init still that process?), plan, start and stop.
+
+A container is an init process (``nslab_init``) in new pid/mnt/uts/ipc/cgroup namespaces,
+joined to a persistent net namespace, inside its cgroups, with a jail as its root. Its
+record ``/run/nslab/<lab>/containers/<name>.json`` holds the init's pid, its start time
+(field 22 of /proc/<pid>/stat) and its pid namespace inode: a pid is trusted only while all
+three still match, since pids are reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ansible.module_utils import nslab_init
+from ansible.module_utils.nslab_errors import ApplyError, NslabError
+from ansible.module_utils.nslab_mountinfo import read_mountinfo
+from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
+                                              write_json_atomic)
+from ansible.module_utils.nslab_runner import netns_path
+
+# Docker's default set minus MKNOD: containers keep what ordinary services need (chown,
+# setuid, binding low ports, ping) and lose what reaches past their namespaces (mounts,
+# modules, raw I/O, devices, the clock, ptrace of others).
+DEFAULT_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL",
+                        "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
+                        "SYS_CHROOT"]
+START_TIMEOUT = 10.0
+NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
+
+
+class ContainerError(NslabError):
+    pass
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    rootfs: str = ""
+    netns: Optional[str] = None
+    hostname: str = ""
+    command: List[str] = field(default_factory=list)
+    env: Dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    capabilities: List[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
+    cgroup: Optional[str] = None
+    stop_timeout: float = 10.0
+    state: str = "started"
+
+    def config(self):
+        """What defines the running container: a change here means a restart."""
+        keys = ("rootfs", "netns", "hostname", "command", "env", "workdir", "capabilities",
+                "cgroup")
+        return dict((k, getattr(self, k)) for k in keys)
+
+    def config_hash(self):
+        return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class ContainerState:
+    name: str
+    record: Optional[dict]
+    running: bool = False
+    died: bool = False          # recorded as running, but its init is gone
+
+    def view(self):
+        if self.record is None:
+            return {"state": "absent"}
+        rec = self.record
+        view = {"state": "running" if self.running else "stopped",
+                "hostname": rec["config"]["hostname"], "command": rec["config"]["command"],
+                "rootfs": rec["config"]["rootfs"], "netns": rec["config"]["netns"],
+                "cgroup": rec["config"]["cgroup"], "capabilities": rec["config"]["capabilities"],
+                "log": rec.get("log")}
+        if self.running:
+            view.update(pid=rec["pid"], started_at=rec["started_at"],
+                        namespaces=rec["namespaces"])
+        return view
+
+
+@dataclass
+class ContainerAction:
+    summary: str
+    verb: str                 # start, stop, restart, remove
+    spec: ContainerSpec
+
+
+def proc_start_time(pid):
+    """Start time of ``pid`` in clock ticks, or None if it is gone or a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            stat = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()   # the command name may contain spaces
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def namespace_inodes(pid):
+    inodes = {}
+    for nstype in NS_TYPES:
+        try:
+            inodes[nstype] = os.stat("/proc/%d/ns/%s" % (pid, nstype)).st_ino
+        except OSError:
+            pass
+    return inodes
+
+
+def is_recorded_process(record):
+    pid = record.get("pid")
+    if not pid or proc_start_time(pid) != record.get("start_time"):
+        return False
+    try:
+        return os.stat("/proc/%d/ns/pid" % pid).st_ino == record["namespaces"]["pid"]
+    except OSError:
+        return False
+
+
+class ContainerStore:
+    def __init__(self, lab, root=STATE_ROOT):
+        self.lab, self.root = lab, root
+
+    def directory(self):
+        return os.path.join(lab_dir(self.lab, self.root), "containers")
+
+    def record_path(self, name):
+        return os.path.join(self.directory(), name + ".json")
+
+    def log_path(self, name):
+        return os.path.join(self.directory(), name + ".log")
+
+    def read(self, name):
+        record = read_json(self.record_path(name))
+        if record is None:
+            return ContainerState(name, None)
+        running = is_recorded_process(record)
+        return ContainerState(name, record, running=running,
+                              died=not running and record.get("running", False))
+
+
+def plan_containers(specs, states):
+    """Pure: desired specs vs. recorded/live states -> ContainerActions."""
+    actions = []
+    for spec in specs:
+        state = states[spec.name]
+        running = state.running
+        if spec.state == "absent":
+            if state.record is not None:
+                actions.append(ContainerAction(
+                    "%s container '%s'" % ("stop and remove" if running else "remove",
+                                           spec.name), "remove", spec))
+            continue
+        if spec.state == "stopped":
+            if running:
+                actions.append(ContainerAction("stop container '%s'" % spec.name, "stop", spec))
+            continue
+        if not running:
+            why = " (its init died)" if state.died else ""
+            actions.append(ContainerAction("start container '%s'%s" % (spec.name, why),
+                                           "start", spec))
+            continue
+        changed = [k for k, v in spec.config().items() if state.record["config"].get(k) != v]
+        if spec.state == "restarted" or changed:
+            why = " (%s changed)" % ", ".join(changed) if changed else ""
+            actions.append(ContainerAction("restart container '%s'%s" % (spec.name, why),
+                                           "restart", spec))
+    return actions
+
+
+def cgroup_dirs(lab, name, mountinfo=None):
+    """Every existing directory of cgroup ``nslab/<lab>/<name>``, one per hierarchy."""
+    dirs = []
+    for entry in mountinfo if mountinfo is not None else read_mountinfo():
+        if entry.fstype in ("cgroup", "cgroup2"):
+            path = os.path.join(entry.mount_point, "nslab", lab, name)
+            if os.path.isdir(path) and path not in dirs:
+                dirs.append(path)
+    return dirs
+
+
+def init_source(config):
+    return "%s\nmain(%r)\n" % (inspect.getsource(nslab_init), config)
+
+
+def _read_reports(fd, timeout):
+    """Lines the init writes to its report pipe until it closes it (or time runs out)."""
+    data, deadline = b"", time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise ContainerError("the init did not report within %.0f s" % timeout)
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data.decode("utf-8", "replace").splitlines()
+        data += chunk
+
+
+def kill_and_wait(pid, start_time, timeout):
+    """SIGTERM, then SIGKILL after ``timeout``; returns how it ended."""
+    def alive():
+        return proc_start_time(pid) == start_time
+    if not alive():
+        return "already gone"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return "stopped by SIGTERM"
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    while alive():
+        time.sleep(0.01)
+    return "killed after %.0f s" % timeout
+
+
+class ContainerManager:
+    """Starts and stops containers; undoes this run's starts if a later step fails."""
+
+    def __init__(self, store, python=None):
+        self.store = store
+        self.python = python or sys.executable
+        self.started = []
+
+    def start(self, spec):
+        cgroups = cgroup_dirs(self.store.lab, spec.cgroup) if spec.cgroup else []
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        config = dict(spec.config(), ready_fd=ready_w, go_fd=go_r,
+                      netns=netns_path(spec.netns) if spec.netns else None)
+        os.makedirs(self.store.directory(), exist_ok=True)
+        log = open(self.store.log_path(spec.name), "ab")
+        try:
+            proc = subprocess.Popen(
+                # The last argument only labels the init in ps: nslab:<lab>:<container>.
+                [self.python, "-I", "-S", "-", "nslab:%s:%s" % (self.store.lab, spec.name)],
+                stdin=subprocess.PIPE, stdout=log,
+                stderr=subprocess.STDOUT, pass_fds=(ready_w, go_r), start_new_session=True)
+        finally:
+            log.close()
+            os.close(ready_w)
+            os.close(go_r)
+        pid = None
+        try:
+            proc.stdin.write(init_source(config).encode())
+            proc.stdin.close()
+            for directory in cgroups:
+                with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
+                    handle.write(str(proc.pid))
+            os.write(go_w, b"1")
+            os.close(go_w)
+            go_w = None
+            reports = _read_reports(ready_r, START_TIMEOUT)
+            proc.wait(timeout=START_TIMEOUT)
+            pids = [int(r.split()[1]) for r in reports if r.startswith("pid ")]
+            pid = pids[0] if pids else None
+            errors = [r for r in reports if r.startswith("error")]
+            if errors or "ready" not in reports or pid is None:
+                raise ContainerError("container '%s' did not start: %s" % (
+                    spec.name, "; ".join(errors) or "no ready report (see %s)"
+                    % self.store.log_path(spec.name)))
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+            if pid is not None:
+                _kill_quietly(pid)
+            raise
+        finally:
+            if go_w is not None:
+                os.close(go_w)
+            os.close(ready_r)
+        record = {"lab": self.store.lab, "name": spec.name, "pid": pid,
+                  "start_time": proc_start_time(pid), "namespaces": namespace_inodes(pid),
+                  "started_at": time.time(), "running": True, "config": spec.config(),
+                  "cgroup_dirs": cgroups, "log": self.store.log_path(spec.name),
+                  "stop_timeout": spec.stop_timeout}
+        write_json_atomic(self.store.record_path(spec.name), record)
+        return record
+
+    def stop(self, name, timeout):
+        record = read_json(self.store.record_path(name))
+        if record is None:
+            return None
+        how = "already gone"
+        if is_recorded_process(record):
+            how = kill_and_wait(record["pid"], record["start_time"], timeout)
+        record["running"] = False
+        write_json_atomic(self.store.record_path(name), record)
+        return how
+
+    def remove(self, name, timeout):
+        self.stop(name, timeout)
+        for path in (self.store.record_path(name), self.store.log_path(name)):
+            if os.path.exists(path):
+                os.unlink(path)
+        remove_empty_dirs(self.store.directory(), self.store.root)
+
+    def apply(self, actions):
+        try:
+            for action in actions:
+                spec = action.spec
+                if action.verb in ("stop", "restart"):
+                    self.stop(spec.name, spec.stop_timeout)
+                if action.verb == "remove":
+                    self.remove(spec.name, spec.stop_timeout)
+                if action.verb in ("start", "restart"):
+                    self.start(spec)
+                    self.started.append(spec)
+        except (NslabError, OSError, subprocess.SubprocessError) as err:
+            undone, errors = [], []
+            for spec in reversed(self.started):
+                try:
+                    self.stop(spec.name, 2)
+                    undone.append("stop container '%s'" % spec.name)
+                except (NslabError, OSError) as undo_err:
+                    errors.append("%s: %s" % (spec.name, undo_err))
+            raise ApplyError(err, [], undone, errors)
+
+
+def _kill_quietly(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,263 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The init of an nslab container: PID 1 in its own pid namespace.
+
+This file is standalone (standard library only): nslab_container feeds its source, ended
+by a call ``main(CONFIG)``, to ``python3 -I -S -`` on standard input, so the init is a small
+fresh interpreter (not a fork of the Ansible module) and its command line stays short.
+It runs in two stages:
+
+1. in the host's pid namespace: wait until the module has moved it into the container's
+   cgroups, join the container's net namespace, unshare mnt/uts/ipc/cgroup/pid namespaces
+   (the cgroup namespace is rooted at the container's cgroup because it is unshared after
+   the move), fork PID 1 and exit;
+2. as PID 1: make every mount private, bind the jail root onto itself, mount /proc, a
+   read-only /sys and a minimal /dev into it, ``pivot_root`` into it and detach the old
+   root (so no path leads back to the host's files, unlike a plain chroot), set the
+   hostname, drop capabilities to the kept set and set no_new_privs, report ready, then
+   run the command and stay as its init: reap every zombie and forward SIGTERM/SIGINT/
+   SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to it. When the command exits, PID 1 exits with its
+   status and the kernel ends everything else in the namespace.
+
+Python keeps running after ``pivot_root`` because everything it needs is loaded before.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import socket
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+
+PR_SET_NAME = 15
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+CAPABILITIES = [
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+]
+FORWARDED_SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2]
+# Device nodes of a minimal /dev: name -> (major, minor). Nothing else of the host's.
+DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
+           "urandom": (1, 9), "tty": (5, 0)}
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYSCALLS = {"x86_64": {"pivot_root": 155, "capset": 126},
+            "aarch64": {"pivot_root": 41, "capset": 91}}
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _check(result, what):
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "%s: %s" % (what, os.strerror(err)))
+
+
+def _b(value):
+    return value.encode() if isinstance(value, str) else value
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+           "mount %s" % target)
+
+
+def syscall(name, *args):
+    number = SYSCALLS.get(os.uname().machine, {}).get(name)
+    if number is None:
+        raise OSError(38, "%s: unsupported architecture %s" % (name, os.uname().machine))
+    _check(_libc.syscall(number, *args), name)
+
+
+def cap_numbers(names):
+    """Capability names (with or without CAP_) -> sorted numbers; unknown names raise."""
+    numbers = set()
+    for name in names:
+        key = name.upper()
+        key = key[4:] if key.startswith("CAP_") else key
+        numbers.add(CAPABILITIES.index(key))
+    return sorted(numbers)
+
+
+def cap_masks(numbers):
+    """The two 32-bit words of a capability set (capset's v3 layout)."""
+    low = high = 0
+    for number in numbers:
+        if number < 32:
+            low |= 1 << number
+        else:
+            high |= 1 << (number - 32)
+    return low, high
+
+
+def drop_capabilities(keep):
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    kept = cap_numbers(keep)
+    for number in range(last + 1):
+        if number not in kept:
+            _check(_libc.prctl(PR_CAPBSET_DROP, number, 0, 0, 0), "drop capability %d" % number)
+    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
+    low, high = cap_masks(kept)
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    # effective, permitted, inheritable for each 32-bit word
+    data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)
+    syscall("capset", header, data)
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def make_dev(root):
+    dev = os.path.join(root, "dev")
+    os.makedirs(dev, exist_ok=True)
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k")
+    for name, (major, minor) in DEVICES.items():
+        path = os.path.join(dev, name)
+        os.mknod(path, 0o666 | 0o020000, os.makedev(major, minor))
+        os.chmod(path, 0o666)
+    os.mkdir(os.path.join(dev, "pts"))
+    mount("devpts", os.path.join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620")
+    os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
+    os.mkdir(os.path.join(dev, "shm"))
+    mount("shm", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m")
+    for index, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink("/proc/self/fd/%d" % index, os.path.join(dev, name))
+    os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
+
+
+def enter_root(root):
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount(root, root, None, MS_BIND | MS_REC)
+    # No device node on the root filesystem works, whatever a process creates there.
+    mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV)
+    for sub in ("proc", "sys", "tmp"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount("sysfs", os.path.join(root, "sys"), "sysfs",
+          MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    make_dev(root)
+    os.chdir(root)
+    # pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then
+    # detaches it, so no directory of the host remains reachable.
+    syscall("pivot_root", b".", b".")
+    _check(_libc.umount2(b".", MNT_DETACH), "detach the old root")
+    os.chdir("/")
+    # Kernel knobs stay read-only inside, whatever capabilities are kept.
+    for path in ("/proc/sys", "/proc/sysrq-trigger"):
+        if not os.path.exists(path):
+            continue
+        mount(path, path, None, MS_BIND)
+        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def report(fd, message):
+    os.write(fd, (message + "\n").encode())
+
+
+def run_init(config, ready_fd):
+    """PID 1: set up the container, then run its command and reap."""
+    socket.sethostname(config["hostname"])
+    enter_root(config["rootfs"])
+    drop_capabilities(config["capabilities"])
+    env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": config["hostname"],
+           "container": "nslab"}
+    env.update(config.get("env") or {})
+    command = config.get("command") or []
+    # Block the signals PID 1 handles before the command exists, and take them with
+    # sigwaitinfo: no signal can slip between a reap and the wait.
+    waited = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    child = 0
+    if command:
+        child = os.fork()
+        if child == 0:
+            os.close(ready_fd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            null = os.open("/dev/null", os.O_RDONLY)   # stdin was the init's source
+            os.dup2(null, 0)
+            os.close(null)
+            os.chdir(config.get("workdir") or "/")
+            try:
+                os.execvpe(command[0], command, env)
+            except OSError as err:
+                sys.stderr.write("nslab init: cannot run %s: %s\n" % (command[0], err))
+                os._exit(127)
+    report(ready_fd, "ready")
+    os.close(ready_fd)
+    _libc.prctl(PR_SET_NAME, b"nslab-init", 0, 0, 0)
+    while True:
+        reap(child)
+        signum = signal.sigwaitinfo(waited).si_signo
+        if signum == signal.SIGCHLD:
+            continue
+        if child:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+        elif signum in (signal.SIGTERM, signal.SIGINT):
+            os._exit(0)
+
+
+def exit_code(status):
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def reap(child):
+    """Reap every process that has ended; exit with the command's status when it ends."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if child and pid == child:
+            os._exit(exit_code(status))
+
+
+def main(config):
+    ready_fd, go_fd = config["ready_fd"], config["go_fd"]
+    try:
+        if os.read(go_fd, 1) != b"1":        # the module moves us into the cgroups first
+            os._exit(1)
+        os.close(go_fd)
+        if config.get("netns"):
+            fd = os.open(config["netns"], os.O_RDONLY)
+            _check(_libc.setns(fd, CLONE_NEWNET), "join netns %s" % config["netns"])
+            os.close(fd)
+        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
+                             | CLONE_NEWCGROUP), "unshare")
+        pid = os.fork()
+    except Exception as err:
+        report(ready_fd, "error stage 1: %s" % err)
+        os._exit(1)
+    if pid:
+        report(ready_fd, "pid %d" % pid)
+        os._exit(0)
+    try:
+        run_init(config, ready_fd)
+    except Exception as err:
+        report(ready_fd, "error: %s" % err)
+        os._exit(1)

@@ -1,0 +1,203 @@
+"""nslab_container against the real kernel: isolation proved from the kernel's side
+(/proc/<pid>/...) and from inside the container (its command writes what it saw)."""
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import sh
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+APPLETS = ["sh", "ls", "cat", "sleep", "mount", "mkdir", "echo", "ps", "hostname", "chroot",
+           "ping", "ip", "id", "true"]
+DEFAULT_CAPS = {"AUDIT_WRITE": 29, "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4,
+                "KILL": 5, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SETFCAP": 31, "SETGID": 6,
+                "SETPCAP": 8, "SETUID": 7, "SYS_CHROOT": 18}
+
+pytestmark = pytest.mark.skipif(not os.path.exists(BUSYBOX),
+                                reason="busybox (Debian package busybox-static) is not installed")
+
+
+@pytest.fixture
+def rootfs(tmp_path):
+    """A minimal busybox jail: /bin/busybox and its applet links, nothing else."""
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for applet in APPLETS:
+        os.symlink("busybox", root / "bin" / applet)
+    (root / "tmp").mkdir()
+    return root
+
+
+@pytest.fixture
+def netns(lab, module):
+    assert module("nslab_namespace", dict(lab=lab.name, name=lab.n("c")))["changed"]
+    return lab.n("c")
+
+
+def status(pid):
+    with open("/proc/%d/status" % pid) as handle:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+
+
+def children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+        return [int(p) for p in handle.read().split()]
+
+
+def wait_for(path, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and os.path.getsize(path):
+            return open(path).read()
+        time.sleep(0.05)
+    raise AssertionError("%s never appeared" % path)
+
+
+def container(lab, rootfs, netns, **kw):
+    args = dict(lab=lab.name, name="box", rootfs=str(rootfs), netns=netns)
+    args.update(kw)
+    return args
+
+
+def test_check_mode_starts_nothing(lab, module, rootfs, netns):
+    result = module("nslab_container", container(lab, rootfs, netns), check=True, diff=True)
+    assert result["changed"] is True and result["actions"] == ["start container 'box'"]
+    assert result["diff"]["after"]["box"]["state"] == "running"
+    assert result["containers"][0]["state"] == "absent"
+    assert not os.path.exists("/run/nslab/%s/containers/box.json" % lab.name)
+
+
+def test_isolation_seen_by_the_kernel(lab, module, rootfs, netns):
+    result = module("nslab_container", container(lab, rootfs, netns, command=["sleep", "1000"],
+                                                 hostname="web1"))
+    assert result["changed"] is True
+    box = result["containers"][0]
+    pid = box["pid"]
+    # PID 1 of its own pid namespace, the command its only other process
+    assert status(pid)["NSpid"].split()[-1] == "1"
+    assert sorted(int(p) for p in os.listdir("/proc/%d/root/proc" % pid) if p.isdigit()) == [1, 2]
+    for nstype in ("pid", "mnt", "uts", "ipc", "cgroup"):
+        assert os.stat("/proc/%d/ns/%s" % (pid, nstype)).st_ino != \
+            os.stat("/proc/self/ns/%s" % nstype).st_ino, nstype
+    assert os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat("/run/netns/" + netns).st_ino
+    assert sh("nsenter", "--target", str(pid), "--uts", "uname", "-n").stdout.strip() == "web1"
+    # its mount table: the jail as /, its own /proc, read-only /sys, tiny /dev; no host path
+    mounts = [line.split() for line in open("/proc/%d/mountinfo" % pid)]
+    points = {m[4]: m for m in mounts}
+    assert points["/"][3] == str(rootfs)
+    assert "ro" in points["/sys"][5].split(",") and "ro" in points["/proc/sys"][5].split(",")
+    assert set(points) <= {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/proc/sys",
+                           "/proc/sysrq-trigger"}
+    assert sorted(os.listdir("/proc/%d/root/dev" % pid)) == sorted(
+        ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout",
+         "tty", "urandom", "zero"])
+    # the command: default capabilities only, no_new_privs
+    command = children(pid)[0]
+    mask = sum(1 << n for n in DEFAULT_CAPS.values())
+    for key in ("CapBnd", "CapEff", "CapPrm"):
+        assert int(status(command)[key], 16) == mask, key
+    assert status(command)["NoNewPrivs"] == "1"
+    # only its own interfaces
+    assert sh("ip", "-br", "link", netns=netns).stdout.split()[0] == "lo"
+
+    again = module("nslab_container", container(lab, rootfs, netns, command=["sleep", "1000"],
+                                                hostname="web1"))
+    assert again["changed"] is False and again["containers"][0]["pid"] == pid
+
+
+def test_from_inside_no_mounts_no_host_files_no_cgroup_writes(lab, module, rootfs, netns):
+    script = ("mount -t tmpfs x /tmp 2>/dev/null; echo mount=$? > /tmp/out; "
+              "echo 1 > /sys/kernel/profiling 2>/dev/null; echo sysfs=$? >> /tmp/out; "
+              "ls / >> /tmp/out; cat /proc/1/cgroup | head -1 >> /tmp/out; exec sleep 1000")
+    module("nslab_container", container(lab, rootfs, netns, command=["sh", "-c", script]))
+    out = wait_for(str(rootfs / "tmp" / "out")).split("\n")
+    assert out[0] == "mount=1" and out[1] == "sysfs=1"
+    listing = out[2:-2]
+    assert sorted(listing) == ["bin", "dev", "proc", "sys", "tmp"]
+    assert out[-2].endswith(":/")          # its cgroup namespace: its own cgroup is /
+
+
+def test_classic_chroot_escape_finds_only_the_jail(lab, module, rootfs, netns, tmp_path):
+    if not shutil.which("gcc") or not os.path.exists("/usr/lib/x86_64-linux-gnu/libc.a"):
+        pytest.skip("needs gcc and a static libc to build the escape program")
+    source = tmp_path / "escape.c"
+    source.write_text(
+        '#include <stdio.h>\n#include <unistd.h>\n#include <dirent.h>\n#include <sys/stat.h>\n'
+        'int main(void) { mkdir("/esc", 0755); if (chroot("/esc")) perror("chroot");\n'
+        '  for (int i = 0; i < 64; i++) chdir("..");\n  if (chroot(".")) perror("chroot .");\n'
+        '  FILE *out = fopen("/tmp/escaped", "w"); DIR *d = opendir("/"); struct dirent *e;\n'
+        '  while ((e = readdir(d))) fprintf(out, "%s\\n", e->d_name); fclose(out);\n'
+        '  pause(); return 0; }\n')
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(rootfs / "bin" / "escape"), str(source)],
+                   check=True)
+    module("nslab_container", container(lab, rootfs, netns, command=["escape"]))
+    # the program's "/" after the escape is the jail's root, seen in the jail's own /tmp
+    seen = wait_for(str(rootfs / "tmp" / "escaped")).split()
+    assert "bin" in seen and "esc" in seen
+    assert not {"usr", "etc", "work", "home", "var"} & set(seen)
+
+
+def test_init_reaps_zombies_forwards_sigterm_and_comes_back(lab, module, rootfs, netns):
+    script = ("trap 'echo term > /tmp/term; exit 3' TERM; (sleep 0.2 &); "
+              "while true; do sleep 0.1; done")
+    args = container(lab, rootfs, netns, command=["sh", "-c", script], stop_timeout=5)
+    pid = module("nslab_container", args)["containers"][0]["pid"]
+    time.sleep(0.8)              # the orphaned sleep ended and was reparented to PID 1
+    states = [open("/proc/%d/root/proc/%s/stat" % (pid, p)).read().split()[2]
+              for p in os.listdir("/proc/%d/root/proc" % pid) if p.isdigit()]
+    assert "Z" not in states
+
+    os.kill(pid, 9)              # the init dies behind nslab's back
+    time.sleep(0.2)
+    result = module("nslab_container", args)
+    assert result["actions"] == ["start container 'box' (its init died)"]
+    new_pid = result["containers"][0]["pid"]
+    assert new_pid != pid
+
+    start = time.monotonic()
+    stopped = module("nslab_container", dict(args, state="stopped"))
+    assert stopped["actions"] == ["stop container 'box'"]
+    assert time.monotonic() - start < 4          # SIGTERM was enough: forwarded and obeyed
+    assert wait_for(str(rootfs / "tmp" / "term")).strip() == "term"
+    assert stopped["containers"][0]["state"] == "stopped"
+    assert not os.path.exists("/proc/%d" % new_pid) or \
+        open("/proc/%d/stat" % new_pid).read().split()[2] in ("Z", "X")
+
+
+def test_changed_config_restarts_and_absent_removes(lab, module, rootfs, netns):
+    args = container(lab, rootfs, netns, command=["sleep", "1000"])
+    pid = module("nslab_container", args)["containers"][0]["pid"]
+    changed = module("nslab_container", dict(args, command=["sleep", "999"], cap_add=["NET_ADMIN"]),
+                     diff=True)
+    assert changed["actions"] == ["restart container 'box' (command, capabilities changed)"]
+    assert changed["diff"]["before"]["box"]["command"] == ["sleep", "1000"]
+    new_pid = changed["containers"][0]["pid"]
+    assert new_pid != pid and "NET_ADMIN" in changed["containers"][0]["capabilities"]
+    restarted = module("nslab_container", dict(args, command=["sleep", "999"],
+                                               cap_add=["NET_ADMIN"], state="restarted"))
+    assert restarted["changed"] is True
+    gone = module("nslab_container", dict(lab=lab.name, name="box", state="absent"))
+    assert gone["actions"] == ["stop and remove container 'box'"]
+    assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
+    assert module("nslab_container", dict(lab=lab.name, name="box",
+                                          state="absent"))["changed"] is False
+
+
+def test_bad_input_is_refused(lab, module, rootfs):
+    result = module("nslab_container", dict(lab=lab.name, containers=[
+        dict(name="a", rootfs="/"), dict(name="b", rootfs="relative/path"),
+        dict(name="c", rootfs=str(rootfs), cap_add=["FLY"], netns=lab.n("nope")),
+        dict(name="d")]))
+    assert result["_status"] == "failed"
+    problems = result["problems"]
+    assert any(p.startswith("containers[0].rootfs: '/' is not allowed") for p in problems)
+    assert any(p.startswith("containers[1].rootfs: ") for p in problems)
+    assert any("unknown capability 'FLY'" in p for p in problems)
+    assert any(p.startswith("containers[2].netns: ") and "does not exist" in p for p in problems)
+    assert any(p.startswith("containers[3].rootfs: missing") for p in problems)
+    assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
