@@ -260,7 +260,8 @@ def _merge(defaults, node, key):
 def compile_lab(topology, current=None):
     """The objects each module converges for a valid topology.
 
-    ``current``: {node: [addresses it has now]} (sticky addresses; see ``allocate``).
+    ``current``: {netns name: [addresses it has now]}, as nslab_info reports them (sticky
+    addresses; see ``allocate``).
     Returns a dict with ``lab``, ``nodes`` (per node: netns, interfaces and addresses),
     ``namespaces``, ``bridges``, ``veths``, ``containers``, ``jails``, ``limits`` and
     ``hosts`` (name -> address, for /etc/hosts).
@@ -283,7 +284,7 @@ def compile_lab(topology, current=None):
             if address is not None:
                 addresses[(name, net)] = ipaddress.ip_address(str(address))
                 continue
-            ip = allocate(subnets[net], taken[net], current.get(name, ()))
+            ip = allocate(subnets[net], taken[net], current.get(netns_name(lab, name), ()))
             if ip is None:
                 raise ValueError("networks.%s: %s has no free address left for node %s" % (
                     net, subnets[net], name))

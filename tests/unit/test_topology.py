@@ -89,7 +89,7 @@ def test_addresses_are_sticky_when_a_node_goes():
     smaller = copy.deepcopy(DEMO)
     del smaller["nodes"]["apt101"]
     smaller["links"] = []
-    current = dict((n, [a]) for n, a in before.items())
+    current = dict(("demo-" + n, [a + "/24"]) for n, a in before.items())
     after = compile_lab(smaller, current)["hosts"]
     assert after == {"apt102": "10.213.1.12", "apt103": "10.213.1.3"}
     # without the current addresses apt103 would have moved to .2
