@@ -169,3 +169,22 @@ def lab():
 @pytest.fixture
 def module():
     return run_module
+
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+BUSYBOX_APPLETS = ["sh", "ls", "cat", "sleep", "mount", "mkdir", "echo", "ps", "hostname",
+                   "chroot", "ping", "ip", "id", "true", "head"]
+BUSYBOX_SKIP = pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="busybox (Debian "
+                                  "package busybox-static) is not installed")
+
+
+@pytest.fixture
+def rootfs(tmp_path):
+    """A minimal busybox jail: /bin/busybox and its applet links, an empty /tmp."""
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for applet in BUSYBOX_APPLETS:
+        os.symlink("busybox", root / "bin" / applet)
+    (root / "tmp").mkdir()
+    return root

@@ -8,30 +8,13 @@ import time
 
 import pytest
 
-from conftest import sh
+from conftest import BUSYBOX_SKIP, sh
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-APPLETS = ["sh", "ls", "cat", "sleep", "mount", "mkdir", "echo", "ps", "hostname", "chroot",
-           "ping", "ip", "id", "true"]
+pytestmark = BUSYBOX_SKIP
+
 DEFAULT_CAPS = {"AUDIT_WRITE": 29, "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4,
                 "KILL": 5, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SETFCAP": 31, "SETGID": 6,
                 "SETPCAP": 8, "SETUID": 7, "SYS_CHROOT": 18}
-
-pytestmark = pytest.mark.skipif(not os.path.exists(BUSYBOX),
-                                reason="busybox (Debian package busybox-static) is not installed")
-
-
-@pytest.fixture
-def rootfs(tmp_path):
-    """A minimal busybox jail: /bin/busybox and its applet links, nothing else."""
-    root = tmp_path / "root"
-    (root / "bin").mkdir(parents=True)
-    shutil.copy(BUSYBOX, root / "bin" / "busybox")
-    for applet in APPLETS:
-        os.symlink("busybox", root / "bin" / applet)
-    (root / "tmp").mkdir()
-    return root
-
 
 @pytest.fixture
 def netns(lab, module):
