@@ -40,7 +40,8 @@ def run_module(module, args, check=False, diff=False, interpreter=None, netns=No
 
     With ``netns`` the whole run happens inside that (test-made) network namespace, which
     is then the module's "host"."""
-    argv = [str(BIN / "ansible"), "localhost", "-m", module, "-a", json.dumps(args)]
+    argv = [str(BIN / "ansible"), "localhost", "-m", module]
+    argv += ["-a", json.dumps(args)] if args else []
     if netns:
         argv = ["nsenter", "--net=/run/netns/%s" % netns] + argv
     if interpreter:

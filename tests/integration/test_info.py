@@ -25,6 +25,7 @@ def test_info_reports_a_lab_and_its_leftovers(lab, module, rootfs):
     assert [(v["name"], v["netns"]) for v in mine["veths"]] == [(lab.n("v"), None), ("eth0", ns)]
     assert mine["leftovers"] == []
     everything = module("nslab_info", {})
+    assert everything["_status"] == "ok", everything.get("msg")
     assert lab.name in everything["labs"]
 
     os.kill(started["containers"][0]["pid"], 9)
