@@ -85,6 +85,14 @@ options:
     description: Cgroup (made by nslab_cgroup, C(nslab/<lab>/<cgroup>)) the init is moved
       into before the command runs, in every hierarchy where it exists.
     type: str
+  files:
+    description:
+      - Files written into the container's root, as absolute path to content, for example
+        C(/etc/hosts). Written before a start and whenever their content differs (no
+        restart). Written without following any symlink in the jail, so a link planted
+        inside can never redirect the write to the host.
+    type: dict
+    default: {}
   stop_timeout:
     description: Seconds between SIGTERM and SIGKILL when stopping.
     type: int
@@ -139,6 +147,10 @@ options:
       cgroup:
         description: Cgroup to move the init into.
         type: str
+      files:
+        description: Files written into the container's root (path to content).
+        type: dict
+        default: {}
       stop_timeout:
         description: Seconds between SIGTERM and SIGKILL.
         type: int
@@ -223,14 +235,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module
 from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,
-                                                   plan_containers)
+                                                   files_to_write, plan_containers)
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
 ITEM_KEYS = ["name", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
-             "cap_drop", "cgroup", "stop_timeout", "state"]
+             "cap_drop", "cgroup", "files", "stop_timeout", "state"]
 
 
 def capability_names(where, names, problems):
@@ -281,6 +293,10 @@ def build_specs(items, lab, check_mode, warnings):
                 message = "%scgroup: 'nslab/%s/%s' does not exist in any hierarchy; expected " \
                           "a cgroup made by nslab_cgroup" % (where, lab, item["cgroup"])
                 (warnings if check_mode else problems).append(message)
+        for path in item.get("files") or {}:
+            if not path.startswith("/") or os.path.normpath(path) != path or path == "/":
+                problems.append("%sfiles: '%s' is not allowed; expected an absolute, normal "
+                                "path of a file like /etc/hosts" % (where, path))
         if item.get("stop_timeout") is not None and item["stop_timeout"] < 0:
             problems.append("%sstop_timeout: %s is negative; expected seconds >= 0" % (
                 where, item["stop_timeout"]))
@@ -290,6 +306,7 @@ def build_specs(items, lab, check_mode, warnings):
             env=dict((str(k), str(v)) for k, v in (item.get("env") or {}).items()),
             workdir=item.get("workdir") or "/", capabilities=capabilities,
             cgroup=item.get("cgroup"), stop_timeout=item.get("stop_timeout", 10),
+            files=dict((k, str(v)) for k, v in (item.get("files") or {}).items()),
             state=item["state"]))
     problems = [p for p in problems if p]
     if problems:
@@ -325,7 +342,8 @@ def converge(module):
     store = ContainerStore(lab)
 
     states = dict((s.name, store.read(s.name)) for s in specs)
-    actions = plan_containers(specs, states)
+    stale = dict((s.name, files_to_write(s)) for s in specs if s.files and s.state != "absent")
+    actions = plan_containers(specs, states, stale)
     after = states
     if actions and not module.check_mode:
         ContainerManager(store).apply(actions)
@@ -358,6 +376,7 @@ def container_options(item=False):
         cap_add=dict(type="list", elements="str", default=[]),
         cap_drop=dict(type="list", elements="str", default=[]),
         cgroup=dict(type="str"),
+        files=dict(type="dict", default={}),
         stop_timeout=dict(type="int", default=10),
         state=dict(type="str", choices=["started", "stopped", "restarted", "absent"]),
     )

@@ -56,6 +56,7 @@ class ContainerSpec:
     workdir: str = "/"
     capabilities: List[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
     cgroup: Optional[str] = None
+    files: Dict[str, str] = field(default_factory=dict)
     stop_timeout: float = 10.0
     state: str = "started"
 
@@ -94,8 +95,56 @@ class ContainerState:
 @dataclass
 class ContainerAction:
     summary: str
-    verb: str                 # start, stop, restart, remove
+    verb: str                 # start, stop, restart, remove, files
     spec: ContainerSpec
+    paths: List[str] = field(default_factory=list)
+
+
+def _open_beneath(root, path, flags, mode=0o644):
+    """Open ``path`` inside ``root`` without following any symlink on the way, so a link
+    planted in a jail can never make the host write outside it."""
+    parts = [p for p in path.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ContainerError("file path '%s' is not a normal absolute path" % path)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            try:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not flags & os.O_CREAT:
+                    raise
+                os.mkdir(part, 0o755, dir_fd=fd)
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        return os.open(parts[-1], flags | os.O_NOFOLLOW, mode, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def read_file_in_root(root, path):
+    try:
+        fd = _open_beneath(root, path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read().decode("utf-8", "replace")
+
+
+def write_file_in_root(root, path, content):
+    fd = _open_beneath(root, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content.encode("utf-8"))
+
+
+def files_to_write(spec):
+    """Paths of ``spec.files`` whose content in the jail differs (all of them while the
+    jail does not exist yet, as in check mode before it is built)."""
+    if not os.path.isdir(spec.rootfs):
+        return sorted(spec.files)
+    return [path for path, content in sorted(spec.files.items())
+            if read_file_in_root(spec.rootfs, path) != content]
 
 
 def proc_start_time(pid):
@@ -153,11 +202,16 @@ class ContainerStore:
                               died=not running and record.get("running", False))
 
 
-def plan_containers(specs, states):
-    """Pure: desired specs vs. recorded/live states -> ContainerActions."""
+def plan_containers(specs, states, stale_files=None):
+    """Desired specs vs. recorded/live states -> ContainerActions. ``stale_files``:
+    {name: [paths whose content differs]} (see ``files_to_write``)."""
     actions = []
     for spec in specs:
         state = states[spec.name]
+        stale = (stale_files or {}).get(spec.name)
+        if stale and spec.state != "absent":
+            actions.append(ContainerAction("write %s in container '%s'" % (
+                ", ".join(stale), spec.name), "files", spec, stale))
         running = state.running
         if spec.state == "absent":
             if state.record is not None:
@@ -313,6 +367,8 @@ class ContainerManager:
         try:
             for action in actions:
                 spec = action.spec
+                for path in action.paths:
+                    write_file_in_root(spec.rootfs, path, spec.files[path])
                 if action.verb in ("stop", "restart"):
                     self.stop(spec.name, spec.stop_timeout)
                 if action.verb == "remove":

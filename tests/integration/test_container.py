@@ -184,3 +184,27 @@ def test_bad_input_is_refused(lab, module, rootfs):
     assert any(p.startswith("containers[2].netns: ") and "does not exist" in p for p in problems)
     assert any(p.startswith("containers[3].rootfs: missing") for p in problems)
     assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
+
+
+def test_files_are_written_into_the_jail_and_never_through_a_symlink(lab, module, rootfs, netns,
+                                                                     tmp_path):
+    hosts = "127.0.0.1 localhost\n10.251.50.2 box\n"
+    args = container(lab, rootfs, netns, files={"/etc/hosts": hosts})
+    first = module("nslab_container", args)
+    assert first["actions"] == ["write /etc/hosts in container 'box'", "start container 'box'"]
+    pid = first["containers"][0]["pid"]
+    assert open("/proc/%d/root/etc/hosts" % pid).read() == hosts
+    assert module("nslab_container", args)["changed"] is False
+    changed = module("nslab_container", dict(args, files={"/etc/hosts": hosts + "# more\n"}))
+    assert changed["actions"] == ["write /etc/hosts in container 'box'"]   # no restart
+    assert changed["containers"][0]["pid"] == pid
+
+    # a jail whose /etc is a symlink to a host directory: the write must not follow it
+    outside = tmp_path / "host-etc"
+    outside.mkdir()
+    (rootfs / "etc" / "hosts").unlink()
+    (rootfs / "etc").rmdir()
+    os.symlink(str(outside), str(rootfs / "etc"))
+    refused = module("nslab_container", dict(args, files={"/etc/hosts": "pwned\n"}))
+    assert refused["_status"] == "failed"
+    assert list(outside.iterdir()) == []
