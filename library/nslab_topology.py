@@ -32,7 +32,9 @@ options:
     required: true
   current:
     description:
-      - Addresses nodes have now, keyed by net namespace name (RV(nslab_info.netns_addresses)).
+      - What the lab has now on the host, as nslab_info returns it for the lab
+        (C(info.labs[lab])). Its addresses are kept (sticky), and what it has that the
+        topology no longer names is returned in RV(lab.remove).
     type: dict
     default: {}
 extends_documentation_fragment:
@@ -90,6 +92,10 @@ lab:
       type: list
     hosts:
       description: Node name to its first address, for /etc/hosts.
+      type: dict
+    remove:
+      description: Names of containers, namespaces, bridges, veths, jails and cgroups the
+        host has and the topology no longer names.
       type: dict
 """
 

@@ -27,7 +27,8 @@ NETWORK_KEYS = {"subnet", "mtu", "nat", "ipv6"}
 NODE_KEYS = {"networks", "jail", "limits", "command", "env", "hostname", "cap_add", "cap_drop",
              "host"}
 LINK_KEYS = {"endpoints", "subnet", "mtu"}
-LIMIT_KEYS = {"memory", "memory_high", "swap", "cpus", "cpu_weight", "cpuset", "pids", "io"}
+LIMIT_KEYS = {"memory", "memory_high", "swap", "cpus", "cpu_weight", "cpuset", "cpuset_mems",
+              "pids", "io", "io_weight"}
 JAIL_SOURCES = {"busybox", "host", "debootstrap", "tarball", "directory"}
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 IFNAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
@@ -260,13 +261,15 @@ def _merge(defaults, node, key):
 def compile_lab(topology, current=None):
     """The objects each module converges for a valid topology.
 
-    ``current``: {netns name: [addresses it has now]}, as nslab_info reports them (sticky
-    addresses; see ``allocate``).
+    ``current``: what the lab has now on the host, as nslab_info reports it: its
+    ``netns_addresses`` keep addresses sticky (see ``allocate``), and whatever it has that
+    the topology no longer names is listed in ``remove``.
     Returns a dict with ``lab``, ``nodes`` (per node: netns, interfaces and addresses),
-    ``namespaces``, ``bridges``, ``veths``, ``containers``, ``jails``, ``limits`` and
-    ``hosts`` (name -> address, for /etc/hosts).
+    ``namespaces``, ``bridges``, ``veths``, ``containers``, ``jails``, ``limits``,
+    ``hosts`` (name -> address, for /etc/hosts) and ``remove``.
     """
     current = current or {}
+    current_addresses = current.get("netns_addresses") or {}
     lab = topology["lab"]
     defaults = topology.get("defaults") or {}
     subnets = dict((n, ipaddress.ip_network(str(v["subnet"])))
@@ -284,7 +287,8 @@ def compile_lab(topology, current=None):
             if address is not None:
                 addresses[(name, net)] = ipaddress.ip_address(str(address))
                 continue
-            ip = allocate(subnets[net], taken[net], current.get(netns_name(lab, name), ()))
+            ip = allocate(subnets[net], taken[net],
+                          current_addresses.get(netns_name(lab, name), ()))
             if ip is None:
                 raise ValueError("networks.%s: %s has no free address left for node %s" % (
                     net, subnets[net], name))
@@ -348,4 +352,34 @@ def compile_lab(topology, current=None):
             result["nodes"][node]["interfaces"].append({
                 "name": ifname, "link": index, "address": addrs[0] if addrs else None})
         result["veths"].append(veth)
+    result["remove"] = removals(result, current)
     return result
+
+
+def removals(lab, current):
+    """What ``current`` (nslab_info's view of the lab) has that the compiled ``lab`` does
+    not: removed nodes, networks and links, each to be deleted alone."""
+    def names(items):
+        return set(i["name"] for i in items)
+
+    nodes = set(lab["nodes"])
+    namespaces = names(lab["namespaces"])
+    veth_ends = set((v.get("netns"), v["name"]) for v in lab["veths"])
+    veth_ends |= set((v["peer"].get("netns"), v["peer"]["name"]) for v in lab["veths"])
+    return {
+        "containers": sorted(c["name"] for c in current.get("containers", [])
+                             if c["name"] not in nodes),
+        "namespaces": sorted(n["name"] for n in current.get("namespaces", [])
+                             if n["name"] not in namespaces),
+        "bridges": sorted(b["name"] for b in current.get("bridges", [])
+                          if b["name"] not in names(lab["bridges"])),
+        # Ends inside removed namespaces go with them; only surviving ones are listed.
+        "veths": sorted(({"name": v["name"], "netns": v["netns"]}
+                         for v in current.get("veths", [])
+                         if (v["netns"], v["name"]) not in veth_ends
+                         and (v["netns"] is None or v["netns"] in namespaces)),
+                        key=lambda v: (v["netns"] or "", v["name"])),
+        "jails": sorted(j["name"] for j in current.get("jails", []) if j["name"] not in nodes),
+        "cgroups": sorted(c["name"] for c in current.get("cgroups", [])
+                          if c["name"] not in nodes),
+    }

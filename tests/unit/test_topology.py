@@ -89,7 +89,7 @@ def test_addresses_are_sticky_when_a_node_goes():
     smaller = copy.deepcopy(DEMO)
     del smaller["nodes"]["apt101"]
     smaller["links"] = []
-    current = dict(("demo-" + n, [a + "/24"]) for n, a in before.items())
+    current = {"netns_addresses": dict(("demo-" + n, [a + "/24"]) for n, a in before.items())}
     after = compile_lab(smaller, current)["hosts"]
     assert after == {"apt102": "10.213.1.12", "apt103": "10.213.1.3"}
     # without the current addresses apt103 would have moved to .2
@@ -110,3 +110,29 @@ def test_short_ifnames_fit_and_are_stable(parts):
     name = short_ifname(*parts)
     assert len(name.encode()) <= 15 and name == short_ifname(*parts)
     assert name.startswith(parts[0][:3])
+
+
+def test_what_the_file_no_longer_names_is_removed_alone():
+    full = compile_lab(DEMO)
+    current = {
+        "containers": [{"name": n} for n in full["nodes"]],
+        "namespaces": full["namespaces"],
+        "bridges": full["bridges"] + [{"name": "demo-old"}],
+        "veths": [{"name": v["name"], "netns": v.get("netns")} for v in full["veths"]]
+        + [{"name": v["peer"]["name"], "netns": v["peer"]["netns"]} for v in full["veths"]],
+        "jails": [{"name": n} for n in full["nodes"]],
+        "cgroups": [{"name": n} for n in full["nodes"]],
+    }
+    assert compile_lab(DEMO, current)["remove"] == {
+        "containers": [], "namespaces": [], "bridges": ["demo-old"], "veths": [],
+        "jails": [], "cgroups": []}
+    smaller = copy.deepcopy(DEMO)
+    del smaller["nodes"]["apt103"]
+    smaller["links"] = []
+    remove = compile_lab(smaller, current)["remove"]
+    assert remove["containers"] == ["apt103"] and remove["namespaces"] == ["demo-apt103"]
+    assert remove["jails"] == ["apt103"] and remove["cgroups"] == ["apt103"]
+    # the host end of apt103's eth0 and the p2p end left in apt101 go; ends inside the
+    # removed namespace go with it
+    assert remove["veths"] == [{"name": "demo-apt103-0", "netns": None},
+                               {"name": "eth1", "netns": "demo-apt101"}]
