@@ -81,14 +81,14 @@ lab:
       description: Items for nslab_veth.
       type: list
     containers:
-      description: Items for nslab_container (without rootfs and cgroup, which come from the
-        jail and the cgroup of the same name).
+      description: Items for nslab_container; each names its jail and cgroup, which carry
+        the node's name.
       type: list
     jails:
-      description: Jail source per node.
+      description: Items for nslab_jail, one per node.
       type: list
-    limits:
-      description: Resource limits per node.
+    cgroups:
+      description: Items for nslab_cgroup, one per node, with its limits.
       type: list
     hosts:
       description: Node name to its first address, for /etc/hosts.

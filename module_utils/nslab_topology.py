@@ -265,7 +265,7 @@ def compile_lab(topology, current=None):
     ``netns_addresses`` keep addresses sticky (see ``allocate``), and whatever it has that
     the topology no longer names is listed in ``remove``.
     Returns a dict with ``lab``, ``nodes`` (per node: netns, interfaces and addresses),
-    ``namespaces``, ``bridges``, ``veths``, ``containers``, ``jails``, ``limits``,
+    ``namespaces``, ``bridges``, ``veths``, ``containers``, ``jails``, ``cgroups``,
     ``hosts`` (name -> address, for /etc/hosts) and ``remove``.
     """
     current = current or {}
@@ -296,7 +296,7 @@ def compile_lab(topology, current=None):
             addresses[(name, net)] = ip
 
     result = {"lab": lab, "nodes": {}, "namespaces": [], "bridges": [], "veths": [],
-              "containers": [], "jails": [], "limits": [], "hosts": {}}
+              "containers": [], "jails": [], "cgroups": [], "hosts": {}}
     for net, spec in (topology.get("networks") or {}).items():
         subnet = subnets[net]
         bridge = {"name": bridge_name(lab, net),
@@ -323,7 +323,9 @@ def compile_lab(topology, current=None):
             result["veths"].append(veth)
             result["hosts"].setdefault(name, str(ip))
         result["namespaces"].append({"name": netns, "types": ["net"]})
-        container = {"name": name, "netns": netns, "hostname": node.get("hostname") or name,
+        # A node's jail and cgroup carry its name.
+        container = {"name": name, "netns": netns, "jail": name, "cgroup": name,
+                     "hostname": node.get("hostname") or name,
                      "command": node.get("command", defaults.get("command", [])),
                      "env": _merge(defaults, node, "env"),
                      "cap_add": node.get("cap_add", defaults.get("cap_add", [])),
@@ -331,7 +333,7 @@ def compile_lab(topology, current=None):
         result["containers"].append(container)
         result["jails"].append(dict(_merge(defaults, node, "jail") or {"source": "busybox"},
                                     name=name))
-        result["limits"].append(dict(_merge(defaults, node, "limits"), name=name))
+        result["cgroups"].append(dict(_merge(defaults, node, "limits"), name=name))
         result["nodes"][name] = {"netns": netns, "interfaces": interfaces,
                                  "host": node.get("host")}
 
@@ -358,28 +360,27 @@ def compile_lab(topology, current=None):
 
 def removals(lab, current):
     """What ``current`` (nslab_info's view of the lab) has that the compiled ``lab`` does
-    not: removed nodes, networks and links, each to be deleted alone."""
+    not: removed nodes, networks and links, as items the modules take with state=absent."""
     def names(items):
         return set(i["name"] for i in items)
+
+    def missing(kind, keep):
+        return [{"name": n} for n in sorted(names(current.get(kind, [])) - keep)]
 
     nodes = set(lab["nodes"])
     namespaces = names(lab["namespaces"])
     veth_ends = set((v.get("netns"), v["name"]) for v in lab["veths"])
     veth_ends |= set((v["peer"].get("netns"), v["peer"]["name"]) for v in lab["veths"])
     return {
-        "containers": sorted(c["name"] for c in current.get("containers", [])
-                             if c["name"] not in nodes),
-        "namespaces": sorted(n["name"] for n in current.get("namespaces", [])
-                             if n["name"] not in namespaces),
-        "bridges": sorted(b["name"] for b in current.get("bridges", [])
-                          if b["name"] not in names(lab["bridges"])),
+        "containers": missing("containers", nodes),
+        "namespaces": missing("namespaces", namespaces),
+        "bridges": missing("bridges", names(lab["bridges"])),
         # Ends inside removed namespaces go with them; only surviving ones are listed.
         "veths": sorted(({"name": v["name"], "netns": v["netns"]}
                          for v in current.get("veths", [])
                          if (v["netns"], v["name"]) not in veth_ends
                          and (v["netns"] is None or v["netns"] in namespaces)),
                         key=lambda v: (v["netns"] or "", v["name"])),
-        "jails": sorted(j["name"] for j in current.get("jails", []) if j["name"] not in nodes),
-        "cgroups": sorted(c["name"] for c in current.get("cgroups", [])
-                          if c["name"] not in nodes),
+        "jails": missing("jails", nodes),
+        "cgroups": missing("cgroups", nodes),
     }

@@ -78,9 +78,10 @@ def test_compile_allocates_in_order_around_explicit_addresses():
     p2p = lab["veths"][-1]
     assert p2p == {"name": "eth1", "netns": "demo-apt101",
                    "peer": {"name": "eth1", "netns": "demo-apt103"}}
-    limits = dict((l["name"], l) for l in lab["limits"])
+    limits = dict((l["name"], l) for l in lab["cgroups"])
     assert limits["apt103"]["memory"] == "32M" and limits["apt103"]["pids"] == 64
     assert lab["containers"][2]["command"] == ["httpd", "-f", "-p", "80"]
+    assert lab["containers"][2]["jail"] == lab["containers"][2]["cgroup"] == "apt103"
     assert all(len(v["name"].encode()) <= 15 for v in lab["veths"])
 
 
@@ -124,14 +125,15 @@ def test_what_the_file_no_longer_names_is_removed_alone():
         "cgroups": [{"name": n} for n in full["nodes"]],
     }
     assert compile_lab(DEMO, current)["remove"] == {
-        "containers": [], "namespaces": [], "bridges": ["demo-old"], "veths": [],
+        "containers": [], "namespaces": [], "bridges": [{"name": "demo-old"}], "veths": [],
         "jails": [], "cgroups": []}
     smaller = copy.deepcopy(DEMO)
     del smaller["nodes"]["apt103"]
     smaller["links"] = []
     remove = compile_lab(smaller, current)["remove"]
-    assert remove["containers"] == ["apt103"] and remove["namespaces"] == ["demo-apt103"]
-    assert remove["jails"] == ["apt103"] and remove["cgroups"] == ["apt103"]
+    assert remove["containers"] == [{"name": "apt103"}]
+    assert remove["namespaces"] == [{"name": "demo-apt103"}]
+    assert remove["jails"] == remove["cgroups"] == [{"name": "apt103"}]
     # the host end of apt103's eth0 and the p2p end left in apt101 go; ends inside the
     # removed namespace go with it
     assert remove["veths"] == [{"name": "demo-apt103-0", "netns": None},
