@@ -836,8 +836,23 @@ def plan_cgroups(specs, states, layout, kill=False):
             actions.extend(_plan_limits(spec, state, layout))
             actions.extend(_plan_attach(spec, state, layout))
     # Deepest deletions first: a parent goes after its children.
-    return sorted(actions, key=lambda a: (a.phase, -a.name.count("/") if a.phase == DELETE
-                                          else 0))
+    actions.sort(key=lambda a: (a.phase, -a.name.count("/") if a.phase == DELETE else 0))
+    return _without_repeated_steps(actions)
+
+
+def _without_repeated_steps(actions):
+    """Cgroups of one task share parents: each parent is made (and prepared) once."""
+    seen = set()
+    for action in actions:
+        kept = []
+        for op in action.ops:
+            step = (op.kind, op.path, op.text)
+            if op.kind in ("mkdir", "write") and op.key is None and step in seen:
+                continue
+            seen.add(step)
+            kept.append(op)
+        action.ops = kept
+    return actions
 
 
 def _plan_delete(state, deleting, kill):
