@@ -325,6 +325,7 @@ def parse_io(where, entries, resolve=block_device):
             continue
         if devno in devices:
             problems.append("%sdevice: %s is listed twice" % (option, devno))
+            continue
         limits = {}
         for name in IO_LIMITS:
             raw = entry.get(name)
@@ -961,7 +962,7 @@ def _plan_limits(spec, state, layout):
         leaf = state.leaf(hierarchy)
         translator = FILES[hierarchy.version]
         own_files = files[KEY_CONTROLLER[key]]
-        if leaf.exists:
+        if leaf.exists and _enabled(hierarchy, state, KEY_CONTROLLER[key]):
             absent = [f for f in translator.needs(key) if f not in own_files]
             if absent:
                 raise CgroupError(
@@ -977,6 +978,15 @@ def _plan_limits(spec, state, layout):
                 key, state.relpath, was, _plain(limits_view({key: spec.limits[key]})[key])),
             LIMIT, spec.name, ops))
     return actions
+
+
+def _enabled(hierarchy, state, controller):
+    """Whether the cgroup has the controller's files now (on v2 only once the parent enables
+    it, which this run may still do)."""
+    if hierarchy.version == 1 or controller == "cpuacct":
+        return True
+    parent = state.chains[hierarchy.mount][-2]
+    return controller in parent.files.get("cgroup.subtree_control", "").split()
 
 
 def _plain(value):
