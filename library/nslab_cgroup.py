@@ -366,6 +366,8 @@ def read_states(layout, lab, specs, record):
 def diff_view(layout, state, spec, limits=None):
     """The options the task set, as the cgroup has them (or as ``limits`` predicts)."""
     view = cgroup_view(layout, state)
+    if limits is not None and spec.state == "absent":
+        return {"state": "absent"}
     if spec.state == "absent" or (view["state"] == "absent" and limits is None):
         return {"state": view["state"]}
     shown = limits_view(limits) if limits is not None else view["limits"]

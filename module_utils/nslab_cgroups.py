@@ -577,13 +577,9 @@ class V1Files:
             name = self.simple[key]
             return [(name, _render(value), files.get(name))]
         if key == "memory":
-            return [("memory.limit_in_bytes", "-1" if value == MAX else str(value),
-                     files.get("memory.limit_in_bytes"))]
+            return self._memory_writes(value, files, desired)
         if key == "swap":
-            memory = desired["memory"]      # layout_problems made sure it is a size
-            both = "-1" if value == MAX else str(memory + value)
-            return [("memory.memsw.limit_in_bytes", both,
-                     files.get("memory.memsw.limit_in_bytes"))]
+            return [self._memsw_write(desired["memory"], value, files)]
         if key == "cpus":
             quota = "-1" if value == MAX else str(int(round(value * CPU_PERIOD_US)))
             return [("cpu.cfs_period_us", str(CPU_PERIOD_US), files.get("cpu.cfs_period_us")),
@@ -602,15 +598,26 @@ class V1Files:
                                 if filename in files else None))
         return out
 
-    def key_order(self, keys, desired, files):
-        """memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: raise the
-        latter first when memory grows past it."""
-        memory, current_both = desired.get("memory"), files.get("memory.memsw.limit_in_bytes")
-        if "swap" in keys and "memory" in keys and memory not in (None, MAX) and current_both:
-            if _v1_bytes(current_both) != MAX and memory > _v1_bytes(current_both):
-                keys = [k for k in keys if k != "swap"]
-                keys.insert(keys.index("memory"), "swap")
-        return keys
+    @staticmethod
+    def _memsw_write(memory, swap, files):
+        """memory.memsw.limit_in_bytes is memory + swap (layout_problems made sure that
+        memory is a size whenever swap is set)."""
+        both = "-1" if swap == MAX else str(memory + swap)
+        return ("memory.memsw.limit_in_bytes", both, files.get("memory.memsw.limit_in_bytes"))
+
+    def _memory_writes(self, value, files, desired):
+        """With swap set, memory + swap moves with memory. The kernel never lets
+        memory.limit_in_bytes exceed memory.memsw.limit_in_bytes: when memory grows past the
+        current memsw, memsw is raised first."""
+        limit = ("memory.limit_in_bytes", "-1" if value == MAX else str(value),
+                 files.get("memory.limit_in_bytes"))
+        if "swap" not in desired:
+            return [limit]
+        both = self._memsw_write(value, desired["swap"], files)
+        current_both = _v1_bytes(files.get("memory.memsw.limit_in_bytes") or "-1")
+        if current_both != MAX and value > current_both:
+            return [both, limit]
+        return [limit, both]
 
     def usage(self, files):
         memory, cpu = files.get("memory", {}), files.get("cpu", {})
@@ -953,9 +960,6 @@ def _plan_limits(spec, state, layout):
     current = read_limits(layout, state)
     changed = [k for k in KEYS if k in spec.limits
                and not _settled(spec.limits[k], current.get(k), state.settled.get(k))]
-    memory = layout.hierarchy_of("memory")
-    if memory and memory.version == 1:
-        changed = FILES[1].key_order(changed, spec.limits, files.get("memory", {}))
     actions = []
     for key in changed:
         hierarchy = layout.hierarchy_of(KEY_CONTROLLER[key])

@@ -282,16 +282,22 @@ def test_v1_change_writes_with_undo(v1):
                   ("blkio.throttle.write_iops_device", "254:0 0", "254:0 200")]
 
 
-def test_v1_memsw_is_raised_before_memory_grows_past_it(v1):
+def test_v1_memsw_moves_with_memory_and_is_raised_first(v1):
     layout, _root = v1
     state = read_cgroup(layout, "demo", "x", owned("x"))       # memory = memsw = 256M
-    grow = plan_cgroups([CgroupSpec("x", limits={"memory": 1 << 29, "swap": 1 << 28})],
+    # swap stays 0, memory doubles: memsw must follow, and go up first
+    grow = plan_cgroups([CgroupSpec("x", limits={"memory": 1 << 29, "swap": 0})],
                         {"x": state}, layout)
-    assert [(a.summary.split(" of ")[0], a.ops[0].text) for a in grow] == [
-        ("set swap", str(3 << 28)), ("set memory", str(1 << 29))]
+    assert [a.summary.split(" of ")[0] for a in grow] == ["set memory"]
+    assert [(os.path.basename(o.path), o.text, o.undo) for o in grow[0].ops] == [
+        ("memory.memsw.limit_in_bytes", str(1 << 29), str(1 << 28)),
+        ("memory.limit_in_bytes", str(1 << 29), str(1 << 28))]
     shrink = plan_cgroups([CgroupSpec("x", limits={"memory": 1 << 27, "swap": 1 << 27})],
                           {"x": state}, layout)
     assert [a.summary.split(" of ")[0] for a in shrink] == ["set memory", "set swap"]
+    assert [os.path.basename(o.path) for o in shrink[0].ops] == [
+        "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+    assert [o.text for o in shrink[0].ops] == [str(1 << 27), str(1 << 28)]
 
 
 def test_kernel_rounding_is_remembered(v1):
@@ -467,12 +473,13 @@ def test_translators_agree_on_what_they_write_and_read():
             if version == 1 and key in ("memory_high", "io_weight"):
                 continue
             for name, text, _undo in translator.writes(key, value, files, values):
-                device = text.split()[0] if key == "io" else None
-                lines = [l for l in files.get(name, "").splitlines()
-                         if device is None or not l.startswith(device + " ")]
-                if not text.endswith(" 0"):
-                    lines.append(text)
-                files[name] = "\n".join(lines)
+                if key != "io":
+                    files[name] = text
+                    continue
+                # a device line replaces that device's line; v1 "MAJ:MIN 0" removes it
+                device = text.split()[0]
+                lines = [l for l in files[name].splitlines() if not l.startswith(device + " ")]
+                files[name] = "\n".join(lines + ([] if text.endswith(" 0") else [text]))
         for key, value in values.items():
             if version == 2 or key not in ("memory_high", "io_weight"):
                 assert translator.read(key, files) == value, (version, key)
