@@ -10,6 +10,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -82,6 +83,42 @@ def nsfs_mounts():
         return [line.split()[4] for line in handle if " - nsfs " in line]
 
 
+def cgroup_mounts():
+    """Mount points of every cgroup v1 and v2 hierarchy."""
+    with open("/proc/self/mountinfo") as handle:
+        return [line.split()[4] for line in handle
+                if line.partition(" - ")[2].split()[0] in ("cgroup", "cgroup2")]
+
+
+def lab_cgroup_dirs(lab_name):
+    """``<hierarchy>/nslab/<lab>`` wherever it exists: the only cgroups a test may make."""
+    return [d for d in (os.path.join(m, "nslab", lab_name) for m in cgroup_mounts())
+            if os.path.isdir(d)]
+
+
+def remove_cgroup_tree(top):
+    """SIGKILL the processes in ``top`` and below (the tests' own children), rmdir deepest
+    first, then ``nslab`` itself if no other lab uses it."""
+    for directory, _dirs, _files in os.walk(top, topdown=False):
+        deadline = time.monotonic() + 5
+        while True:
+            with open(os.path.join(directory, "cgroup.procs")) as handle:
+                pids = [int(p) for p in handle.read().split()]
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+        os.rmdir(directory)
+    try:
+        os.rmdir(os.path.dirname(top))
+    except OSError:
+        pass
+
+
 class Lab:
     """A test lab: a unique name, its objects' names, cleanup and leftover checks."""
 
@@ -119,6 +156,7 @@ class Lab:
                   if self.name in m and (m.startswith(STATE_ROOT) or m.startswith("/run/netns"))]
         if os.path.exists(os.path.join(STATE_ROOT, self.name)):
             found.append("state dir %s/%s" % (STATE_ROOT, self.name))
+        found += ["cgroup %s" % d for d in lab_cgroup_dirs(self.name)]
         return found
 
     def cleanup(self):
@@ -141,6 +179,8 @@ class Lab:
             for name in os.listdir("/run/netns"):
                 if self.owns(name):
                     os.unlink(os.path.join("/run/netns", name))
+        for directory in lab_cgroup_dirs(self.name):
+            remove_cgroup_tree(directory)
         shutil.rmtree(os.path.join(STATE_ROOT, self.name), ignore_errors=True)
         release_state_root()
 
