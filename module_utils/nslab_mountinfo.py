@@ -19,6 +19,7 @@ class MountEntry:
     propagation: List[str]     # e.g. ["shared:1"], ["master:3"], [] for private
     fstype: str
     source: str
+    super_options: str = ""    # e.g. "rw,lowerdir=...,upperdir=..." for overlay
 
 
 def _unescape(field):
@@ -45,7 +46,8 @@ def parse_mountinfo(text):
         entries.append(MountEntry(
             mount_id=int(fields[0]), parent_id=int(fields[1]), root=_unescape(fields[3]),
             mount_point=_unescape(fields[4]), options=fields[5], propagation=fields[6:],
-            fstype=tail[0] if tail else "", source=_unescape(tail[1]) if len(tail) > 1 else ""))
+            fstype=tail[0] if tail else "", source=_unescape(tail[1]) if len(tail) > 1 else "",
+            super_options=tail[2] if len(tail) > 2 else ""))
     return entries
 
 
@@ -56,3 +58,9 @@ def read_mountinfo(pid="self"):
 
 def mount_points(entries, fstype=None):
     return set(e.mount_point for e in entries if fstype is None or e.fstype == fstype)
+
+
+def mounts_below(entries, path):
+    """Mounts at ``path`` or below it, in mount order (oldest first)."""
+    path = path.rstrip("/")
+    return [e for e in entries if e.mount_point == path or e.mount_point.startswith(path + "/")]
