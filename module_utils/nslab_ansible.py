@@ -24,9 +24,10 @@ def runner_for(module):
                   nsenter=module.get_bin_path("nsenter", required=True))
 
 
-def items_from_params(params, list_key, item_keys):
+def items_from_params(params, list_key, item_keys, inherited=("state",)):
     """The objects a module converges: ``params[list_key]``, or one built from the
-    top-level options. An item without ``state`` takes the top-level ``state``.
+    top-level options. An item option in ``inherited`` that the item leaves unset takes
+    the top-level value (``state`` by default).
 
     Each item gets ``_where``, the prefix that names its options in error messages
     (``bridges[2].`` for list items, empty for the top-level form)."""
@@ -36,8 +37,9 @@ def items_from_params(params, list_key, item_keys):
     else:
         items = [dict(((k, params.get(k)) for k in item_keys), _where="")]
     for item in items:
-        if item.get("state") is None:
-            item["state"] = params["state"]
+        for key in inherited:
+            if item.get(key) is None:
+                item[key] = params.get(key)
     return items
 
 

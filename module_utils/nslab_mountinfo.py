@@ -19,7 +19,7 @@ class MountEntry:
     propagation: List[str]     # e.g. ["shared:1"], ["master:3"], [] for private
     fstype: str
     source: str
-    super_options: str = ""    # e.g. "rw,memory": a cgroup v1 mount's controllers
+    super_options: str = ""    # e.g. "rw,memory" (cgroup v1 controllers), overlay's lowerdir=...
 
 
 def _unescape(field):
@@ -58,3 +58,9 @@ def read_mountinfo(pid="self"):
 
 def mount_points(entries, fstype=None):
     return set(e.mount_point for e in entries if fstype is None or e.fstype == fstype)
+
+
+def mounts_below(entries, path):
+    """Mounts at ``path`` or below it, in mount order (oldest first)."""
+    path = path.rstrip("/")
+    return [e for e in entries if e.mount_point == path or e.mount_point.startswith(path + "/")]

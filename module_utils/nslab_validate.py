@@ -10,6 +10,7 @@ expected) or None, so a module can collect every problem before failing once.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 
 IFNAMSIZ = 16  # the kernel's limit, including the trailing NUL
@@ -39,10 +40,25 @@ def lab_problem(option, value):
     return None
 
 
-def nsname_problem(option, value):
+def object_name_problem(option, value, kind):
+    """Names that become file names under nslab's directories: never '/', '.' or '..'."""
     if not isinstance(value, str) or not _NS_RE.match(value) or value in (".", ".."):
-        return ("%s: namespace name %r is invalid; expected 1-64 characters of A-Z, a-z, "
-                "0-9, '.', '-' and '_', starting with a letter or digit" % (option, value))
+        return ("%s: %s name %r is invalid; expected 1-64 characters of A-Z, a-z, "
+                "0-9, '.', '-' and '_', starting with a letter or digit" % (option, kind, value))
+    return None
+
+
+def nsname_problem(option, value):
+    return object_name_problem(option, value, "namespace")
+
+
+def abspath_problem(option, value):
+    """An absolute path in normal form: no '..', '.', '//' or trailing '/' to hide behind."""
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+        return "%s: path %r is not absolute; expected e.g. /srv/rootfs" % (option, value)
+    if os.path.normpath(value) != value or value.startswith("//"):
+        return ("%s: path '%s' is not in normal form (it has '..', '.', '//' or a trailing "
+                "'/'); expected e.g. '%s'" % (option, value, os.path.normpath(value)))
     return None
 
 

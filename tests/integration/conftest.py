@@ -20,6 +20,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
 STATE_ROOT = "/run/nslab"
+DATA_ROOT = "/var/lib/nslab"
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +120,14 @@ def remove_cgroup_tree(top):
         pass
 
 
+def mounts_under(path):
+    """Mount points at or below ``path`` (octal escapes left as they are: nslab's paths
+    have none), in mount order."""
+    with open("/proc/self/mountinfo") as handle:
+        points = [line.split()[4] for line in handle]
+    return [m for m in points if m == path or m.startswith(path + "/")]
+
+
 class Lab:
     """A test lab: a unique name, its objects' names, cleanup and leftover checks."""
 
@@ -157,7 +166,15 @@ class Lab:
         if os.path.exists(os.path.join(STATE_ROOT, self.name)):
             found.append("state dir %s/%s" % (STATE_ROOT, self.name))
         found += ["cgroup %s" % d for d in lab_cgroup_dirs(self.name)]
+        found += ["mount %s" % m for m in mounts_under(self.data_dir)]
+        if os.path.lexists(self.data_dir):
+            found.append("data dir %s" % self.data_dir)
         return found
+
+    @property
+    def data_dir(self):
+        """The lab's jails and bases (nslab_jail)."""
+        return os.path.join(DATA_ROOT, self.name)
 
     def cleanup(self):
         for pid in self.init_pids():
@@ -183,6 +200,12 @@ class Lab:
             remove_cgroup_tree(directory)
         shutil.rmtree(os.path.join(STATE_ROOT, self.name), ignore_errors=True)
         release_state_root()
+        for mount in reversed(mounts_under(self.data_dir)):      # deepest, newest first
+            sh("umount", "-l", mount, check=False)
+        if not mounts_under(self.data_dir):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        if os.path.isdir(DATA_ROOT) and not os.listdir(DATA_ROOT):
+            os.rmdir(DATA_ROOT)
 
 
 def release_state_root():

@@ -66,3 +66,23 @@ def test_mac_mtu_lab_namespace_hostname():
     assert "namespace name" in nsname_problem("name", "../etc")
     assert hostname_problem("hostname", "web-1.lab") is None
     assert "hostname" in hostname_problem("hostname", "-bad")
+
+
+@pytest.mark.parametrize("value,fragment", [
+    ("relative/path", "not absolute"),
+    ("/srv/../etc", "not in normal form"),
+    ("/srv/./x", "not in normal form"),
+    ("//srv", "not in normal form"),
+    ("/srv/", "not in normal form"),
+])
+def test_paths_must_be_absolute_and_normal(value, fragment):
+    from ansible.module_utils.nslab_validate import abspath_problem
+    problem = abspath_problem("jails[1].path", value)
+    assert problem.startswith("jails[1].path: ") and fragment in problem
+    assert abspath_problem("path", "/srv/rootfs") is None
+
+
+@pytest.mark.parametrize("value", ["..", "../escape", "a/b", ""])
+def test_jail_names_never_leave_their_directory(value):
+    from ansible.module_utils.nslab_validate import object_name_problem
+    assert "jail name" in object_name_problem("name", value, "jail")

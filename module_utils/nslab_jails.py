@@ -1,0 +1,523 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Jails: root filesystems for containers and plain chroots. Read, plan, apply.
+
+Layout, all under nslab's own directory (nothing else is ever changed or removed):
+
+  /var/lib/nslab/<lab>/bases/<source>-<hash>/base.json   stamp: source, options, fingerprint
+  /var/lib/nslab/<lab>/bases/<source>-<hash>/rootfs/     the shared, read-only base
+  /var/lib/nslab/<lab>/jails/<name>/jail.json            record: lab, name, base, overlay
+  /var/lib/nslab/<lab>/jails/<name>/{upper,work}/        the jail's own overlay layers
+  /var/lib/nslab/<lab>/jails/<name>/root/                its root: overlay (or a copy)
+
+A base is content-addressed by its source (see nslab_sources), built once per lab and shared
+by every jail of the lab built from the same source; it is removed when no jail of the lab
+uses it and no overlay on the host has it as a lower layer. Bases are per lab so that a lab
+owns, and tears down, everything it made; what is expensive to rebuild (debootstrap) is
+cached across labs as a tarball.
+
+A mounted jail has its overlay at ``root`` (mount(2), not the mount binary) and a small
+tmpfs at ``root/dev`` with null, zero, full, random, urandom, tty made by mknod(2), ptmx ->
+pts/ptmx on a new devpts instance, shm, and fd/stdin/stdout/stderr links: no other host
+device, and device nodes never sit on disk. /proc and /sys are empty mount points: a /proc of
+the host's pid namespace inside a chroot would hand out /proc/1/root, a way out; the
+container's own /proc is mounted by nslab_container in its pid and mount namespaces.
+
+Every build goes to a temporary directory renamed into place, so a failed build leaves
+nothing. The applier undoes this run's builds, creations and mounts, newest first, when a
+later step fails. Plans run builds first, then unmounts and removals, then creations: the
+step most likely to fail (a build) runs before anything is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ansible.module_utils import nslab_syscalls as sc
+from ansible.module_utils.nslab_errors import ApplyError, CommandError, NslabError, OwnershipError
+from ansible.module_utils.nslab_mountinfo import MountEntry, mounts_below, read_mountinfo
+from ansible.module_utils.nslab_owner import read_json, remove_empty_dirs, write_json_atomic
+from ansible.module_utils.nslab_runner import Runner
+from ansible.module_utils.nslab_sources import (DATA_ROOT, JAIL_PATH, Source,
+                                                ensure_mount_points, ensure_real_dir)
+
+DEV_NODES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+             ("urandom", 1, 9), ("tty", 5, 0)]
+DEV_LINKS = [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+DEV_TMPFS = "mode=0755,size=65536k,nr_inodes=4096"
+DEVPTS = "newinstance,ptmxmode=0666,mode=0620"
+JAIL_ENV = {"PATH": JAIL_PATH, "HOME": "/root", "LC_ALL": "C"}
+
+# Phases, applied in this order (see the module docstring).
+BUILD, REMOVE, CREATE, MOUNT, RELEASE = range(5)
+
+
+class JailError(NslabError):
+    pass
+
+
+class JailCommandError(CommandError):
+    """A jail's command exited non-zero; ``result`` is the module result so far."""
+
+    def __init__(self, jail, outcome, result):
+        super().__init__(outcome["cmd"], outcome["rc"], outcome["stderr"], outcome["stdout"])
+        self.jail, self.result = jail, result
+        self.args = ("command %s in jail '%s' exited %s: %s" % (
+            " ".join(outcome["cmd"]), jail, outcome["rc"],
+            (outcome["stderr"] or outcome["stdout"]).strip()),)
+
+    def __str__(self):
+        return self.args[0]
+
+    def details(self):
+        return dict(super().details(), jail=self.jail, stdout=self.stdout, **self.result)
+
+
+@dataclass
+class JailSpec:
+    name: str
+    state: str                          # present, unmounted or absent
+    source: Optional[Source] = None     # None: absent, or an existing jail keeps its base
+    overlay: bool = True
+    command: Optional[List[str]] = None
+    base_id: Optional[str] = None       # the base it stands on (from source or record)
+    lowerdir: Optional[str] = None      # that base's root filesystem
+
+
+@dataclass
+class JailState:
+    name: str
+    record: Optional[Dict]                                  # jail.json; None: no jail
+    mounts: List[MountEntry] = field(default_factory=list)  # below its dir, oldest first
+
+    @property
+    def exists(self):
+        return self.record is not None
+
+
+@dataclass
+class LabState:
+    jails: Dict[str, JailState]         # the requested jails
+    records: Dict[str, Dict]            # every jail of the lab: name -> jail.json
+    bases: Dict[str, Optional[Dict]]    # every base dir of the lab: id -> base.json or None
+    lowerdirs: List[str]                # lower layers of overlays not of this lab's jails
+
+
+@dataclass
+class JailAction:
+    phase: int
+    verb: str           # build, remove, unmount, create, mount, release
+    summary: str
+    name: Optional[str] = None
+    lowerdir: Optional[str] = None
+    base_id: Optional[str] = None
+    overlay: bool = True
+    mount: bool = False
+    source: Optional[Source] = None     # build: what to build the base from
+
+
+def overlay_lowerdirs(entry):
+    for option in entry.super_options.split(","):
+        if option.startswith("lowerdir="):
+            return option[len("lowerdir="):].split(":")
+    return []
+
+
+class JailStore:
+    """Where a lab's jails and bases live, and what disk and kernel say about them."""
+
+    def __init__(self, lab, root=DATA_ROOT):
+        self.lab, self.root = lab, root
+        self.lab_dir = os.path.join(root, lab)
+        self.jails_dir = os.path.join(self.lab_dir, "jails")
+        self.bases_dir = os.path.join(self.lab_dir, "bases")
+
+    def jail_dir(self, name):
+        return os.path.join(self.jails_dir, name)
+
+    def jail_path(self, name, part):
+        return os.path.join(self.jails_dir, name, part)
+
+    def base_dir(self, base_id):
+        return os.path.join(self.bases_dir, base_id)
+
+    def rootfs(self, source):
+        if source.kind == "directory":
+            return source.spec["path"]
+        return os.path.join(self.base_dir(source.base_id), "rootfs")
+
+    def writable(self, name, overlay):
+        """The directory a jail's writes land in: its upper layer, or its copy."""
+        return self.jail_path(name, "upper" if overlay else "root")
+
+    def read(self, names):
+        entries = read_mountinfo()
+        mounts = mounts_below(entries, self.lab_dir)
+        return LabState(
+            jails=dict((n, self.read_jail(n, mounts)) for n in names),
+            records=self._records(self.jails_dir, "jail.json"),
+            bases=self._records(self.bases_dir, "base.json"),
+            lowerdirs=[d for e in entries if e.fstype == "overlay"
+                       and not e.mount_point.startswith(self.jails_dir + "/")
+                       for d in overlay_lowerdirs(e)])
+
+    def read_jail(self, name, lab_mounts):
+        path = self.jail_dir(name)
+        if not os.path.lexists(path):
+            return JailState(name, None)
+        record = read_json(os.path.join(path, "jail.json"))
+        if not record or record.get("lab") != self.lab or record.get("name") != name:
+            raise OwnershipError("jail directory", path, "not nslab's (no jail.json record of "
+                                 "lab '%s' in it)" % self.lab)
+        return JailState(name, record, mounts_below(lab_mounts, path))
+
+    @staticmethod
+    def _records(directory, filename):
+        try:
+            names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
+        except FileNotFoundError:
+            return {}
+        return dict((n, read_json(os.path.join(directory, n, filename))) for n in names)
+
+
+# --- planning (pure) --------------------------------------------------------------------
+
+def missing_mounts(store, name, overlay, lowerdir, mounts):
+    """What a mounted jail lacks: 'overlay' (then everything is remounted), '/dev',
+    '/dev/pts'. ``mounts`` are those below the jail's directory."""
+    root = store.jail_path(name, "root")
+    by_point = dict((m.mount_point, m) for m in mounts)
+    if overlay:
+        top = by_point.get(root)
+        if top is None or top.fstype != "overlay" or overlay_lowerdirs(top) != [lowerdir]:
+            return ["overlay", "/dev", "/dev/pts"]
+    missing = []
+    if getattr(by_point.get(root + "/dev"), "fstype", None) != "tmpfs":
+        missing.append("/dev")
+    if getattr(by_point.get(root + "/dev/pts"), "fstype", None) != "devpts":
+        missing.append("/dev/pts")
+    return missing
+
+
+def _build_summary(store, source):
+    summary = "build base %s from %s" % (source.base_id, source.describe())
+    if source.kind == "directory":
+        return "register %s as base %s (used as is, never written to)" % (
+            source.spec["path"], source.base_id)
+    if source.kind == "debootstrap":
+        if os.path.isfile(source.cache):
+            return summary + " (extract the cached tarball %s)" % source.cache
+        return summary + " (then cache it as %s)" % source.cache
+    return summary
+
+
+def plan_jails(specs, state, store):
+    """Desired specs vs. the lab's state -> JailActions, ordered by phase."""
+    actions = []
+    uses = dict((name, record.get("base")) for name, record in state.records.items() if record)
+    for spec in specs:
+        current = state.jails[spec.name]
+        if spec.state == "absent":
+            uses.pop(spec.name, None)
+            if current.exists:
+                actions.append(JailAction(REMOVE, "remove", "remove jail '%s'%s" % (
+                    spec.name, " (unmount %d mounts)" % len(current.mounts)
+                    if current.mounts else ""), spec.name))
+            continue
+        base_id = spec.base_id
+        uses[spec.name] = base_id
+        if base_id in state.bases and state.bases[base_id] is None:
+            raise OwnershipError("base directory", store.base_dir(base_id),
+                                 "not nslab's (no base.json record in it)")
+        if spec.source and base_id not in state.bases and not any(
+                a.verb == "build" and a.base_id == base_id for a in actions):
+            actions.append(JailAction(BUILD, "build", _build_summary(store, spec.source),
+                                      base_id=base_id, source=spec.source))
+        mount = spec.state == "present"
+        kind = "an overlay" if spec.overlay else "a copy"
+        if current.exists and (current.record.get("base"), current.record.get("overlay")) != (
+                base_id, spec.overlay):
+            actions.append(JailAction(REMOVE, "remove", (
+                "remove jail '%s' to rebuild it as %s of base %s (was %s of %s); its "
+                "writable layer is discarded" % (
+                    spec.name, kind, base_id,
+                    "an overlay" if current.record.get("overlay") else "a copy",
+                    current.record.get("base"))), spec.name))
+            current = JailState(spec.name, None)
+        if not current.exists:
+            actions.append(JailAction(CREATE, "create", "create jail '%s' as %s of base %s%s" % (
+                spec.name, kind, base_id, " and mount it" if mount else ""), spec.name,
+                spec.lowerdir, base_id, spec.overlay, mount))
+            continue
+        if mount:
+            missing = missing_mounts(store, spec.name, spec.overlay, spec.lowerdir,
+                                     current.mounts)
+            if missing:
+                actions.append(JailAction(MOUNT, "mount", "mount %s of jail '%s'" % (
+                    ", ".join(missing), spec.name), spec.name, spec.lowerdir, base_id,
+                    spec.overlay))
+        elif current.mounts:
+            actions.append(JailAction(REMOVE, "unmount", "unmount jail '%s' (%d mounts)" % (
+                spec.name, len(current.mounts)), spec.name))
+    in_use = set(uses.values())
+    for base_id, record in sorted(state.bases.items()):
+        if record is None or base_id in in_use:
+            continue
+        if record.get("rootfs") in state.lowerdirs:
+            continue      # an overlay nslab does not know of still stands on it
+        actions.append(JailAction(RELEASE, "release", "remove base %s (no jail of lab '%s' "
+                                  "uses it)" % (base_id, store.lab), base_id=base_id))
+    return sorted(actions, key=lambda a: a.phase)
+
+
+# --- views ------------------------------------------------------------------------------
+
+def stamp_of(base):
+    """What a base was built from, out of its base.json (or a Source's stamp)."""
+    return dict((k, base[k]) for k in ("source", "spec", "fingerprint", "built") if k in base)
+
+
+def jail_view(store, name, state):
+    """What a jail is on disk and in the kernel (``state`` is a LabState)."""
+    current = state.jails[name]
+    if not current.exists:
+        return {"state": "absent"}
+    record = current.record
+    base = state.bases.get(record["base"]) or {}
+    mounted = bool(base) and not missing_mounts(store, name, record["overlay"],
+                                                base.get("rootfs"), current.mounts)
+    return {
+        "state": "present" if mounted else "unmounted",
+        "root": store.jail_path(name, "root"),
+        "base": base.get("rootfs"),
+        "base_id": record["base"],
+        "source": base.get("source"),
+        "overlay": record["overlay"],
+        "mounted": mounted,
+        "stamp": stamp_of(base),
+    }
+
+
+def predicted_view(store, spec, state):
+    if spec.state == "absent":
+        return {"state": "absent"}
+    base = spec.source.stamp() if spec.source else state.bases[spec.base_id]
+    return {
+        "state": spec.state,
+        "root": store.jail_path(spec.name, "root"),
+        "base": spec.lowerdir,
+        "base_id": spec.base_id,
+        "source": base["source"],
+        "overlay": spec.overlay,
+        "mounted": spec.state == "present",
+        "stamp": stamp_of(base),
+    }
+
+
+# --- applying ---------------------------------------------------------------------------
+
+def unmount_below(path):
+    """Unmount everything at or below ``path``, newest first (children before parents)."""
+    for entry in reversed(mounts_below(read_mountinfo(), path)):
+        try:
+            sc.umount2(entry.mount_point, sc.MNT_DETACH)
+        except OSError as err:
+            if err.errno != 22:       # EINVAL: already gone with a detached parent
+                raise
+
+
+def remove_tree(path):
+    """Unmount, then delete, a directory of nslab's. Never crosses into a mount."""
+    if not os.path.lexists(path):
+        return
+    unmount_below(path)
+    left = mounts_below(read_mountinfo(), path)
+    if left:
+        raise JailError("cannot remove '%s': %s is still mounted" % (path, left[0].mount_point))
+    shutil.rmtree(path)
+
+
+def mount_dev(dev):
+    """A tmpfs /dev with only the nodes a process needs (mknod: no bind mounts per node)."""
+    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC, DEV_TMPFS)
+    try:
+        for name, major, minor in DEV_NODES:
+            node = os.path.join(dev, name)
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            os.chmod(node, 0o666)
+        for name, target in DEV_LINKS:
+            os.symlink(target, os.path.join(dev, name))
+        os.mkdir(os.path.join(dev, "pts"), 0o755)
+        os.mkdir(os.path.join(dev, "shm"))
+        os.chmod(os.path.join(dev, "shm"), 0o1777)
+    except OSError:
+        sc.umount2(dev, sc.MNT_DETACH)
+        raise
+
+
+def mount_jail(store, name, overlay, lowerdir):
+    """Mount what a jail lacks; return the mount points made (undone on failure)."""
+    root = store.jail_path(name, "root")
+    present = dict((m.mount_point, m.fstype)
+                   for m in mounts_below(read_mountinfo(), store.jail_dir(name)))
+    made = []
+    try:
+        if overlay and present.get(root) != "overlay":
+            unmount_below(root)
+            present = {}
+            sc.mount("overlay", root, "overlay", 0, "lowerdir=%s,upperdir=%s,workdir=%s" % (
+                lowerdir, store.jail_path(name, "upper"), store.jail_path(name, "work")))
+            made.append(root)
+        ensure_mount_points(root)
+        dev = os.path.join(root, "dev")
+        if present.get(dev) != "tmpfs":
+            mount_dev(dev)
+            made.append(dev)
+        pts = os.path.join(dev, "pts")
+        if present.get(pts) != "devpts":
+            ensure_real_dir(pts, 0o755)
+            sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, DEVPTS)
+            made.append(pts)
+    except (OSError, NslabError):
+        for point in reversed(made):
+            sc.umount2(point, sc.MNT_DETACH)
+        raise
+    return made
+
+
+class JailApplier:
+    """Applies JailActions; on failure undoes this run's builds, creations and mounts."""
+
+    def __init__(self, store, builder, run):
+        self.store = store
+        self.builder = builder
+        self.runner = Runner(run)
+        self.undo = []          # (description, callable)
+
+    def apply(self, actions):
+        done = []
+        try:
+            for action in actions:
+                getattr(self, "_" + action.verb)(action)
+                done.append(action.summary)
+        except (OSError, NslabError) as err:
+            undone, errors = [], []
+            for description, undo in reversed(self.undo):
+                try:
+                    undo()
+                    undone.append(description)
+                except (OSError, NslabError) as undo_err:
+                    errors.append("%s: %s" % (description, undo_err))
+            raise ApplyError(err, done, undone, errors)
+        finally:
+            for directory in (self.store.jails_dir, self.store.bases_dir):
+                remove_empty_dirs(directory, self.store.root)
+
+    def _temp_dir(self, parent, name):
+        os.makedirs(parent, exist_ok=True)
+        return tempfile.mkdtemp(prefix=".tmp-%s-" % name, dir=parent)
+
+    def _into_place(self, temp, final, record_name, record, fill):
+        """Fill a temporary directory, record it, and rename it to ``final`` (atomic)."""
+        try:
+            fill(temp)
+            write_json_atomic(os.path.join(temp, record_name), record)
+            os.rename(temp, final)
+        except BaseException:
+            remove_tree(temp)
+            raise
+
+    def _build(self, action):
+        source, final = action.source, self.store.base_dir(action.base_id)
+
+        def fill(temp):
+            if source.kind != "directory":
+                os.mkdir(os.path.join(temp, "rootfs"), 0o755)
+                self.builder.build(source, os.path.join(temp, "rootfs"))
+        record = dict(source.stamp(), lab=self.store.lab, id=action.base_id,
+                      rootfs=self.store.rootfs(source),
+                      built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self._into_place(self._temp_dir(self.store.bases_dir, action.base_id), final,
+                         "base.json", record, fill)
+        self.undo.append((action.summary, lambda: remove_tree(final)))
+
+    def _create(self, action):
+        name, final, lowerdir = action.name, self.store.jail_dir(action.name), action.lowerdir
+
+        def fill(temp):
+            if action.overlay:
+                for part in ("upper", "work", "root"):
+                    os.mkdir(os.path.join(temp, part), 0o755)
+            else:
+                self.runner.run([shutil.which("cp") or "cp", "-a", "--reflink=auto", lowerdir,
+                                 os.path.join(temp, "root")])
+        record = {"lab": self.store.lab, "name": name, "base": action.base_id,
+                  "overlay": action.overlay}
+        self._into_place(self._temp_dir(self.store.jails_dir, name), final, "jail.json",
+                         record, fill)
+        self.undo.append((action.summary, lambda: remove_tree(final)))
+        if action.mount:
+            mount_jail(self.store, name, action.overlay, lowerdir)
+
+    def _mount(self, action):
+        made = mount_jail(self.store, action.name, action.overlay, action.lowerdir)
+
+        def undo():
+            for point in reversed(made):
+                sc.umount2(point, sc.MNT_DETACH)
+        self.undo.append((action.summary, undo))
+
+    def _unmount(self, action):
+        unmount_below(self.store.jail_dir(action.name))
+
+    def _remove(self, action):
+        remove_tree(self.store.jail_dir(action.name))
+
+    def _release(self, action):
+        remove_tree(self.store.base_dir(action.base_id))
+
+
+# --- running a command in a jail (plain chroot) -----------------------------------------
+
+def snapshot(top):
+    """path -> (mode, size, mtime, owner) of every file below ``top``, not crossing mounts:
+    enough to tell whether a command changed a jail's writable layer."""
+    files, top_dev = {}, os.lstat(top).st_dev
+    for directory, dirs, names in os.walk(top):
+        dirs[:] = [d for d in dirs
+                   if os.lstat(os.path.join(directory, d)).st_dev == top_dev]
+        for name in dirs + names:
+            info = os.lstat(os.path.join(directory, name))
+            files[os.path.join(directory, name)] = (info.st_mode, info.st_size,
+                                                    info.st_mtime_ns, info.st_uid, info.st_gid)
+    return files
+
+
+def _enter_jail(root):
+    os.chroot(root)
+    os.chdir("/")
+
+
+def run_in_jail(root, writable, argv):
+    """Run ``argv`` chrooted into ``root`` with a clean environment; report whether it
+    changed the jail's files. A plain chroot is not a security boundary."""
+    before = snapshot(writable)
+    try:
+        proc = subprocess.run(argv, preexec_fn=lambda: _enter_jail(root), env=JAIL_ENV,
+                              stdin=subprocess.DEVNULL, capture_output=True)
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except OSError as error:     # the child could not exec: not found, not executable
+        rc, out, err = 127, b"", ("%s: %s (in the jail, PATH=%s)" % (
+            argv[0], error.strerror, JAIL_PATH)).encode()
+    return {"cmd": list(argv), "rc": rc, "stdout": out.decode("utf-8", "replace"),
+            "stderr": err.decode("utf-8", "replace"), "changed": snapshot(writable) != before}
+

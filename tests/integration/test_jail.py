@@ -1,0 +1,299 @@
+"""nslab_jail against the real kernel: every offline source built for real, a chrooted
+command proving the jail sees only its own files, 50 overlay jails in one invocation,
+reruns, changed sources, bad input, rollback, and debootstrap once with its cache."""
+
+import os
+import shutil
+import stat
+import tarfile
+import time
+import urllib.request
+
+import pytest
+
+from conftest import DATA_ROOT, mounts_under, sh
+
+BUSYBOX = shutil.which("busybox")
+CACHE_DIR = "/var/cache/nslab"
+DEV_NAMES = {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "fd",
+             "stdin", "stdout", "stderr"}
+needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="no busybox on PATH (apt-get install "
+                                   "busybox-static)")
+
+
+def listing(root):
+    """Every path below ``root`` as the jail would name it, not following symlinks."""
+    found = set()
+    for directory, dirs, names in os.walk(root):
+        for name in dirs + names:
+            found.add(os.path.join(directory, name)[len(root):])
+    return found
+
+
+def seen_from_inside(result):
+    out = result["jails"][0]["command_result"]["stdout"]
+    return set(line for line in out.splitlines() if line not in ("/", ""))
+
+
+def busybox_tree(path, marker):
+    """A tiny root filesystem: busybox, an sh link, and /etc/marker."""
+    os.makedirs(os.path.join(path, "bin"))
+    os.makedirs(os.path.join(path, "etc"))
+    shutil.copy2(BUSYBOX, os.path.join(path, "bin", "busybox"))
+    for applet in ("sh", "cat", "ls", "find"):
+        os.symlink("busybox", os.path.join(path, "bin", applet))
+    with open(os.path.join(path, "etc", "marker"), "w") as handle:
+        handle.write(marker)
+
+
+def write_tarball(path, tree):
+    with tarfile.open(path, "w:gz") as archive:
+        archive.add(tree, arcname=".")
+
+
+@needs_busybox
+def test_check_mode_creates_nothing(lab, module):
+    result = module("nslab_jail", dict(lab=lab.name, name="a"), check=True, diff=True)
+    assert result["_status"] == "ok" and result["changed"] is True
+    assert [a.split(" ", 2)[:2] for a in result["actions"]] == [["build", "base"],
+                                                                ["create", "jail"]]
+    assert result["diff"]["before"] == {"a": {"state": "absent"}}
+    assert result["diff"]["after"]["a"]["mounted"] is True
+    assert not os.path.exists(lab.data_dir)
+
+
+@needs_busybox
+def test_busybox_jail_sees_only_its_own_files(lab, module):
+    result = module("nslab_jail", dict(lab=lab.name, name="a", command=["find", "/"]),
+                    diff=True)
+    assert result["_status"] == "ok", result.get("msg")
+    jail = result["jails"][0]
+    root = jail["root"]
+    assert jail["state"] == "present" and jail["mounted"] and jail["overlay"]
+    assert root == os.path.join(lab.data_dir, "jails", "a", "root")
+    assert jail["stamp"]["source"] == "busybox" and jail["stamp"]["fingerprint"]["sha256"]
+    # what the chrooted find saw is exactly the tree below the jail's root on the host
+    assert seen_from_inside(result) == listing(root)
+    assert "/work" not in seen_from_inside(result)
+    assert jail["command_result"]["changed"] is False
+    # overlay over the shared base, a tmpfs /dev with only the listed nodes, devpts
+    assert mounts_under(os.path.dirname(root)) == [root, root + "/dev", root + "/dev/pts"]
+    assert set(os.listdir(root + "/dev")) == DEV_NAMES
+    null = os.stat(root + "/dev/null")
+    assert stat.S_ISCHR(null.st_mode) and os.major(null.st_rdev) == 1
+    assert os.listdir(root + "/proc") == [] and os.listdir(root + "/sys") == []
+
+    again = module("nslab_jail", dict(lab=lab.name, name="a"))
+    assert again["changed"] is False and again["actions"] == []
+
+
+@needs_busybox
+def test_host_jail_has_its_binaries_libraries_and_loader_only(lab, module):
+    args = dict(lab=lab.name, name="h", source="host", binaries=["sh", "ls", "cat"],
+                command=["ls", "-aR", "/"])
+    result = module("nslab_jail", args)
+    assert result["_status"] == "ok", result.get("msg")
+    root = result["jails"][0]["root"]
+    inside = result["jails"][0]["command_result"]["stdout"]
+    outside = sh("ls", "-aR", root).stdout.replace(root + "/", "/").replace(root + ":", "/:")
+    assert inside == outside          # the same ls, chrooted or not, lists the same files
+    assert sorted(os.listdir(root + "/usr/bin")) == ["cat", "ls", "sh"]
+    assert "root:x:0:0:" in open(root + "/etc/passwd").read()
+    assert sh("chroot", root, "sh", "-c", "cat /etc/hosts").stdout.startswith("127.0.0.1")
+    assert module("nslab_jail", dict(args, command=None))["changed"] is False
+
+
+def test_missing_host_binary_and_bad_names_and_paths_leave_nothing(lab, module):
+    cases = [
+        (dict(name="../escape"), "name: jail name '../escape' is invalid"),
+        (dict(name="h", source="host", binaries=["sh", "nosuchbinary"]),
+         "binaries: 'nosuchbinary' not found on PATH"),
+        (dict(name="t", source="tarball", path="/srv/../etc/passwd"),
+         "path: path '/srv/../etc/passwd' is not in normal form"),
+        (dict(name="d", source="directory", path="/"), "path: '/' is (or holds, or is inside)"),
+        (dict(name="b", source="busybox", path="/bin/ls"), "is dynamically linked"),
+        (dict(name="c", command=["true"], state="unmounted"), "command: ['true'] needs"),
+    ]
+    for args, message in cases:
+        result = module("nslab_jail", dict(lab=lab.name, **args))
+        assert result["_status"] == "failed", args
+        assert message in result["msg"], (message, result["msg"])
+        assert not os.path.exists(lab.data_dir)
+
+
+@needs_busybox
+def test_tarball_source_and_a_changed_tarball_rebuilds(lab, module, tmp_path):
+    tree, archive = str(tmp_path / "tree"), str(tmp_path / "rootfs.tar.gz")
+    busybox_tree(tree, "v1")
+    write_tarball(archive, tree)
+    args = dict(lab=lab.name, name="t", source="tarball", path=archive,
+                command=["cat", "/etc/marker"])
+    first = module("nslab_jail", args)
+    assert first["_status"] == "ok", first.get("msg")
+    assert first["jails"][0]["command_result"]["stdout"] == "v1"
+    old_base = first["jails"][0]["base"]
+    assert module("nslab_jail", dict(args, command=None))["changed"] is False
+
+    with open(os.path.join(tree, "etc", "marker"), "w") as handle:
+        handle.write("v2")
+    write_tarball(archive, tree)
+    second = module("nslab_jail", args)
+    assert second["changed"] is True
+    assert [a.split(" ")[0] for a in second["actions"]] == ["build", "remove", "create",
+                                                            "remove"]
+    assert second["jails"][0]["command_result"]["stdout"] == "v2"
+    assert not os.path.exists(os.path.dirname(old_base))       # the old base was released
+
+
+@needs_busybox
+def test_directory_source_is_used_as_is_and_never_written(lab, module, tmp_path):
+    tree = str(tmp_path / "tree")
+    busybox_tree(tree, "mine")
+    before = listing(tree)
+    writes = module("nslab_jail", dict(lab=lab.name, name="d", source="directory", path=tree,
+                                       command=["sh", "-c", "echo x > /new; cat /etc/marker"]))
+    assert writes["_status"] == "ok", writes.get("msg")
+    assert writes["jails"][0]["base"] == tree
+    assert writes["jails"][0]["command_result"]["changed"] is True     # measured, not guessed
+    assert listing(tree) == before                      # /new, /dev, /proc... are in upper
+    assert os.path.exists(os.path.join(lab.data_dir, "jails", "d", "upper", "new"))
+    reads = module("nslab_jail", dict(lab=lab.name, name="d", command=["cat", "/new"]))
+    assert reads["changed"] is False and reads["jails"][0]["command_result"]["stdout"] == "x\n"
+
+
+@needs_busybox
+def test_a_symlinked_dev_is_refused_and_the_host_dev_untouched(lab, module, tmp_path):
+    tree = str(tmp_path / "tree")
+    busybox_tree(tree, "evil")
+    os.symlink("/dev", os.path.join(tree, "dev"))
+    host_dev = [l for l in open("/proc/self/mountinfo") if l.split()[4] == "/dev"]
+    result = module("nslab_jail", dict(lab=lab.name, name="e", source="directory", path=tree))
+    assert result["_status"] == "failed"
+    assert "is a symlink, not a directory; refusing to mount over it" in result["msg"]
+    assert "rolled back" in result["msg"]
+    assert [l for l in open("/proc/self/mountinfo") if l.split()[4] == "/dev"] == host_dev
+    assert not os.path.exists(lab.data_dir)
+
+
+@needs_busybox
+def test_unmounted_keeps_the_writable_layer_and_copy_jails(lab, module):
+    module("nslab_jail", dict(lab=lab.name, name="u", command=["sh", "-c", "echo kept > /k"]))
+    down = module("nslab_jail", dict(lab=lab.name, name="u", state="unmounted"), diff=True)
+    assert down["actions"] == ["unmount jail 'u' (3 mounts)"]
+    assert down["diff"]["after"]["u"]["mounted"] is False
+    assert mounts_under(lab.data_dir) == []
+    up = module("nslab_jail", dict(lab=lab.name, name="u", command=["cat", "/k"]))
+    assert up["actions"] == ["mount overlay, /dev, /dev/pts of jail 'u'"]
+    assert up["jails"][0]["command_result"]["stdout"] == "kept\n"
+
+    copy = module("nslab_jail", dict(lab=lab.name, name="c", overlay=False,
+                                     command=["sh", "-c", "echo c > /c"]))
+    root = copy["jails"][0]["root"]
+    assert copy["jails"][0]["overlay"] is False and copy["changed"] is True
+    assert mounts_under(os.path.dirname(root)) == [root + "/dev", root + "/dev/pts"]
+    assert open(root + "/c").read() == "c\n"
+    # both jails share the one busybox base
+    assert len(os.listdir(os.path.join(lab.data_dir, "bases"))) == 1
+
+
+@needs_busybox
+def test_fifty_overlay_jails_from_one_base_in_one_invocation(lab, module):
+    jails = [dict(name="j%02d" % i) for i in range(50)]
+    start = time.monotonic()
+    result = module("nslab_jail", dict(lab=lab.name, jails=jails))
+    took = time.monotonic() - start
+    assert result["_status"] == "ok", result.get("msg")
+    assert len(result["actions"]) == 51 and result["actions"][0].startswith("build base")
+    assert all(j["mounted"] and j["base"] == result["jails"][0]["base"]
+               for j in result["jails"])
+    assert len(mounts_under(lab.data_dir)) == 150
+    assert took < 30, took
+    assert module("nslab_jail", dict(lab=lab.name, jails=jails))["changed"] is False
+
+    gone = module("nslab_jail", dict(lab=lab.name, jails=jails, state="absent"))
+    assert gone["changed"] is True and gone["actions"][-1].startswith("remove base")
+    assert mounts_under(lab.data_dir) == [] and not os.path.exists(lab.data_dir)
+
+
+@needs_busybox
+def test_a_failed_build_rolls_back_the_whole_run(lab, module, tmp_path):
+    broken = str(tmp_path / "broken.tar")
+    with open(broken, "w") as handle:
+        handle.write("this is not a tar archive")
+    result = module("nslab_jail", dict(lab=lab.name, jails=[
+        dict(name="ok"), dict(name="bad", source="tarball", path=broken)]))
+    assert result["_status"] == "failed"
+    assert "building from tarball %s failed" % broken in result["msg"]
+    assert len(result["rolled_back"]) == 1
+    assert result["rolled_back"][0].startswith("build base busybox-")
+    assert not os.path.exists(lab.data_dir)
+
+
+@needs_busybox
+def test_a_foreign_directory_and_a_failing_command(lab, module):
+    foreign = os.path.join(lab.data_dir, "jails", "mine")
+    os.makedirs(os.path.join(foreign, "data"))
+    result = module("nslab_jail", dict(lab=lab.name, name="mine", state="absent"))
+    assert result["_status"] == "failed"
+    assert "jail directory '%s' exists and is not nslab's" % foreign in result["msg"]
+    assert os.path.isdir(os.path.join(foreign, "data"))
+    shutil.rmtree(lab.data_dir)
+
+    failing = module("nslab_jail", dict(lab=lab.name, name="f", command=["ls", "/nothere"]))
+    assert failing["_status"] == "failed" and failing["rc"] != 0 and failing["jail"] == "f"
+    assert "command ls /nothere in jail 'f' exited" in failing["msg"]
+    assert failing["changed"] is True                 # the jail was made before it ran
+    skipped = module("nslab_jail", dict(lab=lab.name, name="f", command=["ls", "/nothere"]),
+                     check=True)
+    assert skipped["jails"][0]["command_result"]["skipped"] is True
+
+
+def mirror_reachable():
+    try:
+        with open("/etc/apt/sources.list.d/debian.sources") as handle:
+            uri = next(l.split()[1] for l in handle if l.startswith("URIs:"))
+        urllib.request.urlopen(urllib.request.Request(uri + "/dists/bookworm/Release",
+                                                      method="HEAD"), timeout=10).close()
+        return None
+    except (OSError, StopIteration) as err:
+        return "Debian mirror not reachable (%s)" % err
+
+
+def test_an_unreachable_mirror_fails_clearly_and_leaves_nothing(lab, module):
+    if not shutil.which("debootstrap"):
+        pytest.skip("debootstrap is not installed (apt-get install debootstrap)")
+    result = module("nslab_jail", dict(lab=lab.name, name="d", source="debootstrap",
+                                       suite="nslabtest", mirror="http://127.0.0.1:9/debian",
+                                       cache_dir=str(lab.data_dir) + "-cache"))
+    assert result["_status"] == "failed"
+    assert "mirror: 'http://127.0.0.1:9/debian' is unreachable" in result["msg"]
+    assert not os.path.exists(lab.data_dir) and not os.path.exists(lab.data_dir + "-cache")
+
+
+def test_debootstrap_once_then_from_the_cache(lab, module):
+    """ONE debootstrap build at most (none when the cache is already there); the second
+    base of the same suite comes from the cached tarball in seconds."""
+    args = dict(lab=lab.name, name="deb", source="debootstrap", suite="bookworm",
+                command=["cat", "/etc/debian_version"])
+    if not shutil.which("debootstrap"):
+        pytest.skip("debootstrap is not installed (apt-get install debootstrap)")
+    unreachable = mirror_reachable()
+    if unreachable:
+        pytest.skip(unreachable)
+    first = module("nslab_jail", args)
+    assert first["_status"] == "ok", first.get("msg")
+    assert first["jails"][0]["command_result"]["stdout"].startswith("12.")
+    cache = first["jails"][0]["base_id"] + ".tar"
+    assert os.path.isfile(os.path.join(CACHE_DIR, "debootstrap", cache))
+    module("nslab_jail", dict(lab=lab.name, name="deb", state="absent"))
+
+    start = time.monotonic()
+    second = module("nslab_jail", args)
+    took = time.monotonic() - start
+    assert "extract the cached tarball" in second["actions"][0]
+    assert second["jails"][0]["command_result"]["stdout"].startswith("12.")
+    assert took < 30, took
+    # apt inside sees the jail's own dpkg database, not the host's
+    dpkg = module("nslab_jail", dict(lab=lab.name, name="deb",
+                                     command=["dpkg-query", "-W", "-f", "${Package}\n"]))
+    assert "debootstrap" not in dpkg["jails"][0]["command_result"]["stdout"].split()

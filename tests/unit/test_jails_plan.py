@@ -1,0 +1,164 @@
+"""Jail planning (pure) and the applier's rollback (in tmp_path, no mounts, no root)."""
+
+import os
+
+import pytest
+
+from ansible.module_utils import nslab_jails
+from ansible.module_utils.nslab_errors import ApplyError, OwnershipError
+from ansible.module_utils.nslab_jails import (JailApplier, JailSpec, JailState, JailStore,
+                                              LabState, missing_mounts, plan_jails)
+from ansible.module_utils.nslab_mountinfo import MountEntry, parse_mountinfo
+from ansible.module_utils.nslab_sources import Source
+
+STORE = JailStore("demo", root="/d")
+
+
+def busybox(digest="aaa"):
+    return Source("busybox", {"path": "/usr/bin/busybox"}, {"sha256": digest})
+
+
+def spec(name, state="present", source=None, overlay=True):
+    source = source or busybox()
+    return JailSpec(name, state, source, overlay, None, source.base_id, STORE.rootfs(source))
+
+
+def mounted(name, lowerdir):
+    root = STORE.jail_path(name, "root")
+    return [MountEntry(1, 0, "/", root, "rw", [], "overlay", "overlay",
+                       "rw,lowerdir=%s,upperdir=u,workdir=w" % lowerdir),
+            MountEntry(2, 1, "/", root + "/dev", "rw", [], "tmpfs", "tmpfs", "rw"),
+            MountEntry(3, 2, "/", root + "/dev/pts", "rw", [], "devpts", "devpts", "rw")]
+
+
+def lab(jails=(), bases=None, lowerdirs=(), requested=()):
+    """LabState with ``jails`` = [(name, base_id, overlay, mounts)] on disk."""
+    states = dict((n, JailState(n, {"lab": "demo", "name": n, "base": b, "overlay": o}, m))
+                  for n, b, o, m in jails)
+    for name in requested:
+        states.setdefault(name, JailState(name, None))
+    return LabState(states, dict((n, s.record) for n, s in states.items() if s.exists),
+                    bases or {}, list(lowerdirs))
+
+
+def base_record(source):
+    return dict(source.stamp(), rootfs=STORE.rootfs(source))
+
+
+def verbs(actions):
+    return [(a.verb, a.name or a.base_id) for a in actions]
+
+
+def test_two_new_jails_of_one_source_build_one_base():
+    specs = [spec("a"), spec("b")]
+    actions = plan_jails(specs, lab(requested=["a", "b"]), STORE)
+    base = busybox().base_id
+    assert verbs(actions) == [("build", base), ("create", "a"), ("create", "b")]
+    assert actions[1].summary == "create jail 'a' as an overlay of base %s and mount it" % base
+    assert actions[1].lowerdir == "/d/demo/bases/%s/rootfs" % base
+
+
+def test_a_mounted_jail_on_its_base_needs_nothing():
+    source = busybox()
+    state = lab([("a", source.base_id, True, mounted("a", STORE.rootfs(source)))],
+                {source.base_id: base_record(source)})
+    assert plan_jails([spec("a")], state, STORE) == []
+
+
+def test_missing_mounts_and_a_foreign_overlay_at_the_root():
+    lowerdir = STORE.rootfs(busybox())
+    full = mounted("a", lowerdir)
+    assert missing_mounts(STORE, "a", True, lowerdir, full) == []
+    assert missing_mounts(STORE, "a", True, lowerdir, full[:1]) == ["/dev", "/dev/pts"]
+    assert missing_mounts(STORE, "a", True, lowerdir, []) == ["overlay", "/dev", "/dev/pts"]
+    other = mounted("a", "/somewhere/else")
+    assert missing_mounts(STORE, "a", True, lowerdir, other)[0] == "overlay"
+    assert missing_mounts(STORE, "a", False, lowerdir, full[1:]) == []
+
+
+def test_a_changed_source_rebuilds_the_jail_and_releases_the_old_base():
+    old, new = busybox("old"), busybox("new")
+    state = lab([("a", old.base_id, True, mounted("a", STORE.rootfs(old)))],
+                {old.base_id: base_record(old)})
+    actions = plan_jails([spec("a", source=new)], state, STORE)
+    assert verbs(actions) == [("build", new.base_id), ("remove", "a"), ("create", "a"),
+                              ("release", old.base_id)]
+    assert "its writable layer is discarded" in actions[1].summary
+
+
+def test_a_base_another_jail_uses_or_a_foreign_overlay_stands_on_is_kept():
+    source = busybox()
+    state = lab([("a", source.base_id, True, []), ("b", source.base_id, True, [])],
+                {source.base_id: base_record(source)})
+    assert verbs(plan_jails([spec("a", "absent")], state, STORE)) == [("remove", "a")]
+    state = lab([("a", source.base_id, True, [])], {source.base_id: base_record(source)},
+                lowerdirs=[STORE.rootfs(source)])
+    assert verbs(plan_jails([spec("a", "absent")], state, STORE)) == [("remove", "a")]
+
+
+def test_unmounted_and_absent():
+    source = busybox()
+    state = lab([("a", source.base_id, True, mounted("a", STORE.rootfs(source)))],
+                {source.base_id: base_record(source)})
+    unmount = plan_jails([spec("a", "unmounted")], state, STORE)
+    assert [a.summary for a in unmount] == ["unmount jail 'a' (3 mounts)"]
+    gone = plan_jails([spec("a", "absent")], state, STORE)
+    assert verbs(gone) == [("remove", "a"), ("release", source.base_id)]
+    assert plan_jails([spec("zz", "absent")], lab(requested=["zz"]), STORE) == []
+
+
+def test_a_base_directory_without_a_record_is_not_nslabs():
+    with pytest.raises(OwnershipError, match="base directory '/d/demo/bases/busybox-"):
+        plan_jails([spec("a")], lab(requested=["a"], bases={busybox().base_id: None}), STORE)
+
+
+def test_a_jail_directory_without_a_record_is_not_nslabs(tmp_path):
+    store = JailStore("demo", root=str(tmp_path))
+    os.makedirs(store.jail_dir("a"))
+    with pytest.raises(OwnershipError, match="jail directory '%s' exists and is not nslab's"
+                       % store.jail_dir("a")):
+        store.read(["a"])
+
+
+def test_mountinfo_keeps_overlay_super_options():
+    line = ("45 27 0:39 / /var/lib/nslab/x/jails/a/root rw,relatime - overlay overlay "
+            "rw,lowerdir=/b/rootfs,upperdir=/u,workdir=/w,uuid=on")
+    entry = parse_mountinfo(line)[0]
+    assert nslab_jails.overlay_lowerdirs(entry) == ["/b/rootfs"]
+
+
+class StubBuilder:
+    def build(self, source, dest):
+        with open(os.path.join(dest, "marker"), "w") as handle:
+            handle.write(source.kind)
+
+
+def test_a_failed_mount_rolls_back_the_jail_and_the_base_built_in_this_run(tmp_path,
+                                                                          monkeypatch):
+    store = JailStore("demo", root=str(tmp_path))
+    source = busybox()
+    jail = JailSpec("a", "present", source, True, None, source.base_id, store.rootfs(source))
+    actions = plan_jails([jail], lab(requested=["a"]), store)
+
+    def failing_mount(*args):
+        raise OSError(22, "mount: Invalid argument (injected)")
+    monkeypatch.setattr(nslab_jails, "mount_jail", failing_mount)
+    with pytest.raises(ApplyError) as failure:
+        JailApplier(store, StubBuilder(), run=None).apply(actions)
+    assert "rolled back 2 step(s)" in str(failure.value)
+    assert failure.value.rolled_back == [a.summary for a in reversed(actions)]
+    assert not tmp_path.exists()    # no jail, base, temp dir or lab dir; the empty root went too
+
+
+def test_a_failed_build_leaves_no_temporary_directory(tmp_path):
+    store = JailStore("demo", root=str(tmp_path))
+
+    class Failing:
+        def build(self, source, dest):
+            open(os.path.join(dest, "half"), "w").close()
+            raise OSError(28, "No space left on device (injected)")
+    actions = plan_jails([JailSpec("a", "present", busybox(), True, None, busybox().base_id,
+                                   store.rootfs(busybox()))], lab(requested=["a"]), store)
+    with pytest.raises(ApplyError, match="No space left"):
+        JailApplier(store, Failing(), run=None).apply(actions)
+    assert not tmp_path.exists()
