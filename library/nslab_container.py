@@ -45,10 +45,16 @@ options:
   name:
     description: Container name. Mutually exclusive with O(containers).
     type: str
+  jail:
+    description:
+      - Jail (made and mounted by nslab_jail for this lab) whose root becomes the
+        container's C(/). Mutually exclusive with O(rootfs); one of them is needed to start
+        a container.
+    type: str
   rootfs:
     description:
-      - Directory that becomes the container's C(/), normally the C(root) returned by
-        nslab_jail. Required to start a container. Never the host's C(/).
+      - Directory that becomes the container's C(/), for a root made some other way. Never
+        the host's C(/).
     type: path
   netns:
     description: Net namespace (made by nslab_namespace for this lab) the container joins.
@@ -112,6 +118,9 @@ options:
         description: Container name.
         type: str
         required: true
+      jail:
+        description: Jail whose root becomes the container's root.
+        type: str
       rootfs:
         description: Root directory.
         type: path
@@ -180,7 +189,7 @@ EXAMPLES = r"""
   nslab_container:
     lab: demo
     name: apt103
-    rootfs: /var/lib/nslab/demo/jails/apt103/root
+    jail: apt103
     netns: demo-apt103
     cgroup: apt103
     command: [httpd, -f, -p, "80"]
@@ -189,9 +198,8 @@ EXAMPLES = r"""
   nslab_container:
     lab: demo
     containers:
-      - {name: apt101, rootfs: /var/lib/nslab/demo/jails/apt101/root, netns: demo-apt101}
-      - {name: r1, rootfs: /var/lib/nslab/demo/jails/r1/root, netns: demo-r1,
-         cap_add: [NET_ADMIN]}
+      - {name: apt101, jail: apt101, netns: demo-apt101}
+      - {name: r1, jail: r1, netns: demo-r1, cap_add: [NET_ADMIN]}
 
 - name: Run a command inside a running container
   ansible.builtin.command: nsenter --target {{ result.containers[0].pid }} --all hostname
@@ -236,12 +244,13 @@ from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run
 from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,
                                                    files_to_write, plan_containers)
-from ansible.module_utils.nslab_errors import ValidationError
+from ansible.module_utils.nslab_errors import NslabError, ValidationError
 from ansible.module_utils.nslab_init import CAPABILITIES
+from ansible.module_utils.nslab_jails import JailStore, jail_view
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
-ITEM_KEYS = ["name", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
+ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
              "cap_drop", "cgroup", "files", "stop_timeout", "state"]
 
 
@@ -256,6 +265,22 @@ def capability_names(where, names, problems):
         else:
             result.append(key)
     return result
+
+
+def jail_root(where, lab, name, check_mode, problems, warnings):
+    """The root of jail ``name``, if it exists and is mounted (else a problem)."""
+    store = JailStore(lab)
+    try:
+        view = jail_view(store, name, store.read([name]))
+    except NslabError as err:
+        problems.append("%sjail: %s" % (where, err))
+        return ""
+    if view["state"] != "present":
+        message = "%sjail: '%s' is %s; expected a jail made and mounted by nslab_jail for " \
+                  "lab '%s'" % (where, name, "not mounted" if view["state"] == "unmounted"
+                                else "absent", lab)
+        (warnings if check_mode else problems).append(message)
+    return store.jail_path(name, "root")
 
 
 def build_specs(items, lab, check_mode, warnings):
@@ -275,16 +300,21 @@ def build_specs(items, lab, check_mode, warnings):
         capabilities = sorted((set(DEFAULT_CAPABILITIES) | set(add)) - set(drop))
         rootfs = item.get("rootfs") or ""
         starting = item["state"] in ("started", "restarted")
-        if starting:
+        if item.get("jail") and rootfs:
+            problems.append("%sjail: give a jail or a rootfs, not both" % where)
+        elif item.get("jail") and starting:
+            rootfs = jail_root(where, lab, item["jail"], check_mode, problems, warnings)
+        elif starting:
             if not rootfs:
-                problems.append("%srootfs: missing; expected the jail directory to start "
+                problems.append("%srootfs: missing; expected a jail (or a rootfs) to start "
                                 "container '%s' in" % (where, name))
             elif not os.path.isabs(rootfs) or os.path.realpath(rootfs) == "/":
                 problems.append("%srootfs: '%s' is not allowed; expected an absolute path "
                                 "to a jail directory, never the host's /" % (where, rootfs))
             elif not os.path.isdir(rootfs):
-                problems.append("%srootfs: '%s' is not a directory; expected a jail made by "
-                                "nslab_jail" % (where, rootfs))
+                problems.append("%srootfs: '%s' is not a directory; expected a root "
+                                "filesystem" % (where, rootfs))
+        if starting:
             if item.get("netns") and not check_lab_netns(netns_store, item["netns"]):
                 message = "%snetns: '%s' does not exist; expected a net namespace of lab '%s'" % (
                     where, item["netns"], lab)
@@ -367,6 +397,7 @@ def converge(module):
 def container_options(item=False):
     return dict(
         name=dict(type="str", required=item),
+        jail=dict(type="str"),
         rootfs=dict(type="path"),
         netns=dict(type="str"),
         hostname=dict(type="str"),
