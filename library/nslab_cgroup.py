@@ -36,6 +36,8 @@ description:
   - Ownership is recorded in C(/run/nslab/<lab>/cgroups.json) with the inode of each cgroup
     directory. A directory under C(nslab/<lab>/) that nslab did not make (no record, or another
     inode) is never changed or deleted; the module fails and names it.
+  - With O(state=absent) the limit options are ignored, so the same list of cgroups can
+    build a lab and remove it.
   - O(state=absent) on a cgroup that still has processes fails and lists them, unless
     O(kill=true), which SIGKILLs them first. A cgroup with child cgroups is not deleted unless
     they are deleted in the same task (children go first). Parents nslab made on the way
@@ -341,15 +343,18 @@ def build_specs(items, layout):
         if item["name"] in names:
             problems.append("%sname: cgroup '%s' is listed twice" % (where, item["name"]))
         names.add(item["name"])
-        limits, limit_problems = parse_limits(item, where)
-        problems.extend(limit_problems)
         procs = item.get("procs") or []
-        if item["state"] == "absent" and (limits or procs):
-            problems.append("%s%s: set with state absent; expected no limits and no procs "
-                            "when deleting" % (where, ", ".join(sorted(limits) + (
-                                ["procs"] if procs else []))))
-        elif not limit_problems:
-            problems.extend(layout_problems(where, limits, layout))
+        if item["state"] == "absent":
+            # Limits are ignored, so one list of cgroups can both build and remove a lab.
+            limits = {}
+            if procs:
+                problems.append("%sprocs: set with state absent; expected no processes to "
+                                "move into a cgroup being deleted" % where)
+        else:
+            limits, limit_problems = parse_limits(item, where)
+            problems.extend(limit_problems)
+            if not limit_problems:
+                problems.extend(layout_problems(where, limits, layout))
         problems.extend("%sprocs: process %d does not exist" % (where, pid)
                         for pid in missing_pids(procs))
         specs.append(CgroupSpec(item["name"], item["state"], limits, list(procs)))
