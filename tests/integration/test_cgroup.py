@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import STATE_ROOT, lab_cgroup_dirs
+from test_target_python import python39
 
 V1_MEMORY = "/sys/fs/cgroup/memory"
 
@@ -318,3 +319,15 @@ def test_failure_half_way_rolls_back_this_runs_cgroups(lab, module, spawn):
     assert state["changed"] is False                    # the record still holds "full" only
     assert module("nslab_cgroup", dict(lab=lab.name, name="fresh",
                                        state="absent"))["changed"] is False
+
+
+@pytest.mark.skipif(python39() is None, reason="no python3.9 interpreter on this machine")
+def test_converges_under_python39(lab, module):
+    args = dict(lab=lab.name, cgroups=[dict(name="a", memory="1000000", cpus=1.5, pids=20),
+                                       dict(name="a/b", cpuset="0")])
+    made = module("nslab_cgroup", args, interpreter=python39())
+    assert made["_status"] == "ok" and made["changed"] is True, made.get("msg")
+    assert module("nslab_cgroup", args, interpreter=python39())["changed"] is False
+    gone = module("nslab_cgroup", dict(lab=lab.name, state="absent", cgroups=[
+        dict(name="a"), dict(name="a/b")]), interpreter=python39())
+    assert gone["changed"] is True and lab.leftovers() == []
