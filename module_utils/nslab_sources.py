@@ -271,13 +271,13 @@ class SourceResolver:
         path, problems = self._file_option(item, where, "a root filesystem tree")
         if problems:
             return None, problems
-        if not os.path.isdir(path):
-            return None, ["%spath: '%s' is not a directory; expected an existing root "
-                          "filesystem tree" % (where, path)]
         if path == "/" or any(inside(root, path) or inside(path, root)
                               for root in (DATA_ROOT, self.cache_dir)):
             return None, ["%spath: '%s' is (or holds, or is inside) the host's root or "
                           "nslab's own directories; expected a separate tree" % (where, path)]
+        if not os.path.isdir(path):
+            return None, ["%spath: '%s' is not a directory; expected an existing root "
+                          "filesystem tree" % (where, path)]
         if re.search(r"[,:\\]", path):
             return None, ["%spath: '%s' has ',', ':' or '\\', which overlayfs options cannot "
                           "hold; expected a path without them" % (where, path)]
