@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import DATA_ROOT, mounts_under, sh
+from conftest import mounts_under, sh
 
 BUSYBOX = shutil.which("busybox")
 CACHE_DIR = "/var/cache/nslab"
