@@ -364,11 +364,12 @@ def mount_dev(dev):
         raise
 
 
-def mount_jail(store, name, overlay, lowerdir):
-    """Mount what a jail lacks; return the mount points made (undone on failure)."""
+def mount_jail(store, name, overlay, lowerdir, new=False):
+    """Mount what a jail lacks; return the mount points made (undone on failure). A
+    ``new`` jail has no mounts: the mount table (which grows with every jail) is not read."""
     root = store.jail_path(name, "root")
-    present = dict((m.mount_point, m.fstype)
-                   for m in mounts_below(read_mountinfo(), store.jail_dir(name)))
+    present = {} if new else dict((m.mount_point, m.fstype) for m in mounts_below(
+        read_mountinfo(), store.jail_dir(name)))
     made = []
     try:
         if overlay and present.get(root) != "overlay":
@@ -466,7 +467,7 @@ class JailApplier:
                          record, fill)
         self.undo.append((action.summary, lambda: remove_tree(final)))
         if action.mount:
-            mount_jail(self.store, name, action.overlay, lowerdir)
+            mount_jail(self.store, name, action.overlay, lowerdir, new=True)
 
     def _mount(self, action):
         made = mount_jail(self.store, action.name, action.overlay, action.lowerdir)

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import DATA_ROOT, mounts_under, sh
+from conftest import mounts_under, sh
 
 BUSYBOX = shutil.which("busybox")
 CACHE_DIR = "/var/cache/nslab"
@@ -297,3 +297,19 @@ def test_debootstrap_once_then_from_the_cache(lab, module):
     dpkg = module("nslab_jail", dict(lab=lab.name, name="deb",
                                      command=["dpkg-query", "-W", "-f", "${Package}\n"]))
     assert "debootstrap" not in dpkg["jails"][0]["command_result"]["stdout"].split()
+
+
+@needs_busybox
+def test_converges_under_python39(lab, module):
+    from test_target_python import python39
+    interpreter = python39()
+    if interpreter is None:
+        pytest.skip("no python3.9 interpreter on this machine (vermin checks it statically)")
+    args = dict(lab=lab.name, name="p", source="host", binaries=["sh"], command=["sh", "-c",
+                                                                                 "echo ok"])
+    made = module("nslab_jail", args, interpreter=interpreter)
+    assert made["_status"] == "ok", made.get("msg")
+    assert made["jails"][0]["command_result"]["stdout"] == "ok\n"
+    gone = module("nslab_jail", dict(lab=lab.name, name="p", state="absent"),
+                  interpreter=interpreter)
+    assert gone["changed"] is True and not os.path.exists(lab.data_dir)

@@ -140,7 +140,7 @@ def test_a_failed_mount_rolls_back_the_jail_and_the_base_built_in_this_run(tmp_p
     jail = JailSpec("a", "present", source, True, None, source.base_id, store.rootfs(source))
     actions = plan_jails([jail], lab(requested=["a"]), store)
 
-    def failing_mount(*args):
+    def failing_mount(*args, **kwargs):
         raise OSError(22, "mount: Invalid argument (injected)")
     monkeypatch.setattr(nslab_jails, "mount_jail", failing_mount)
     with pytest.raises(ApplyError) as failure:
