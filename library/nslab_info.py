@@ -59,7 +59,14 @@ labs:
       description: Namespaces with their types, paths and whether all are live.
       type: list
     containers:
-      description: Containers with state (running, stopped), pid, hostname, netns, addresses.
+      description: Containers with state (running, stopped), pid, hostname, netns, addresses
+        and C(usage), what their cgroup consumes (memory, pids, cpu, OOM kills, throttling).
+      type: list
+    jails:
+      description: Jails with their root, base, source and whether they are mounted.
+      type: list
+    cgroups:
+      description: cgroups with their limits, processes and usage.
       type: list
     bridges:
       description: Bridges with addresses and ports.
@@ -81,6 +88,8 @@ labs:
                     addresses: [10.213.1.2/24]}]
       bridges: [{name: demo-lan, addresses: [10.213.1.1/24], up: true, ports: [demo-apt101-0]}]
       veths: [{name: demo-apt101-0, netns: null, master: demo-lan, addresses: []}]
+      jails: [{name: apt101, state: present, root: /var/lib/nslab/demo/jails/apt101/root}]
+      cgroups: [{name: apt101, state: present, limits: {memory: 67108864, pids: 64}}]
       netns_addresses: {demo-apt101: [10.213.1.2/24]}
       leftovers: []
 """
@@ -90,8 +99,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module, runner_for
+from ansible.module_utils.nslab_cgroups import CgroupStore, cgroup_view, detect_layout, read_cgroup
 from ansible.module_utils.nslab_containers import ContainerStore
 from ansible.module_utils.nslab_errors import ValidationError
+from ansible.module_utils.nslab_jails import DATA_ROOT, JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore
 from ansible.module_utils.nslab_owner import STATE_ROOT, parse_alias
@@ -100,9 +111,9 @@ from ansible.module_utils.nslab_validate import lab_problem
 
 def labs_on_host(links):
     labs = set()
-    if os.path.isdir(STATE_ROOT):
-        labs.update(d for d in os.listdir(STATE_ROOT)
-                    if os.path.isdir(os.path.join(STATE_ROOT, d)))
+    for root in (STATE_ROOT, DATA_ROOT):
+        if os.path.isdir(root):
+            labs.update(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     for link in links.values():
         tag = parse_alias(link.alias)
         if tag:
@@ -115,8 +126,23 @@ def link_item(link, netns=None):
             "mtu": link.mtu, "addresses": sorted(link.managed_addresses())}
 
 
-def lab_info(lab, runner, host_links, nsfs):
+def lab_cgroups(lab, layout):
+    record = CgroupStore(lab).load()
+    return [dict(name=name, **cgroup_view(layout, read_cgroup(layout, lab, name, record)))
+            for name in sorted(record.get("cgroups", {}))]
+
+
+def lab_jails(lab):
+    store = JailStore(lab)
+    names = sorted(store.read([]).records)
+    state = store.read(names)
+    return [dict(name=name, **jail_view(store, name, state)) for name in names]
+
+
+def lab_info(lab, runner, host_links, nsfs, layout):
     leftovers = []
+    cgroups = lab_cgroups(lab, layout)
+    usage = dict((c["name"], c.get("usage")) for c in cgroups)
     store = NamespaceStore(lab)
     namespaces, netns_addresses, veths = [], {}, []
     for record in store.lab_records():
@@ -144,6 +170,7 @@ def lab_info(lab, runner, host_links, nsfs):
             continue
         view = dict(name=state.name, **state.view())
         view["addresses"] = netns_addresses.get(view.get("netns"), [])
+        view["usage"] = usage.get(view.get("cgroup"))
         containers.append(view)
         if state.died:
             leftovers.append("container '%s': its init died" % state.name)
@@ -156,6 +183,7 @@ def lab_info(lab, runner, host_links, nsfs):
             bridges.append(dict(link_item(link), ports=ports))
         elif tag == (lab, "veth"):
             veths.append(link_item(link))
+    jails = lab_jails(lab)
     if (bridges or veths) and not namespaces and not containers:
         leftovers += ["%s '%s' belongs to lab '%s', which has no namespace or container "
                       "left" % ("bridge" if "ports" in item else "veth", item["name"], lab)
@@ -163,7 +191,8 @@ def lab_info(lab, runner, host_links, nsfs):
     return {"namespaces": namespaces, "containers": containers,
             "bridges": sorted(bridges, key=lambda b: b["name"]),
             "veths": sorted(veths, key=lambda v: (v["netns"] or "", v["name"])),
-            "netns_addresses": netns_addresses, "leftovers": leftovers}
+            "jails": jails, "cgroups": cgroups, "netns_addresses": netns_addresses,
+            "leftovers": leftovers}
 
 
 def gather(module):
@@ -172,10 +201,13 @@ def gather(module):
         raise ValidationError(lab_problem("lab", lab))
     runner = runner_for(module)
     host_links = runner.read_links()
-    nsfs = mount_points(read_mountinfo(), "nsfs")
+    mounts = read_mountinfo()
+    nsfs = mount_points(mounts, "nsfs")
+    layout = detect_layout(mounts)
     labs = [lab] if lab else labs_on_host(host_links)
     return {"changed": False,
-            "labs": dict((name, lab_info(name, runner, host_links, nsfs)) for name in labs)}
+            "labs": dict((name, lab_info(name, runner, host_links, nsfs, layout))
+                         for name in labs)}
 
 
 def get_argument_spec():

@@ -58,14 +58,23 @@ def run_module(module, args, check=False, diff=False, interpreter=None, netns=No
         module, proc.returncode, proc.stdout, proc.stderr))
 
 
-def run_playbook(playbook, extra_vars=None, check=False):
+def run_playbook(playbook, extra_vars=None, check=False, json_results=False):
+    """Run a playbook; with ``json_results`` return its task results (one dict each, with
+    ``_task``, ``_status``, ``changed``, ``actions``...) instead of the process."""
     argv = [str(BIN / "ansible-playbook"), str(ROOT / playbook)]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     argv += ["--check"] if check else []
     env = ansible_env()
-    env["ANSIBLE_STDOUT_CALLBACK"] = "default"
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    if not json_results:
+        env["ANSIBLE_STDOUT_CALLBACK"] = "default"
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    if not json_results:
+        return proc
+    results = [json.loads(line) for line in proc.stdout.splitlines()
+               if line.startswith("{") and '"_status"' in line]
+    assert results, "no results from %s:\n%s\n%s" % (playbook, proc.stdout, proc.stderr)
+    return results
 
 
 def sh(*argv, check=True, netns=None):
