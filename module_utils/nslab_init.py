@@ -129,6 +129,10 @@ def drop_capabilities(keep):
 def make_dev(root):
     dev = os.path.join(root, "dev")
     os.makedirs(dev, exist_ok=True)
+    # A /dev the jail brought (nslab_jail mounts one) is replaced by the container's own;
+    # detaching it here only affects this private mount namespace.
+    if _libc.umount2(_b(dev), MNT_DETACH) != 0 and ctypes.get_errno() != 22:   # EINVAL: none
+        _check(-1, "detach the jail's /dev")
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k")
     for name, (major, minor) in DEVICES.items():
         path = os.path.join(dev, name)
@@ -174,8 +178,20 @@ def report(fd, message):
     os.write(fd, (message + "\n").encode())
 
 
+def set_oom_score_adj(value):
+    """Best effort: lowering it needs CAP_SYS_RESOURCE, which some sandboxes withhold."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write(str(value))
+    except PermissionError:
+        pass
+
+
 def run_init(config, ready_fd):
     """PID 1: set up the container, then run its command and reap."""
+    # When the container hits its memory limit the OOM killer must take what allocates,
+    # not the init (whose death ends the container); its children go back to 0.
+    set_oom_score_adj(-999)
     socket.sethostname(config["hostname"])
     enter_root(config["rootfs"])
     drop_capabilities(config["capabilities"])
@@ -193,6 +209,7 @@ def run_init(config, ready_fd):
         if child == 0:
             os.close(ready_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            set_oom_score_adj(0)
             null = os.open("/dev/null", os.O_RDONLY)   # stdin was the init's source
             os.dup2(null, 0)
             os.close(null)
