@@ -180,7 +180,8 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module, runner_for
+from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
+                                                main_of, runner_for)
 from ansible.module_utils.nslab_errors import ApplyError, NslabError, ValidationError
 from ansible.module_utils.nslab_iproute import link_view
 from ansible.module_utils.nslab_links import (BridgeSpec, Iface, address_problems, desired_view,
@@ -332,23 +333,11 @@ def bridge_options(item=False):
 
 
 def get_argument_spec():
-    spec = bridge_options()
-    spec["state"]["default"] = "present"
-    spec.update(
-        lab=dict(type="str", required=True),
-        bridges=dict(type="list", elements="dict", options=bridge_options(item=True)),
-    )
-    return spec
+    return list_argument_spec(bridge_options, "bridges", "present")
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=get_argument_spec(),
-        mutually_exclusive=[("name", "bridges")],
-        required_one_of=[("name", "bridges")],
-        supports_check_mode=True,
-    )
-    run_module(module, "converge bridges of lab '%s'" % module.params["lab"], converge)
+    main_of(AnsibleModule, get_argument_spec(), "bridges", "bridges", converge)
 
 
 if __name__ == "__main__":

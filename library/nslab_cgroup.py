@@ -322,7 +322,8 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module
+from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
+                                                main_of)
 from ansible.module_utils.nslab_cgroups import (CgroupApplier, CgroupSpec, CgroupStore, KEYS,
                                                 cgroup_view, detect_layout, layout_problems,
                                                 limits_view, missing_pids, name_problem,
@@ -448,24 +449,12 @@ def cgroup_options(item=False):
 
 
 def get_argument_spec():
-    spec = cgroup_options()
-    spec["state"]["default"] = "present"
-    spec.update(
-        lab=dict(type="str", required=True),
-        kill=dict(type="bool", default=False),
-        cgroups=dict(type="list", elements="dict", options=cgroup_options(item=True)),
-    )
-    return spec
+    return list_argument_spec(cgroup_options, "cgroups", "present",
+                              kill=dict(type="bool", default=False))
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=get_argument_spec(),
-        mutually_exclusive=[("name", "cgroups")],
-        required_one_of=[("name", "cgroups")],
-        supports_check_mode=True,
-    )
-    run_module(module, "converge cgroups of lab '%s'" % module.params["lab"], converge)
+    main_of(AnsibleModule, get_argument_spec(), "cgroups", "cgroups", converge)
 
 
 if __name__ == "__main__":

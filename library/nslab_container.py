@@ -240,7 +240,8 @@ diff:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module
+from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
+                                                main_of)
 from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,
                                                    files_to_write, plan_containers)
@@ -414,23 +415,11 @@ def container_options(item=False):
 
 
 def get_argument_spec():
-    spec = container_options()
-    spec["state"]["default"] = "started"
-    spec.update(
-        lab=dict(type="str", required=True),
-        containers=dict(type="list", elements="dict", options=container_options(item=True)),
-    )
-    return spec
+    return list_argument_spec(container_options, "containers", "started")
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=get_argument_spec(),
-        mutually_exclusive=[("name", "containers")],
-        required_one_of=[("name", "containers")],
-        supports_check_mode=True,
-    )
-    run_module(module, "converge containers of lab '%s'" % module.params["lab"], converge)
+    main_of(AnsibleModule, get_argument_spec(), "containers", "containers", converge)
 
 
 if __name__ == "__main__":

@@ -291,7 +291,8 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module
+from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
+                                                main_of)
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_jails import (JailApplier, JailCommandError, JailSpec,
                                               JailStore, jail_view, plan_jails,
@@ -429,24 +430,12 @@ def jail_options(item=False):
 
 
 def get_argument_spec():
-    spec = jail_options()
-    spec["state"]["default"] = "present"
-    spec.update(
-        lab=dict(type="str", required=True),
-        cache_dir=dict(type="str", default="/var/cache/nslab"),
-        jails=dict(type="list", elements="dict", options=jail_options(item=True)),
-    )
-    return spec
+    return list_argument_spec(jail_options, "jails", "present",
+                              cache_dir=dict(type="str", default="/var/cache/nslab"))
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=get_argument_spec(),
-        mutually_exclusive=[("name", "jails")],
-        required_one_of=[("name", "jails")],
-        supports_check_mode=True,
-    )
-    run_module(module, "converge jails of lab '%s'" % module.params["lab"], converge)
+    main_of(AnsibleModule, get_argument_spec(), "jails", "jails", converge)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module, runner_for
+from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
+                                                main_of, runner_for)
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_namespaces import (NS_TYPES, NamespaceApplier, NamespaceSpec,
@@ -226,23 +227,11 @@ def namespace_options(item=False):
 
 
 def get_argument_spec():
-    spec = namespace_options()
-    spec["state"]["default"] = "present"
-    spec.update(
-        lab=dict(type="str", required=True),
-        namespaces=dict(type="list", elements="dict", options=namespace_options(item=True)),
-    )
-    return spec
+    return list_argument_spec(namespace_options, "namespaces", "present")
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=get_argument_spec(),
-        mutually_exclusive=[("name", "namespaces")],
-        required_one_of=[("name", "namespaces")],
-        supports_check_mode=True,
-    )
-    run_module(module, "converge namespaces of lab '%s'" % module.params["lab"], converge)
+    main_of(AnsibleModule, get_argument_spec(), "namespaces", "namespaces", converge)
 
 
 if __name__ == "__main__":

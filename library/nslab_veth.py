@@ -215,7 +215,8 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.nslab_ansible import check_lab, items_from_params, run_module, runner_for
+from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
+                                                main_of, runner_for)
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_iproute import link_view
 from ansible.module_utils.nslab_links import (Iface, VethSpec, address_problems, desired_view,
@@ -419,23 +420,11 @@ def pair_options(item=False):
 
 
 def get_argument_spec():
-    spec = pair_options()
-    spec["state"]["default"] = "present"
-    spec.update(
-        lab=dict(type="str", required=True),
-        veths=dict(type="list", elements="dict", options=pair_options(item=True)),
-    )
-    return spec
+    return list_argument_spec(pair_options, "veths", "present")
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=get_argument_spec(),
-        mutually_exclusive=[("name", "veths")],
-        required_one_of=[("name", "veths")],
-        supports_check_mode=True,
-    )
-    run_module(module, "converge veths of lab '%s'" % module.params["lab"], converge)
+    main_of(AnsibleModule, get_argument_spec(), "veths", "veths", converge)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,29 @@ def run_module(module, what, core):
     except NslabError as err:
         module.fail_json(msg="Failed to %s: %s" % (what, err), **err.details())
     module.exit_json(**result)
+
+
+def list_argument_spec(item_options, list_key, default_state, **extra):
+    """The argument_spec of a module that converges one object (its options at the top
+    level) or a list of them (``list_key``), for a ``lab``. ``item_options(item)`` gives the
+    object's options; as list items their name is required and their state is inherited."""
+    spec = item_options(item=False)
+    spec["state"]["default"] = default_state
+    spec.update(
+        lab=dict(type="str", required=True),
+        **{list_key: dict(type="list", elements="dict", options=item_options(item=True))})
+    spec.update(extra)
+    return spec
+
+
+def main_of(module_class, argument_spec, list_key, kind, core):
+    """The ``main()`` of such a module: ``name`` or ``list_key``, check mode, and
+    nslab's errors as fail_json. ``module_class`` is AnsibleModule (passed in so that
+    module_utils never import it)."""
+    module = module_class(
+        argument_spec=argument_spec,
+        mutually_exclusive=[("name", list_key)],
+        required_one_of=[("name", list_key)],
+        supports_check_mode=True,
+    )
+    run_module(module, "converge %s of lab '%s'" % (kind, module.params["lab"]), core)

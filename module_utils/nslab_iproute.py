@@ -56,12 +56,12 @@ def json_documents(text):
 
 def parse_links(text):
     """Parse the output of ``ip -j -d`` link and/or addr listings into {name: Link}."""
-    merged = {}  # type: Dict[int, dict]
+    merged: Dict[int, dict] = {}
     for doc in json_documents(text):
         for item in doc:
             if "ifindex" in item:
                 merged.setdefault(item["ifindex"], {}).update(item)
-    links = {}  # type: Dict[str, Link]
+    links: Dict[str, Link] = {}
     for item in merged.values():
         if "ifname" not in item:
             continue
