@@ -325,13 +325,15 @@ class ContainerManager:
             errors = [r for r in reports if r.startswith("error")]
             if errors or "ready" not in reports or pid is None:
                 raise ContainerError("container '%s' did not start: %s" % (
-                    spec.name, "; ".join(errors) or "no ready report (see %s)"
-                    % self.store.log_path(spec.name)))
-        except BaseException:
+                    spec.name, "; ".join(errors) or "no ready report"))
+        except BaseException as err:
             if proc.poll() is None:
                 proc.kill()
             if pid is not None:
                 _kill_quietly(pid)
+            output = self._discard_log(spec.name)
+            if isinstance(err, ContainerError) and output:
+                raise ContainerError("%s; its output: %s" % (err, output))
             raise
         finally:
             if go_w is not None:
@@ -344,6 +346,21 @@ class ContainerManager:
                   "stop_timeout": spec.stop_timeout}
         write_json_atomic(self.store.record_path(spec.name), record)
         return record
+
+    def _discard_log(self, name):
+        """The tail of a container's log; the log itself goes unless a record keeps it."""
+        path = self.store.log_path(name)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - 2000))
+                tail = handle.read().decode("utf-8", "replace").strip()
+        except FileNotFoundError:
+            return ""
+        if not os.path.exists(self.store.record_path(name)):
+            os.unlink(path)
+            remove_empty_dirs(self.store.directory(), self.store.root)
+        return tail
 
     def stop(self, name, timeout):
         record = read_json(self.store.record_path(name))

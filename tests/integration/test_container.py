@@ -208,3 +208,13 @@ def test_files_are_written_into_the_jail_and_never_through_a_symlink(lab, module
     refused = module("nslab_container", dict(args, files={"/etc/hosts": "pwned\n"}))
     assert refused["_status"] == "failed"
     assert list(outside.iterdir()) == []
+
+
+def test_a_failed_start_leaves_nothing_and_says_why(lab, module, rootfs, netns):
+    (rootfs / "bin" / "busybox").unlink()          # the jail's sh cannot run now...
+    (rootfs / "tmp").rmdir()
+    (rootfs / "tmp").write_text("not a directory")  # ...and /tmp cannot be mounted on
+    result = module("nslab_container", container(lab, rootfs, netns, command=["sh"]))
+    assert result["_status"] == "failed"
+    assert "did not start" in result["msg"]
+    assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
