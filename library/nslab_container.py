@@ -248,6 +248,7 @@ from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, Contain
 from ansible.module_utils.nslab_errors import NslabError, ValidationError
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_jails import JailStore, jail_view
+from ansible.module_utils.nslab_mountinfo import read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
@@ -268,25 +269,34 @@ def capability_names(where, names, problems):
     return result
 
 
-def jail_root(where, lab, name, check_mode, problems, warnings):
-    """The root of jail ``name``, if it exists and is mounted (else a problem)."""
-    store = JailStore(lab)
-    try:
-        view = jail_view(store, name, store.read([name]))
-    except NslabError as err:
-        problems.append("%sjail: %s" % (where, err))
-        return ""
-    if view["state"] != "present":
-        message = "%sjail: '%s' is %s; expected a jail made and mounted by nslab_jail for " \
-                  "lab '%s'" % (where, name, "not mounted" if view["state"] == "unmounted"
-                                else "absent", lab)
-        (warnings if check_mode else problems).append(message)
-    return store.jail_path(name, "root")
+class JailRoots:
+    """Roots of the lab's jails, read once for the whole task."""
+
+    def __init__(self, lab, names):
+        self.lab, self.store = lab, JailStore(lab)
+        try:
+            self.state, self.error = self.store.read(sorted(set(names))), None
+        except NslabError as err:
+            self.state, self.error = None, err
+
+    def root(self, where, name, check_mode, problems, warnings):
+        """The root of jail ``name`` if it exists and is mounted (else a problem)."""
+        if self.error is not None:
+            problems.append("%sjail: %s" % (where, self.error))
+            return ""
+        view = jail_view(self.store, name, self.state)
+        if view["state"] != "present":
+            message = "%sjail: '%s' is %s; expected a jail made and mounted by nslab_jail " \
+                      "for lab '%s'" % (where, name, "not mounted" if view["state"] ==
+                                        "unmounted" else "absent", self.lab)
+            (warnings if check_mode else problems).append(message)
+        return self.store.jail_path(name, "root")
 
 
-def build_specs(items, lab, check_mode, warnings):
+def build_specs(items, lab, check_mode, warnings, mountinfo):
     problems, specs, names = [], [], set()
     netns_store = NamespaceStore(lab)
+    jails = JailRoots(lab, [i["jail"] for i in items if i.get("jail")])
     for item in items:
         where = item["_where"]
         name = item["name"]
@@ -304,7 +314,7 @@ def build_specs(items, lab, check_mode, warnings):
         if item.get("jail") and rootfs:
             problems.append("%sjail: give a jail or a rootfs, not both" % where)
         elif item.get("jail") and starting:
-            rootfs = jail_root(where, lab, item["jail"], check_mode, problems, warnings)
+            rootfs = jails.root(where, item["jail"], check_mode, problems, warnings)
         elif starting:
             if not rootfs:
                 problems.append("%srootfs: missing; expected a jail (or a rootfs) to start "
@@ -320,7 +330,7 @@ def build_specs(items, lab, check_mode, warnings):
                 message = "%snetns: '%s' does not exist; expected a net namespace of lab '%s'" % (
                     where, item["netns"], lab)
                 (warnings if check_mode else problems).append(message)
-            if item.get("cgroup") and not cgroup_dirs(lab, item["cgroup"]):
+            if item.get("cgroup") and not cgroup_dirs(lab, item["cgroup"], mountinfo):
                 message = "%scgroup: 'nslab/%s/%s' does not exist in any hierarchy; expected " \
                           "a cgroup made by nslab_cgroup" % (where, lab, item["cgroup"])
                 (warnings if check_mode else problems).append(message)
@@ -367,7 +377,8 @@ def converge(module):
     lab = params["lab"]
     warnings = []
     items = items_from_params(params, "containers", ITEM_KEYS)
-    specs = build_specs(items, lab, module.check_mode, warnings)
+    mountinfo = read_mountinfo()
+    specs = build_specs(items, lab, module.check_mode, warnings, mountinfo)
     for warning in warnings:
         module.warn(warning)
     store = ContainerStore(lab)
@@ -377,7 +388,7 @@ def converge(module):
     actions = plan_containers(specs, states, stale)
     after = states
     if actions and not module.check_mode:
-        ContainerManager(store).apply(actions)
+        ContainerManager(store, mountinfo=mountinfo).apply(actions)
         after = dict((s.name, store.read(s.name)) for s in specs)
 
     result = {

@@ -247,8 +247,15 @@ def cgroup_dirs(lab, name, mountinfo=None):
     return dirs
 
 
+INIT_SOURCE = None
+START_BATCH = 32     # inits started at once: each holds two pipes until it reports
+
+
 def init_source(config):
-    return "%s\nmain(%r)\n" % (inspect.getsource(nslab_init), config)
+    global INIT_SOURCE
+    if INIT_SOURCE is None:
+        INIT_SOURCE = inspect.getsource(nslab_init)
+    return "%s\nmain(%r)\n" % (INIT_SOURCE, config)
 
 
 def _read_reports(fd, timeout):
@@ -264,34 +271,27 @@ def _read_reports(fd, timeout):
         data += chunk
 
 
-def kill_and_wait(pid, start_time, timeout):
-    """SIGTERM, then SIGKILL after ``timeout``; returns how it ended."""
-    def alive():
-        return proc_start_time(pid) == start_time
-    if not alive():
-        return "already gone"
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            return "stopped by SIGTERM"
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    while alive():
-        time.sleep(0.01)
-    return "killed after %.0f s" % timeout
+@dataclass
+class Launch:
+    """An init on its way up: spawned, moved into its cgroups, told to go."""
+    spec: ContainerSpec
+    proc: subprocess.Popen
+    ready_r: int
+    cgroups: List[str]
 
 
 class ContainerManager:
-    """Starts and stops containers; undoes this run's starts if a later step fails."""
+    """Starts and stops containers, many at once; undoes this run's starts if a later
+    step fails."""
 
-    def __init__(self, store, python=None):
+    def __init__(self, store, python=None, mountinfo=None):
         self.store = store
         self.python = python or sys.executable
+        self.mountinfo = mountinfo if mountinfo is not None else read_mountinfo()
         self.started = []
 
-    def start(self, spec):
-        cgroups = cgroup_dirs(self.store.lab, spec.cgroup) if spec.cgroup else []
+    def _launch(self, spec):
+        cgroups = cgroup_dirs(self.store.lab, spec.cgroup, self.mountinfo) if spec.cgroup else []
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         config = dict(spec.config(), ready_fd=ready_w, go_fd=go_r,
@@ -304,11 +304,15 @@ class ContainerManager:
                 [self.python, "-I", "-S", "-", "nslab:%s:%s" % (self.store.lab, spec.name)],
                 stdin=subprocess.PIPE, stdout=log,
                 stderr=subprocess.STDOUT, pass_fds=(ready_w, go_r), start_new_session=True)
+        except BaseException:
+            os.close(ready_r)
+            os.close(go_w)
+            raise
         finally:
             log.close()
             os.close(ready_w)
             os.close(go_r)
-        pid = None
+        launch = Launch(spec, proc, ready_r, cgroups)
         try:
             proc.stdin.write(init_source(config).encode())
             proc.stdin.close()
@@ -316,10 +320,18 @@ class ContainerManager:
                 with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
                     handle.write(str(proc.pid))
             os.write(go_w, b"1")
+        except BaseException as err:
+            self._abandon(launch, None, err)
+        finally:
             os.close(go_w)
-            go_w = None
-            reports = _read_reports(ready_r, START_TIMEOUT)
-            proc.wait(timeout=START_TIMEOUT)
+        return launch
+
+    def _finish(self, launch):
+        """Wait for an init's report and record it."""
+        spec, pid = launch.spec, None
+        try:
+            reports = _read_reports(launch.ready_r, START_TIMEOUT)
+            launch.proc.wait(timeout=START_TIMEOUT)
             pids = [int(r.split()[1]) for r in reports if r.startswith("pid ")]
             pid = pids[0] if pids else None
             errors = [r for r in reports if r.startswith("error")]
@@ -327,25 +339,47 @@ class ContainerManager:
                 raise ContainerError("container '%s' did not start: %s" % (
                     spec.name, "; ".join(errors) or "no ready report"))
         except BaseException as err:
-            if proc.poll() is None:
-                proc.kill()
-            if pid is not None:
-                _kill_quietly(pid)
-            output = self._discard_log(spec.name)
-            if isinstance(err, ContainerError) and output:
-                raise ContainerError("%s; its output: %s" % (err, output))
-            raise
+            self._abandon(launch, pid, err)
         finally:
-            if go_w is not None:
-                os.close(go_w)
-            os.close(ready_r)
+            os.close(launch.ready_r)
         record = {"lab": self.store.lab, "name": spec.name, "pid": pid,
                   "start_time": proc_start_time(pid), "namespaces": namespace_inodes(pid),
                   "started_at": time.time(), "running": True, "config": spec.config(),
-                  "cgroup_dirs": cgroups, "log": self.store.log_path(spec.name),
+                  "cgroup_dirs": launch.cgroups, "log": self.store.log_path(spec.name),
                   "stop_timeout": spec.stop_timeout}
         write_json_atomic(self.store.record_path(spec.name), record)
+        self.started.append(spec)
         return record
+
+    def _abandon(self, launch, pid, err):
+        """Kill what a failed start left and raise, with what the init printed."""
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+        if pid is not None:
+            _kill_quietly(pid)
+        output = self._discard_log(launch.spec.name)
+        if isinstance(err, ContainerError) and output:
+            raise ContainerError("%s; its output: %s" % (err, output))
+        raise err
+
+    def start_many(self, specs):
+        """Start every container, a batch at a time: the inits of a batch come up in
+        parallel. The first failure is raised once its batch has been seen to."""
+        for first in range(0, len(specs), START_BATCH):
+            launches, failure = [], None
+            for spec in specs[first:first + START_BATCH]:
+                try:
+                    launches.append(self._launch(spec))
+                except (NslabError, OSError, subprocess.SubprocessError) as err:
+                    failure = failure or err
+                    break
+            for launch in launches:
+                try:
+                    self._finish(launch)
+                except (NslabError, OSError, subprocess.SubprocessError) as err:
+                    failure = failure or err
+            if failure:
+                raise failure
 
     def _discard_log(self, name):
         """The tail of a container's log; the log itself goes unless a record keeps it."""
@@ -362,45 +396,59 @@ class ContainerManager:
             remove_empty_dirs(self.store.directory(), self.store.root)
         return tail
 
-    def stop(self, name, timeout):
-        record = read_json(self.store.record_path(name))
-        if record is None:
-            return None
-        how = "already gone"
-        if is_recorded_process(record):
-            how = kill_and_wait(record["pid"], record["start_time"], timeout)
-        record["running"] = False
-        write_json_atomic(self.store.record_path(name), record)
-        return how
+    def stop_many(self, specs):
+        """SIGTERM every running init at once, SIGKILL those still there after their
+        stop_timeout, and mark their records stopped."""
+        pending = []
+        for spec in specs:
+            record = read_json(self.store.record_path(spec.name))
+            if record is None:
+                continue
+            if is_recorded_process(record):
+                os.kill(record["pid"], signal.SIGTERM)
+                pending.append((record, time.monotonic() + spec.stop_timeout, spec))
+            else:
+                record["running"] = False
+                write_json_atomic(self.store.record_path(spec.name), record)
+        while pending:
+            still = []
+            for record, deadline, spec in pending:
+                if proc_start_time(record["pid"]) != record["start_time"]:
+                    record["running"] = False
+                    write_json_atomic(self.store.record_path(spec.name), record)
+                    continue
+                if time.monotonic() > deadline:
+                    _kill_quietly(record["pid"])
+                still.append((record, deadline, spec))
+            pending = still
+            if pending:
+                time.sleep(0.02)
 
-    def remove(self, name, timeout):
-        self.stop(name, timeout)
-        for path in (self.store.record_path(name), self.store.log_path(name)):
-            if os.path.exists(path):
-                os.unlink(path)
+    def remove_many(self, specs):
+        self.stop_many(specs)
+        for spec in specs:
+            for path in (self.store.record_path(spec.name), self.store.log_path(spec.name)):
+                if os.path.exists(path):
+                    os.unlink(path)
         remove_empty_dirs(self.store.directory(), self.store.root)
 
     def apply(self, actions):
+        def specs(*verbs):
+            return [a.spec for a in actions if a.verb in verbs]
         try:
             for action in actions:
-                spec = action.spec
                 for path in action.paths:
-                    write_file_in_root(spec.rootfs, path, spec.files[path])
-                if action.verb in ("stop", "restart"):
-                    self.stop(spec.name, spec.stop_timeout)
-                if action.verb == "remove":
-                    self.remove(spec.name, spec.stop_timeout)
-                if action.verb in ("start", "restart"):
-                    self.start(spec)
-                    self.started.append(spec)
+                    write_file_in_root(action.spec.rootfs, path, action.spec.files[path])
+            self.stop_many(specs("stop", "restart"))
+            self.remove_many(specs("remove"))
+            self.start_many(specs("start", "restart"))
         except (NslabError, OSError, subprocess.SubprocessError) as err:
             undone, errors = [], []
-            for spec in reversed(self.started):
-                try:
-                    self.stop(spec.name, 2)
-                    undone.append("stop container '%s'" % spec.name)
-                except (NslabError, OSError) as undo_err:
-                    errors.append("%s: %s" % (spec.name, undo_err))
+            try:
+                self.stop_many(self.started)
+                undone = ["stop container '%s'" % s.name for s in reversed(self.started)]
+            except (NslabError, OSError) as undo_err:
+                errors.append(str(undo_err))
             raise ApplyError(err, [], undone, errors)
 
 

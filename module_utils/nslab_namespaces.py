@@ -352,9 +352,12 @@ class NamespaceApplier:
         if not actions:
             return
         ensure_private_root(self.store.root)
+        deleted_nets = [a.name for a in actions if a.verb == "delete" and "net" in a.types]
+        host_ends = self._host_veth_ends(deleted_nets) if deleted_nets else {}
         try:
             for action in actions:
                 getattr(self, "_" + action.verb)(action)
+            self._wait_gone(host_ends)
         except (OSError, NslabError) as err:
             undone, errors = [], []
             for description, undo in reversed(self.undo):
@@ -406,28 +409,27 @@ class NamespaceApplier:
         self.save(record)
 
     def _delete(self, action):
-        host_ends = self._host_veth_ends(action.name) if "net" in action.types else {}
         self._remove(action)
         remove_empty_dirs(os.path.dirname(self.store.path(self.store.lab, action.name, "uts")),
                           self.store.root)
-        self._wait_gone(host_ends)
 
-    def _host_veth_ends(self, name):
-        """Host ends of veths whose peers live in netns ``name``: the kernel removes them
-        asynchronously after the namespace goes, and their names must be free before a
-        rerun reuses them."""
+    def _host_veth_ends(self, names):
+        """Host ends of veths whose peers live in the net namespaces ``names``: the kernel
+        removes them asynchronously after the namespaces go, and their names must be free
+        before a rerun reuses them. One read of the host for all of them."""
         if self.runner is None:
             return {}
-        nsid = self.runner.netns_ids().get(name)
-        if nsid is None:
+        ids = self.runner.netns_ids()
+        nsids = set(ids[n] for n in names if n in ids)
+        if not nsids:
             return {}
         return dict((link.name, link.ifindex) for link in self.runner.read_links().values()
-                    if link.kind == "veth" and link.peer_netnsid == nsid)
+                    if link.kind == "veth" and link.peer_netnsid in nsids)
 
     def _wait_gone(self, host_ends):
         deadline = time.monotonic() + self.wait_seconds
         while host_ends and time.monotonic() < deadline:
-            links = self.runner.read_links()
+            links = self.runner.read_links(addresses=False)
             host_ends = dict((n, i) for n, i in host_ends.items()
                              if n in links and links[n].ifindex == i)
             if host_ends:

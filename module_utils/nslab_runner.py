@@ -61,10 +61,11 @@ class Runner:
             return list(argv)
         return [self.nsenter_bin, "--net=%s" % netns_path(netns)] + list(argv)
 
-    def read_links(self, netns=None):
-        """Every link with its addresses, from the kernel, in one ``ip`` process."""
+    def read_links(self, netns=None, addresses=True):
+        """Every link (with its addresses unless told not to), in one ``ip`` process."""
         return parse_links(self.run([self.ip_bin, "-j", "-d", "-batch", "-"],
-                                    data="link show\naddr show\n", netns=netns))
+                                    data="link show\n" + ("addr show\n" if addresses else ""),
+                                    netns=netns))
 
     def netns_ids(self):
         """{netns name: nsid} as the host numbers them (``link_netnsid`` of veth ends)."""
