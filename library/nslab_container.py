@@ -103,6 +103,22 @@ options:
     description: Seconds between SIGTERM and SIGKILL when stopping.
     type: int
     default: 10
+  userns:
+    description:
+      - Run the container in its own user namespace, as an unprivileged container. Its ids
+        0-65535 are the host's O(userns_base) and up, so its root is an ordinary user of
+        the host, and its capabilities hold only inside its own namespaces.
+      - The jail's files stay owned by the host's root, which the container sees as
+        C(nobody) - they are read-only to it, except world-writable directories like
+        C(/tmp). Its C(/dev) nodes are bind-mounted from the host and its C(/sys) is an
+        empty read-only tmpfs, since a user namespace may neither mknod nor mount sysfs
+        for a net namespace it does not own.
+    type: bool
+    default: false
+  userns_base:
+    description: First host id that the container's id 0 maps to, with O(userns=true).
+    type: int
+    default: 100000
   state:
     description: V(started), V(stopped), V(restarted) (always restarts) or V(absent). The
       default for items of O(containers).
@@ -164,6 +180,14 @@ options:
         description: Seconds between SIGTERM and SIGKILL.
         type: int
         default: 10
+      userns:
+        description: Run it in its own user namespace (unprivileged).
+        type: bool
+        default: false
+      userns_base:
+        description: First host id its id 0 maps to.
+        type: int
+        default: 100000
       state:
         description: State; defaults to the top-level O(state).
         type: str
@@ -253,7 +277,7 @@ from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netn
 from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
 ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
-             "cap_drop", "cgroup", "files", "stop_timeout", "state"]
+             "cap_drop", "cgroup", "files", "stop_timeout", "userns", "userns_base", "state"]
 
 
 def capability_names(where, names, problems):
@@ -338,6 +362,10 @@ def build_specs(items, lab, check_mode, warnings, mountinfo):
             if not path.startswith("/") or os.path.normpath(path) != path or path == "/":
                 problems.append("%sfiles: '%s' is not allowed; expected an absolute, normal "
                                 "path of a file like /etc/hosts" % (where, path))
+        base = item.get("userns_base")
+        if item.get("userns") and (base is None or not 1 <= base <= 2 ** 32 - 65537):
+            problems.append("%suserns_base: %s is out of range; expected 1 to %d" % (
+                where, base, 2 ** 32 - 65537))
         if item.get("stop_timeout") is not None and item["stop_timeout"] < 0:
             problems.append("%sstop_timeout: %s is negative; expected seconds >= 0" % (
                 where, item["stop_timeout"]))
@@ -348,6 +376,7 @@ def build_specs(items, lab, check_mode, warnings, mountinfo):
             workdir=item.get("workdir") or "/", capabilities=capabilities,
             cgroup=item.get("cgroup"), stop_timeout=item.get("stop_timeout", 10),
             files=dict((k, str(v)) for k, v in (item.get("files") or {}).items()),
+            userns_base=base if item.get("userns") else None,
             state=item["state"]))
     problems = [p for p in problems if p]
     if problems:
@@ -367,7 +396,8 @@ def predicted_view(spec, current):
 
 
 def diff_view(view):
-    keys = ("state", "hostname", "command", "rootfs", "netns", "cgroup", "capabilities")
+    keys = ("state", "hostname", "command", "rootfs", "netns", "cgroup", "capabilities",
+            "userns_base")
     return dict((k, view[k]) for k in keys if k in view)
 
 
@@ -421,6 +451,8 @@ def container_options(item=False):
         cgroup=dict(type="str"),
         files=dict(type="dict", default={}),
         stop_timeout=dict(type="int", default=10),
+        userns=dict(type="bool", default=False),
+        userns_base=dict(type="int", default=100000),
         state=dict(type="str", choices=["started", "stopped", "restarted", "absent"]),
     )
 

@@ -56,6 +56,7 @@ class ContainerSpec:
     workdir: str = "/"
     capabilities: List[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
     cgroup: Optional[str] = None
+    userns_base: Optional[int] = None     # map ids 0-65535 inside to base.. on the host
     files: Dict[str, str] = field(default_factory=dict)
     stop_timeout: float = 10.0
     state: str = "started"
@@ -63,7 +64,7 @@ class ContainerSpec:
     def config(self):
         """What defines the running container: a change here means a restart."""
         keys = ("rootfs", "netns", "hostname", "command", "env", "workdir", "capabilities",
-                "cgroup")
+                "cgroup", "userns_base")
         return dict((k, getattr(self, k)) for k in keys)
 
     def config_hash(self):
@@ -85,6 +86,7 @@ class ContainerState:
                 "hostname": rec["config"]["hostname"], "command": rec["config"]["command"],
                 "rootfs": rec["config"]["rootfs"], "netns": rec["config"]["netns"],
                 "cgroup": rec["config"]["cgroup"], "capabilities": rec["config"]["capabilities"],
+                "userns_base": rec["config"].get("userns_base"),
                 "log": rec.get("log")}
         if self.running:
             view.update(pid=rec["pid"], started_at=rec["started_at"],

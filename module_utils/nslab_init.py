@@ -31,6 +31,7 @@ import socket
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -136,8 +137,13 @@ def make_dev(root):
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k")
     for name, (major, minor) in DEVICES.items():
         path = os.path.join(dev, name)
-        os.mknod(path, 0o666 | 0o020000, os.makedev(major, minor))
-        os.chmod(path, 0o666)
+        try:
+            os.mknod(path, 0o666 | 0o020000, os.makedev(major, minor))
+            os.chmod(path, 0o666)
+        except PermissionError:
+            # No mknod in a user namespace: bind the host's node instead.
+            open(path, "w").close()
+            mount("/dev/" + name, path, None, MS_BIND)
     os.mkdir(os.path.join(dev, "pts"))
     mount("devpts", os.path.join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
           "newinstance,ptmxmode=0666,mode=0620")
@@ -157,8 +163,15 @@ def enter_root(root):
     for sub in ("proc", "sys", "tmp"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    mount("sysfs", os.path.join(root, "sys"), "sysfs",
-          MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    sys_dir = os.path.join(root, "sys")
+    try:
+        mount("sysfs", sys_dir, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        # In a user namespace that does not own the net namespace sysfs cannot be
+        # mounted, and a bind of the host's would bring its locked submounts (the cgroup
+        # hierarchies among them): such a container gets an empty, read-only /sys.
+        mount("tmpfs", sys_dir, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "size=4k")
     make_dev(root)
     os.chdir(root)
     # pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then
@@ -254,6 +267,36 @@ def reap(child):
             os._exit(exit_code(status))
 
 
+def map_ids(userns_base):
+    """Fork a helper that stays in the host's user namespace and, once we have unshared
+    ours, maps its ids 0-65535 to the host's userns_base.. (only a process outside may
+    write the maps). Returns a function that lets it write them and waits for it."""
+    go_r, go_w = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        os.close(go_w)
+        parent = os.getppid()
+        try:
+            os.read(go_r, 1)
+            for kind in ("uid_map", "gid_map"):
+                with open("/proc/%d/%s" % (parent, kind), "w") as handle:
+                    handle.write("0 %d 65536\n" % userns_base)
+            os._exit(0)
+        except Exception:
+            os._exit(1)
+    os.close(go_r)
+
+    def write_maps():
+        os.write(go_w, b"1")
+        os.close(go_w)
+        if os.waitpid(helper, 0)[1] != 0:
+            raise OSError(1, "could not write the user namespace's id maps")
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    return write_maps
+
+
 def main(config):
     ready_fd, go_fd = config["ready_fd"], config["go_fd"]
     try:
@@ -264,8 +307,16 @@ def main(config):
             fd = os.open(config["netns"], os.O_RDONLY)
             _check(_libc.setns(fd, CLONE_NEWNET), "join netns %s" % config["netns"])
             os.close(fd)
-        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
-                             | CLONE_NEWCGROUP), "unshare")
+        flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWCGROUP
+        write_maps = None
+        if config.get("userns_base") is not None:
+            # The new namespaces are then owned by the user namespace, whose root is an
+            # ordinary user of the host.
+            write_maps = map_ids(config["userns_base"])
+            flags |= CLONE_NEWUSER
+        _check(_libc.unshare(flags), "unshare")
+        if write_maps:
+            write_maps()
         pid = os.fork()
     except Exception as err:
         report(ready_fd, "error stage 1: %s" % err)

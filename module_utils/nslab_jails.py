@@ -425,7 +425,11 @@ class JailApplier:
 
     def _temp_dir(self, parent, name):
         os.makedirs(parent, exist_ok=True)
-        return tempfile.mkdtemp(prefix=".tmp-%s-" % name, dir=parent)
+        temp = tempfile.mkdtemp(prefix=".tmp-%s-" % name, dir=parent)
+        # Traversable, not listable: a container in a user namespace is an ordinary host
+        # user, and must reach its root through this directory to bind it.
+        os.chmod(temp, 0o711)
+        return temp
 
     def _into_place(self, temp, final, record_name, record, fill):
         """Fill a temporary directory, record it, and rename it to ``final`` (atomic)."""

@@ -218,3 +218,21 @@ def test_a_failed_start_leaves_nothing_and_says_why(lab, module, rootfs, netns):
     assert result["_status"] == "failed"
     assert "did not start" in result["msg"]
     assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
+
+
+def test_userns_makes_an_unprivileged_container(lab, module, netns):
+    # A jail from nslab_jail: its directories must be reachable by an unprivileged uid.
+    assert module("nslab_jail", dict(lab=lab.name, name="box", source="busybox"))["changed"]
+    script = ("id -u > /tmp/out; touch /bin/x 2>/dev/null; echo write=$? >> /tmp/out; "
+              "ls /sys/fs/cgroup | wc -l >> /tmp/out; exec sleep 1000")
+    result = module("nslab_container", dict(lab=lab.name, name="box", jail="box", netns=netns,
+                                            userns=True, userns_base=200000,
+                                            command=["sh", "-c", script]))
+    assert result["_status"] == "ok", result.get("msg")
+    pid = result["containers"][0]["pid"]
+    assert open("/proc/%d/uid_map" % pid).read().split() == ["0", "200000", "65536"]
+    assert status(pid)["Uid"].split()[0] == "200000"          # an ordinary host user
+    out = wait_for("/proc/%d/root/tmp/out" % pid).split()
+    assert out[0] == "0"                                      # root inside...
+    assert out[1] == "write=1"                                # ...that cannot touch the jail
+    assert out[2] == "0"                                      # no host cgroup hierarchy in /sys
