@@ -24,10 +24,6 @@ description:
 version_added: "0.1.0"
 author: nslab contributors
 options:
-  lab:
-    description: Lab that owns the bridges (1-24 characters of a-z, 0-9, C(-), C(_)).
-    type: str
-    required: true
   name:
     description:
       - Bridge name (at most 15 bytes). Mutually exclusive with O(bridges).
@@ -108,13 +104,7 @@ options:
         choices: [present, absent]
 extends_documentation_fragment:
   - action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+  - nslab
 requirements:
   - iproute2 and util-linux (nsenter) on the target
   - nftables (C(nft)) only with O(nat=true)

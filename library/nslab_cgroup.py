@@ -49,10 +49,6 @@ description:
 version_added: "0.1.0"
 author: nslab contributors
 options:
-  lab:
-    description: Lab that owns the cgroups (1-24 characters of a-z, 0-9, C(-), C(_)).
-    type: str
-    required: true
   name:
     description:
       - Path of the cgroup below C(nslab/<lab>/), like V(apt101) or V(web/apt101), made of 1-8
@@ -219,13 +215,7 @@ options:
         choices: [present, absent]
 extends_documentation_fragment:
   - action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+  - nslab
 requirements:
   - Linux with cgroup v1 or v2 mounted (as on any systemd host); root
 notes:

@@ -38,10 +38,6 @@ description:
 version_added: "0.1.0"
 author: nslab contributors
 options:
-  lab:
-    description: Lab that owns the containers.
-    type: str
-    required: true
   name:
     description: Container name. Mutually exclusive with O(containers).
     type: str
@@ -194,13 +190,7 @@ options:
         choices: [started, stopped, restarted, absent]
 extends_documentation_fragment:
   - action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+  - nslab
 requirements:
   - Linux with namespaces, root; python3 >= 3.9 and util-linux on the target
 seealso:

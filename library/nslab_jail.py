@@ -54,10 +54,6 @@ description:
 version_added: "0.1.0"
 author: nslab contributors
 options:
-  lab:
-    description: Lab that owns the jails (1-24 characters of a-z, 0-9, C(-), C(_)).
-    type: str
-    required: true
   name:
     description: Jail name. Mutually exclusive with O(jails).
     type: str
@@ -175,14 +171,11 @@ options:
         elements: str
 extends_documentation_fragment:
   - action_common_attributes
+  - nslab
 attributes:
   check_mode:
     support: full
     details: O(command) is not run in check mode.
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
 requirements:
   - Linux with overlayfs; root (CAP_SYS_ADMIN, CAP_MKNOD)
   - python3 and util-linux on the target; a static busybox for V(busybox) (Debian package

@@ -30,10 +30,6 @@ description:
 version_added: "0.1.0"
 author: nslab contributors
 options:
-  lab:
-    description: Lab that owns the namespaces.
-    type: str
-    required: true
   name:
     description: Namespace name. Mutually exclusive with O(namespaces).
     type: str
@@ -77,13 +73,7 @@ options:
         choices: [present, absent]
 extends_documentation_fragment:
   - action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+  - nslab
 requirements:
   - Linux with namespaces; root (CAP_SYS_ADMIN)
   - iproute2 and util-linux (nsenter) on the target

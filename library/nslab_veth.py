@@ -29,10 +29,6 @@ description:
 version_added: "0.1.0"
 author: nslab contributors
 options:
-  lab:
-    description: Lab that owns the pairs.
-    type: str
-    required: true
   name:
     description: Name of the first end (at most 15 bytes). Mutually exclusive with O(veths).
     type: str
@@ -143,13 +139,7 @@ options:
         choices: [present, absent]
 extends_documentation_fragment:
   - action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+  - nslab
 requirements:
   - iproute2 and util-linux (nsenter) on the target
 seealso:
