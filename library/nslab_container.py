@@ -256,6 +256,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
+from ansible.module_utils.nslab_cgroups import detect_layout
 from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,
                                                    files_to_write, plan_containers)
@@ -307,7 +308,7 @@ class JailRoots:
         return self.store.jail_path(name, "root")
 
 
-def build_specs(items, lab, check_mode, warnings, mountinfo):
+def build_specs(items, lab, check_mode, warnings, layout):
     problems, specs, names = [], [], set()
     netns_store = NamespaceStore(lab)
     jails = JailRoots(lab, [i["jail"] for i in items if i.get("jail")])
@@ -344,7 +345,7 @@ def build_specs(items, lab, check_mode, warnings, mountinfo):
                 message = "%snetns: '%s' does not exist; expected a net namespace of lab '%s'" % (
                     where, item["netns"], lab)
                 (warnings if check_mode else problems).append(message)
-            if item.get("cgroup") and not cgroup_dirs(lab, item["cgroup"], mountinfo):
+            if item.get("cgroup") and not cgroup_dirs(layout, lab, item["cgroup"]):
                 message = "%scgroup: 'nslab/%s/%s' does not exist in any hierarchy; expected " \
                           "a cgroup made by nslab_cgroup" % (where, lab, item["cgroup"])
                 (warnings if check_mode else problems).append(message)
@@ -397,8 +398,9 @@ def converge(module):
     lab = params["lab"]
     warnings = []
     items = items_from_params(params, "containers", ITEM_KEYS)
-    mountinfo = read_mountinfo()
-    specs = build_specs(items, lab, module.check_mode, warnings, mountinfo)
+    # Only containers with a cgroup need the host's cgroup layout.
+    layout = detect_layout(read_mountinfo()) if any(i.get("cgroup") for i in items) else None
+    specs = build_specs(items, lab, module.check_mode, warnings, layout)
     for warning in warnings:
         module.warn(warning)
     store = ContainerStore(lab)
@@ -408,7 +410,7 @@ def converge(module):
     actions = plan_containers(specs, states, stale)
     after = states
     if actions and not module.check_mode:
-        ContainerManager(store, mountinfo=mountinfo).apply(actions)
+        ContainerManager(store, layout).apply(actions)
         after = dict((s.name, store.read(s.name)) for s in specs)
 
     result = {

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ansible.module_utils import nslab_init
+from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_errors import ApplyError, NslabError
-from ansible.module_utils.nslab_mountinfo import read_mountinfo
 from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
                                               write_json_atomic)
 from ansible.module_utils.nslab_runner import netns_path
@@ -238,15 +238,11 @@ def plan_containers(specs, states, stale_files=None):
     return actions
 
 
-def cgroup_dirs(lab, name, mountinfo=None):
-    """Every existing directory of cgroup ``nslab/<lab>/<name>``, one per hierarchy."""
-    dirs = []
-    for entry in mountinfo if mountinfo is not None else read_mountinfo():
-        if entry.fstype in ("cgroup", "cgroup2"):
-            path = os.path.join(entry.mount_point, "nslab", lab, name)
-            if os.path.isdir(path) and path not in dirs:
-                dirs.append(path)
-    return dirs
+def cgroup_dirs(layout, lab, name):
+    """Every existing directory of cgroup ``nslab/<lab>/<name>``, one per hierarchy of
+    ``layout`` (nslab_cgroups.detect_layout), where nslab_cgroup makes them."""
+    return [d for d in (h.path(cgroup_relpath(lab, name)) for h in layout.hierarchies)
+            if os.path.isdir(d)]
 
 
 INIT_SOURCE = None
@@ -286,14 +282,14 @@ class ContainerManager:
     """Starts and stops containers, many at once; undoes this run's starts if a later
     step fails."""
 
-    def __init__(self, store, python=None, mountinfo=None):
+    def __init__(self, store, layout, python=None):
         self.store = store
         self.python = python or sys.executable
-        self.mountinfo = mountinfo if mountinfo is not None else read_mountinfo()
+        self.layout = layout
         self.started = []
 
     def _launch(self, spec):
-        cgroups = cgroup_dirs(self.store.lab, spec.cgroup, self.mountinfo) if spec.cgroup else []
+        cgroups = cgroup_dirs(self.layout, self.store.lab, spec.cgroup) if spec.cgroup else []
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         config = dict(spec.config(), ready_fd=ready_w, go_fd=go_r,
