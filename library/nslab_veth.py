@@ -23,7 +23,8 @@ description:
     peer (rewired by hand) is deleted and created again.
   - Namespaces must exist and belong to the same lab (see nslab_namespace), and a bridge must
     be this lab's (see nslab_bridge). In check mode a namespace or bridge that does not exist
-    yet is only warned about, so a whole lab can be checked before it is built.
+    yet is only warned about, so a whole lab can be checked before it is built. A pair to
+    remove whose namespace no longer exists went with it, so removing a lab twice is safe.
   - IPv6 address generation is off on both ends unless O(ipv6=true).
   - If applying fails half way, every step already done is undone, newest first.
 version_added: "0.1.0"
@@ -281,15 +282,18 @@ def namespaces_used(specs):
     return names
 
 
-def read_tables(runner, netns_names, store, check_mode, warnings):
+def read_tables(runner, netns_names, needed, store, check_mode, warnings):
     """{netns or None: {name: Link}} for the host and every namespace used.
 
-    Raises ValidationError for a namespace that is missing (outside check mode) or
+    A missing namespace that only pairs to remove use holds nothing to remove. Raises
+    ValidationError for a missing one in ``needed`` (outside check mode) or
     OwnershipError for one that is not this lab's."""
     tables, problems = {None: runner.read_links()}, []
     for name in netns_names:
         if check_lab_netns(store, name):
             tables[name] = runner.read_links(netns=name)
+        elif name not in needed:
+            tables[name] = {}
         elif check_mode:
             warnings.append("netns '%s' does not exist yet; assuming it will be empty" % name)
             tables[name] = {}
@@ -358,7 +362,9 @@ def converge(module):
     warnings = []
 
     netns_names = namespaces_used(specs)
-    tables = read_tables(runner, netns_names, NamespaceStore(lab), module.check_mode, warnings)
+    needed = namespaces_used([s for s in specs if s.state == "present"])
+    tables = read_tables(runner, netns_names, needed, NamespaceStore(lab), module.check_mode,
+                         warnings)
     present = [i for s in specs if s.state == "present" for i in (s.end, s.peer)]
     problems = bridge_problems(specs, tables[None], lab, module.check_mode, warnings)
     problems += address_problems(present, tables)

@@ -87,6 +87,10 @@ def test_absent_removes_both_ends(topo, module):
     module("nslab_namespace", dict(lab=topo.name, namespaces=[
         dict(name=topo.n("a")), dict(name=topo.n("b"))], state="absent"))
     assert topo.n("va") not in ip_links() and topo.n("vb") not in ip_links()
+    # so removing the pairs once their namespaces are gone has nothing left to do
+    absent = dict(pairs(topo), veths=[dict(v, state="absent") for v in pairs(topo)["veths"]])
+    result = module("nslab_veth", absent)
+    assert result["changed"] is False and result["actions"] == [], result
 
 
 def test_failure_half_way_is_rolled_back(topo, module):
