@@ -79,7 +79,8 @@ def ansible_lint(*paths):
 
 
 def test_ansible_lint_passes():
-    targets = [p for p in ("playbooks", "roles", "molecule") if any((ROOT / p).rglob("*.yml"))]
+    targets = ["lab.yml", "labs"] + [p for p in ("playbooks", "roles", "molecule")
+                                     if any((ROOT / p).rglob("*.yml"))]
     proc = ansible_lint(*targets)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Ignored exception from ArgsRule" not in proc.stderr

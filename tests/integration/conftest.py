@@ -140,8 +140,8 @@ def mounts_under(path):
 class Lab:
     """A test lab: a unique name, its objects' names, cleanup and leftover checks."""
 
-    def __init__(self):
-        self.name = "t" + secrets.token_hex(3)          # 7 characters
+    def __init__(self, name=None):
+        self.name = name or "t" + secrets.token_hex(3)          # 7 characters
 
     def n(self, suffix):
         """A kernel object name of this lab (at most 15 bytes for suffixes up to 7)."""
