@@ -115,6 +115,49 @@ options:
     description: First host id that the container's id 0 maps to, with O(userns=true).
     type: int
     default: 100000
+  privileged:
+    description:
+      - A system container, for a fleet host or a lab inside a lab. It is B(not a security
+        boundary) - it keeps every capability (less O(cap_drop)), no_new_privs is not set,
+        and its root can reach the host (load modules, open raw devices, mount anything);
+        give it only to what you would give the host's root.
+      - Its cgroup hierarchies are mounted read-write at the host's mount points under
+        C(/sys/fs/cgroup) (a read-only tmpfs holds them on v1 and hybrid hosts) inside its
+        cgroup namespace, so its own cgroup is their root - an nslab inside sees its own
+        subtree, and what it makes there is below C(nslab/<lab>/<cgroup>) on the host.
+        Those cgroups are removed (once empty) when the container stops. C(/proc/sys/net),
+        its own net namespace's settings, is writable; the rest of C(/proc/sys) and C(/sys)
+        stay read-only.
+      - Nested namespaces, veths, bridges, overlay mounts and cgroups then work inside; an
+        overlay jail root cannot hold another overlay's upper layer, so give such a
+        container a bind for C(/var/lib/nslab) (O(binds)).
+    type: bool
+    default: false
+  binds:
+    description:
+      - Host directories bind-mounted into the container's root (not recursively; device
+        nodes on them do not work), made before its command runs. A change restarts the
+        container.
+      - Without O(binds[].source), nslab owns the directory
+        C(/var/lib/nslab/<lab>/binds/<name>/<path>) - made at start, kept while the
+        container exists (stopped or restarted), deleted with it at O(state=absent).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path inside the container; made if missing (never through a
+          symlink). Not C(/), nor under C(/proc), C(/sys) or C(/dev), which the init mounts.
+        type: str
+        required: true
+      source:
+        description: An existing host directory to bind instead of nslab's own; never the
+          host's C(/), nor under C(/proc), C(/sys), C(/dev) or nslab's state C(/run/nslab).
+        type: path
+      readonly:
+        description: Mount it read-only inside.
+        type: bool
+        default: false
   state:
     description: V(started), V(stopped), V(restarted) (always restarts) or V(absent). The
       default for items of O(containers).
@@ -184,6 +227,27 @@ options:
         description: First host id its id 0 maps to.
         type: int
         default: 100000
+      privileged:
+        description: A system container (not a security boundary; see O(privileged)).
+        type: bool
+        default: false
+      binds:
+        description: Host directories bind-mounted into its root (see O(binds)).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Absolute path inside the container.
+            type: str
+            required: true
+          source:
+            description: Host directory; nslab's own when omitted.
+            type: path
+          readonly:
+            description: Mount it read-only.
+            type: bool
+            default: false
       state:
         description: State; defaults to the top-level O(state).
         type: str
@@ -215,6 +279,18 @@ EXAMPLES = r"""
       - {name: apt101, jail: apt101, netns: demo-apt101}
       - {name: r1, jail: r1, netns: demo-r1, cap_add: [NET_ADMIN]}
 
+- name: A fleet host - a system container running sshd, with a real /var/lib/nslab
+  nslab_container:
+    lab: fleet
+    name: fleet1
+    jail: fleet1
+    netns: fleet-fleet1
+    cgroup: fleet1
+    privileged: true
+    binds:
+      - {path: /var/lib/nslab}
+    command: [/usr/sbin/sshd, -D, -e]
+
 - name: Run a command inside a running container
   ansible.builtin.command: nsenter --target {{ result.containers[0].pid }} --all hostname
   changed_when: false
@@ -243,6 +319,9 @@ containers:
       netns: demo-apt101
       cgroup: apt101
       capabilities: [AUDIT_WRITE, CHOWN, DAC_OVERRIDE]
+      privileged: false
+      binds: [{path: /var/lib/nslab, source: /var/lib/nslab/demo/binds/apt101/var/lib/nslab,
+               readonly: false}]
       namespaces: {pid: 4026532301, mnt: 4026532300, net: 4026532213}
       log: /run/nslab/demo/containers/apt101.log
 diff:
@@ -259,16 +338,66 @@ from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, li
 from ansible.module_utils.nslab_cgroups import detect_layout
 from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,
-                                                   files_to_write, plan_containers)
+                                                   files_to_write, owned_bind_dir,
+                                                   plan_containers)
 from ansible.module_utils.nslab_errors import NslabError, ValidationError
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_jails import JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
+from ansible.module_utils.nslab_owner import STATE_ROOT
 from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
 ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
-             "cap_drop", "cgroup", "files", "stop_timeout", "userns", "userns_base", "state"]
+             "cap_drop", "cgroup", "files", "stop_timeout", "userns", "userns_base", "privileged",
+             "binds", "state"]
+# Filled by the init (or the kernel's) own mounts: a bind there would hide or be hidden.
+INIT_MOUNTS = ("/proc", "/sys", "/dev")
+
+
+def held_capabilities():
+    """Every capability this process's bounding set holds: all the host's root has (a
+    sandbox may withhold some), which is what a privileged container keeps."""
+    with open("/proc/self/status") as handle:
+        bounding = [int(line.split()[1], 16) for line in handle if line.startswith("CapBnd:")]
+    return [name for number, name in enumerate(CAPABILITIES) if bounding[0] >> number & 1]
+
+
+def under(path, directories):
+    return any(path == d or path.startswith(d + "/") for d in directories)
+
+
+def bind_specs(where, lab, name, binds, problems):
+    """binds items -> [{path, source, readonly}] with nslab's own source filled in."""
+    result, paths = [], set()
+    for index, bind in enumerate(binds or []):   # items checked by the argument spec
+        at = "%sbinds[%d]" % (where, index)
+        path, source = bind["path"], bind.get("source")
+        if not path.startswith("/") or os.path.normpath(path) != path or path == "/" or \
+                under(path, INIT_MOUNTS):
+            problems.append("%s.path: '%s' is not allowed; expected an absolute, normal path "
+                            "other than /, outside /proc, /sys and /dev" % (at, path))
+        elif path in paths:
+            problems.append("%s.path: '%s' is bound twice" % (at, path))
+        paths.add(path)
+        if source is None:
+            source = owned_bind_dir(lab, name) + path
+        elif not os.path.isabs(source) or os.path.normpath(source) != source:
+            problems.append("%s.source: '%s' is not an absolute, normal path; expected a host "
+                            "directory" % (at, source))
+        else:
+            real = os.path.realpath(source)
+            if real == "/" or under(real, INIT_MOUNTS + (STATE_ROOT,)):
+                problems.append("%s.source: '%s' is not allowed; expected a host directory "
+                                "other than /, outside /proc, /sys, /dev and %s" % (
+                                    at, source, STATE_ROOT))
+            elif not os.path.isdir(real):
+                problems.append("%s.source: '%s' is not a directory; expected an existing "
+                                "host directory" % (at, source))
+            source = real
+        result.append({"path": path, "source": source,
+                       "readonly": bool(bind.get("readonly", False))})
+    return result
 
 
 def capability_names(where, names, problems):
@@ -323,7 +452,12 @@ def build_specs(items, lab, check_mode, warnings, layout):
         problems.append(hostname_problem(where + "hostname", hostname))
         add = capability_names(where + "cap_add", item.get("cap_add"), problems)
         drop = capability_names(where + "cap_drop", item.get("cap_drop"), problems)
-        capabilities = sorted((set(DEFAULT_CAPABILITIES) | set(add)) - set(drop))
+        base_set = held_capabilities() if item.get("privileged") else DEFAULT_CAPABILITIES
+        capabilities = sorted((set(base_set) | set(add)) - set(drop))
+        if item.get("privileged") and item.get("userns"):
+            problems.append("%sprivileged: a privileged container cannot have its own user "
+                            "namespace (userns); expected one of them" % where)
+        binds = bind_specs(where, lab, name, item.get("binds"), problems)
         rootfs = item.get("rootfs") or ""
         starting = item["state"] in ("started", "restarted")
         if item.get("jail") and rootfs:
@@ -368,6 +502,7 @@ def build_specs(items, lab, check_mode, warnings, layout):
             cgroup=item.get("cgroup"), stop_timeout=item.get("stop_timeout", 10),
             files=dict((k, str(v)) for k, v in (item.get("files") or {}).items()),
             userns_base=base if item.get("userns") else None,
+            privileged=bool(item.get("privileged")), binds=binds,
             state=item["state"]))
     problems = [p for p in problems if p]
     if problems:
@@ -388,7 +523,7 @@ def predicted_view(spec, current):
 
 def diff_view(view):
     keys = ("state", "hostname", "command", "rootfs", "netns", "cgroup", "capabilities",
-            "userns_base")
+            "userns_base", "privileged", "binds")
     return dict((k, view[k]) for k in keys if k in view)
 
 
@@ -399,7 +534,8 @@ def converge(module):
     warnings = []
     items = items_from_params(params, "containers", ITEM_KEYS)
     # Only containers with a cgroup need the host's cgroup layout.
-    layout = detect_layout(read_mountinfo()) if any(i.get("cgroup") for i in items) else None
+    mounts = read_mountinfo()
+    layout = detect_layout(mounts) if any(i.get("cgroup") for i in items) else None
     specs = build_specs(items, lab, module.check_mode, warnings, layout)
     for warning in warnings:
         module.warn(warning)
@@ -407,10 +543,12 @@ def converge(module):
 
     states = dict((s.name, store.read(s.name)) for s in specs)
     stale = dict((s.name, files_to_write(s)) for s in specs if s.files and s.state != "absent")
-    actions = plan_containers(specs, states, stale)
+    bind_dirs = dict((s.name, owned_bind_dir(lab, s.name)) for s in specs
+                     if os.path.isdir(owned_bind_dir(lab, s.name)))
+    actions = plan_containers(specs, states, stale, bind_dirs)
     after = states
     if actions and not module.check_mode:
-        ContainerManager(store, layout).apply(actions)
+        ContainerManager(store, layout, mounts=mounts).apply(actions)
         after = dict((s.name, store.read(s.name)) for s in specs)
 
     result = {
@@ -445,6 +583,11 @@ def container_options(item=False):
         stop_timeout=dict(type="int", default=10),
         userns=dict(type="bool", default=False),
         userns_base=dict(type="int", default=100000),
+        privileged=dict(type="bool", default=False),
+        binds=dict(type="list", elements="dict", default=[], options=dict(
+            path=dict(type="str", required=True),
+            source=dict(type="path"),
+            readonly=dict(type="bool", default=False))),
         state=dict(type="str", choices=["started", "stopped", "restarted", "absent"]),
     )
 

@@ -8,6 +8,13 @@ joined to a persistent net namespace, inside its cgroups, with a jail as its roo
 record ``/run/nslab/<lab>/containers/<name>.json`` holds the init's pid, its start time
 (field 22 of /proc/<pid>/stat) and its pid namespace inode: a pid is trusted only while all
 three still match, since pids are reused.
+
+A privileged container (a fleet host, a lab inside a lab) keeps every capability and
+gets its cgroup hierarchies mounted read-write inside its cgroup namespace: the cgroups it
+makes there are below its own on the host, and are removed when it stops. Its binds put
+host directories (made under ``/var/lib/nslab/<lab>/binds/<container>/`` when no source is
+given) into its root, for what must not sit on its overlay root (an overlay's upper layer
+cannot be an overlay).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import inspect
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +38,7 @@ from ansible.module_utils.nslab_errors import ApplyError, NslabError
 from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
                                               write_json_atomic)
 from ansible.module_utils.nslab_runner import netns_path
+from ansible.module_utils.nslab_sources import DATA_ROOT
 
 # Docker's default set minus MKNOD: containers keep what ordinary services need (chown,
 # setuid, binding low ports, ping) and lose what reaches past their namespaces (mounts,
@@ -38,6 +47,9 @@ DEFAULT_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETI
                         "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
                         "SYS_CHROOT"]
 START_TIMEOUT = 10.0
+CGROUP_ROOT = "/sys/fs/cgroup"
+# A record's config from before an option existed holds what it meant then: no restart.
+CONFIG_DEFAULTS = {"privileged": False, "binds": []}
 NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
 
 
@@ -57,6 +69,8 @@ class ContainerSpec:
     capabilities: List[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
     cgroup: Optional[str] = None
     userns_base: Optional[int] = None     # map ids 0-65535 inside to base.. on the host
+    privileged: bool = False
+    binds: List[dict] = field(default_factory=list)    # {path, source, readonly}
     files: Dict[str, str] = field(default_factory=dict)
     stop_timeout: float = 10.0
     state: str = "started"
@@ -64,7 +78,7 @@ class ContainerSpec:
     def config(self):
         """What defines the running container: a change here means a restart."""
         keys = ("rootfs", "netns", "hostname", "command", "env", "workdir", "capabilities",
-                "cgroup", "userns_base")
+                "cgroup", "userns_base", "privileged", "binds")
         return dict((k, getattr(self, k)) for k in keys)
 
     def config_hash(self):
@@ -87,6 +101,8 @@ class ContainerState:
                 "rootfs": rec["config"]["rootfs"], "netns": rec["config"]["netns"],
                 "cgroup": rec["config"]["cgroup"], "capabilities": rec["config"]["capabilities"],
                 "userns_base": rec["config"].get("userns_base"),
+                "privileged": rec["config"].get("privileged", False),
+                "binds": rec["config"].get("binds", []),
                 "log": rec.get("log")}
         if self.running:
             view.update(pid=rec["pid"], started_at=rec["started_at"],
@@ -204,9 +220,10 @@ class ContainerStore:
                               died=not running and record.get("running", False))
 
 
-def plan_containers(specs, states, stale_files=None):
+def plan_containers(specs, states, stale_files=None, bind_dirs=None):
     """Desired specs vs. recorded/live states -> ContainerActions. ``stale_files``:
-    {name: [paths whose content differs]} (see ``files_to_write``)."""
+    {name: [paths whose content differs]} (see ``files_to_write``); ``bind_dirs``:
+    {name: its existing directory of nslab's own binds} (see ``owned_bind_dir``)."""
     actions = []
     for spec in specs:
         state = states[spec.name]
@@ -217,9 +234,12 @@ def plan_containers(specs, states, stale_files=None):
         running = state.running
         if spec.state == "absent":
             if state.record is not None:
+                data = (bind_dirs or {}).get(spec.name)
                 actions.append(ContainerAction(
-                    "%s container '%s'" % ("stop and remove" if running else "remove",
-                                           spec.name), "remove", spec))
+                    "%s container '%s'%s" % (
+                        "stop and remove" if running else "remove", spec.name,
+                        " and its bind directory %s" % data if data else ""),
+                    "remove", spec))
             continue
         if spec.state == "stopped":
             if running:
@@ -230,12 +250,56 @@ def plan_containers(specs, states, stale_files=None):
             actions.append(ContainerAction("start container '%s'%s" % (spec.name, why),
                                            "start", spec))
             continue
-        changed = [k for k, v in spec.config().items() if state.record["config"].get(k) != v]
+        recorded = state.record["config"]
+        changed = [k for k, v in spec.config().items()
+                   if recorded.get(k, CONFIG_DEFAULTS.get(k)) != v]
         if spec.state == "restarted" or changed:
             why = " (%s changed)" % ", ".join(changed) if changed else ""
             actions.append(ContainerAction("restart container '%s'%s" % (spec.name, why),
                                            "restart", spec))
     return actions
+
+
+def owned_bind_dir(lab, name):
+    """Where the host directories of a container's binds without a source live."""
+    return os.path.join(DATA_ROOT, lab, "binds", name)
+
+
+def cgroup_mounts(layout, entries, dirs):
+    """The mounts a privileged container gets inside: each hierarchy below /sys/fs/cgroup
+    that holds one of its cgroup ``dirs``, with the host's super options (a v1 hierarchy
+    is found again only by exactly its controllers)."""
+    hierarchy_mounts = set(h.mount for h in layout.hierarchies
+                           if any(d.startswith(h.mount.rstrip("/") + "/") for d in dirs))
+    result = []
+    for entry in entries:
+        if entry.mount_point in hierarchy_mounts and (
+                entry.mount_point == CGROUP_ROOT or entry.mount_point.startswith(
+                    CGROUP_ROOT + "/")):
+            options = [o for o in entry.super_options.split(",") if o not in ("rw", "ro")]
+            result.append({"mount": entry.mount_point, "fstype": entry.fstype,
+                           "options": ",".join(options)})
+            hierarchy_mounts.discard(entry.mount_point)
+    return result
+
+
+def remove_cgroups_below(directory, timeout=5.0):
+    """rmdir every cgroup below ``directory``, deepest first: what a privileged container
+    made inside its own. Its processes are gone, but the kernel may take a moment to let
+    go of their cgroups."""
+    deadline = time.monotonic() + timeout
+    for path, _dirs, _files in os.walk(directory, topdown=False):
+        while path != directory:
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ContainerError("cgroup %s, made inside a privileged container, "
+                                         "still has processes" % path)
+                time.sleep(0.02)
 
 
 def cgroup_dirs(layout, lab, name):
@@ -282,10 +346,11 @@ class ContainerManager:
     """Starts and stops containers, many at once; undoes this run's starts if a later
     step fails."""
 
-    def __init__(self, store, layout, python=None):
+    def __init__(self, store, layout, python=None, mounts=()):
         self.store = store
         self.python = python or sys.executable
         self.layout = layout
+        self.mounts = mounts          # parsed mountinfo, for privileged containers' cgroups
         self.started = []
 
     def _launch(self, spec):
@@ -293,7 +358,12 @@ class ContainerManager:
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         config = dict(spec.config(), ready_fd=ready_w, go_fd=go_r,
-                      netns=netns_path(spec.netns) if spec.netns else None)
+                      netns=netns_path(spec.netns) if spec.netns else None,
+                      cgroup_mounts=cgroup_mounts(self.layout, self.mounts, cgroups)
+                      if spec.privileged and cgroups else None)
+        for bind in spec.binds:
+            if bind["source"].startswith(owned_bind_dir(self.store.lab, spec.name) + "/"):
+                os.makedirs(bind["source"], mode=0o755, exist_ok=True)
         os.makedirs(self.store.directory(), exist_ok=True)
         log = open(self.store.log_path(spec.name), "ab")
         try:
@@ -406,14 +476,12 @@ class ContainerManager:
                 os.kill(record["pid"], signal.SIGTERM)
                 pending.append((record, time.monotonic() + spec.stop_timeout, spec))
             else:
-                record["running"] = False
-                write_json_atomic(self.store.record_path(spec.name), record)
+                self._stopped(spec, record)
         while pending:
             still = []
             for record, deadline, spec in pending:
                 if proc_start_time(record["pid"]) != record["start_time"]:
-                    record["running"] = False
-                    write_json_atomic(self.store.record_path(spec.name), record)
+                    self._stopped(spec, record)
                     continue
                 if time.monotonic() > deadline:
                     _kill_quietly(record["pid"])
@@ -422,9 +490,17 @@ class ContainerManager:
             if pending:
                 time.sleep(0.02)
 
+    def _stopped(self, spec, record):
+        record["running"] = False
+        write_json_atomic(self.store.record_path(spec.name), record)
+        if record["config"].get("privileged"):
+            for directory in record.get("cgroup_dirs") or []:
+                remove_cgroups_below(directory)
+
     def remove_many(self, specs):
         self.stop_many(specs)
         for spec in specs:
+            remove_owned_binds(self.store.lab, spec.name, self.mounts)
             for path in (self.store.record_path(spec.name), self.store.log_path(spec.name)):
                 if os.path.exists(path):
                     os.unlink(path)
@@ -448,6 +524,21 @@ class ContainerManager:
             except (NslabError, OSError) as undo_err:
                 errors.append(str(undo_err))
             raise ApplyError(err, [], undone, errors)
+
+
+def remove_owned_binds(lab, name, mounts):
+    """Delete the directories nslab made for a container's binds, unless something is
+    mounted on the host below them (then they are not only nslab's to delete)."""
+    directory = owned_bind_dir(lab, name)
+    if not os.path.isdir(directory):
+        return
+    busy = [m.mount_point for m in mounts if m.mount_point == directory
+            or m.mount_point.startswith(directory + "/")]
+    if busy:
+        raise ContainerError("bind directory %s of container '%s' has mounts below it (%s); "
+                             "unmount them first" % (directory, name, ", ".join(busy)))
+    shutil.rmtree(directory)
+    remove_empty_dirs(os.path.dirname(directory), DATA_ROOT)
 
 
 def _kill_quietly(pid):

@@ -12,10 +12,12 @@ It runs in two stages:
    cgroups, join the container's net namespace, unshare mnt/uts/ipc/cgroup/pid namespaces
    (the cgroup namespace is rooted at the container's cgroup because it is unshared after
    the move), fork PID 1 and exit;
-2. as PID 1: make every mount private, bind the jail root onto itself, mount /proc, a
-   read-only /sys and a minimal /dev into it, ``pivot_root`` into it and detach the old
-   root (so no path leads back to the host's files, unlike a plain chroot), set the
-   hostname, drop capabilities to the kept set and set no_new_privs, report ready, then
+2. as PID 1: make every mount private, bind the jail root onto itself and the host
+   directories of its binds into it, mount /proc, a read-only /sys (a privileged
+   container's cgroup hierarchies read-write on top) and a minimal /dev into it,
+   ``pivot_root`` into it and detach the old root (so no path leads back to the host's
+   files, unlike a plain chroot), set the hostname, drop capabilities to the kept set and
+   set no_new_privs (unless privileged), report ready, then
    run the command and stay as its init: reap every zombie and forward SIGTERM/SIGINT/
    SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to it. When the command exits, PID 1 exits with its
    status and the kernel ends everything else in the namespace.
@@ -38,6 +40,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
+O_PATH = 0o10000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
@@ -112,7 +115,7 @@ def cap_masks(numbers):
     return low, high
 
 
-def drop_capabilities(keep):
+def drop_capabilities(keep, no_new_privs=True):
     last = int(open("/proc/sys/kernel/cap_last_cap").read())
     kept = cap_numbers(keep)
     for number in range(last + 1):
@@ -124,7 +127,8 @@ def drop_capabilities(keep):
     # effective, permitted, inheritable for each 32-bit word
     data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)
     syscall("capset", header, data)
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if no_new_privs:
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
 def make_dev(root):
@@ -155,11 +159,68 @@ def make_dev(root):
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
 
 
-def enter_root(root):
+def open_beneath(root, path):
+    """O_PATH descriptors of the parent of directory ``path`` inside ``root`` and of the
+    directory itself (made if missing), reached without following any symlink: a link
+    planted in the jail cannot redirect a mount."""
+    parts = [p for p in path.split("/") if p]
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for index, part in enumerate(parts):
+        try:
+            next_fd = os.open(part, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        except FileNotFoundError:
+            os.mkdir(part, 0o755, dir_fd=fd)
+            next_fd = os.open(part, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        if index == len(parts) - 1:
+            return fd, next_fd
+        os.close(fd)
+        fd = next_fd
+
+
+def mount_binds(root, binds):
+    """Bind each host directory onto its path in the root (not recursively: nothing
+    mounted below the source comes along); no device node on it works."""
+    for bind in binds:
+        parent, fd = open_beneath(root, bind["path"])
+        try:
+            mount(bind["source"], "/proc/self/fd/%d" % fd, None, MS_BIND)
+            os.close(fd)
+            # The old descriptor is the directory under the new mount; a fresh lookup from
+            # the parent finds the mount, whose flags the remount sets.
+            fd = os.open(os.path.basename(bind["path"]), O_PATH | os.O_DIRECTORY |
+                         os.O_NOFOLLOW, dir_fd=parent)
+            flags = MS_BIND | MS_REMOUNT | MS_NODEV | (MS_RDONLY if bind["readonly"] else 0)
+            mount(None, "/proc/self/fd/%d" % fd, None, flags)
+        finally:
+            os.close(fd)
+            os.close(parent)
+
+
+def mount_cgroups(sys_dir, hierarchies):
+    """A privileged container's cgroup hierarchies at the host's mount points, read-write.
+    Mounted inside its cgroup namespace, each shows the container's own cgroup as its root,
+    so what it makes there lands below that cgroup on the host."""
+    top = os.path.join(sys_dir, "fs", "cgroup")
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if [h for h in hierarchies if h["mount"] == "/sys/fs/cgroup"]:     # a pure v2 host
+        for hierarchy in hierarchies:
+            mount("cgroup", top, hierarchy["fstype"], flags, hierarchy["options"])
+        return
+    # v1 or hybrid: a tmpfs of mount points, read-only once they are made, as on the host
+    mount("tmpfs", top, "tmpfs", flags, "mode=755,size=64k")
+    for hierarchy in hierarchies:
+        target = os.path.join(top, os.path.relpath(hierarchy["mount"], "/sys/fs/cgroup"))
+        os.makedirs(target, exist_ok=True)
+        mount("cgroup", target, hierarchy["fstype"], flags, hierarchy["options"])
+    mount(None, top, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+
+
+def enter_root(root, binds=(), cgroups=None, privileged=False):
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount(root, root, None, MS_BIND | MS_REC)
     # No device node on the root filesystem works, whatever a process creates there.
     mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV)
+    mount_binds(root, binds)
     for sub in ("proc", "sys", "tmp"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -172,6 +233,8 @@ def enter_root(root):
         # hierarchies among them): such a container gets an empty, read-only /sys.
         mount("tmpfs", sys_dir, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=4k")
+    if cgroups:
+        mount_cgroups(sys_dir, cgroups)
     make_dev(root)
     os.chdir(root)
     # pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then
@@ -185,6 +248,11 @@ def enter_root(root):
             continue
         mount(path, path, None, MS_BIND)
         mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    if privileged:
+        # The net sysctls are the container's own net namespace's (forwarding for a lab
+        # nested inside); the rest stay read-only, as they are the host's.
+        mount("/proc/sys/net", "/proc/sys/net", None, MS_BIND)
+        mount(None, "/proc/sys/net", None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV)
 
 
 def report(fd, message):
@@ -206,8 +274,11 @@ def run_init(config, ready_fd):
     # not the init (whose death ends the container); its children go back to 0.
     set_oom_score_adj(-999)
     socket.sethostname(config["hostname"])
-    enter_root(config["rootfs"])
-    drop_capabilities(config["capabilities"])
+    privileged = bool(config.get("privileged"))
+    enter_root(config["rootfs"], config.get("binds") or [], config.get("cgroup_mounts"),
+               privileged)
+    # A privileged container runs setuid programs and su as a host would.
+    drop_capabilities(config["capabilities"], no_new_privs=not privileged)
     env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": config["hostname"],
            "container": "nslab"}
     env.update(config.get("env") or {})
