@@ -35,6 +35,7 @@ from typing import Dict, List, Optional
 from ansible.module_utils import nslab_init
 from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_errors import ApplyError, NslabError
+from ansible.module_utils.nslab_init import proc_start_time
 from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
                                               write_json_atomic)
 from ansible.module_utils.nslab_runner import netns_path
@@ -163,19 +164,6 @@ def files_to_write(spec):
         return sorted(spec.files)
     return [path for path, content in sorted(spec.files.items())
             if read_file_in_root(spec.rootfs, path) != content]
-
-
-def proc_start_time(pid):
-    """Start time of ``pid`` in clock ticks, or None if it is gone or a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            stat = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()   # the command name may contain spaces
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 def namespace_inodes(pid):

@@ -23,10 +23,17 @@ It runs in two stages:
    status and the kernel ends everything else in the namespace.
 
 Python keeps running after ``pivot_root`` because everything it needs is loaded before.
+
+``enter(CONFIG)`` is the other entry point: the door into a running container that nslab's
+connection plugin uses (``nsenter`` plus what nsenter does not do). It checks that the
+recorded init is still that process, joins the container's cgroups and all its namespaces,
+and runs a command there as the container's root with the container's capabilities,
+no_new_privs and environment, so what runs through it is held like the container itself.
 """
 
 import ctypes
 import ctypes.util
+import json
 import os
 import signal
 import socket
@@ -45,6 +52,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 
+PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -255,6 +263,27 @@ def enter_root(root, binds=(), cgroups=None, privileged=False):
         mount(None, "/proc/sys/net", None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV)
 
 
+def container_env(config):
+    """The environment of the container's processes: a clean one, never the host's."""
+    env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": config["hostname"],
+           "container": "nslab"}
+    env.update(config.get("env") or {})
+    return env
+
+
+def proc_start_time(pid):
+    """Start time of ``pid`` in clock ticks, or None if it is gone or a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            stat = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()   # the command name may contain spaces
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
 def report(fd, message):
     os.write(fd, (message + "\n").encode())
 
@@ -279,9 +308,7 @@ def run_init(config, ready_fd):
                privileged)
     # A privileged container runs setuid programs and su as a host would.
     drop_capabilities(config["capabilities"], no_new_privs=not privileged)
-    env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": config["hostname"],
-           "container": "nslab"}
-    env.update(config.get("env") or {})
+    env = container_env(config)
     command = config.get("command") or []
     # Block the signals PID 1 handles before the command exists, and take them with
     # sigwaitinfo: no signal can slip between a reap and the wait.
@@ -400,3 +427,89 @@ def main(config):
     except Exception as err:
         report(ready_fd, "error: %s" % err)
         os._exit(1)
+
+
+# The door: exit status and stderr prefix of a failure to get in, as opposed to the
+# status of the command run inside (Docker and Podman use 125 the same way).
+ENTER_FAILED = 125
+ENTER_PREFIX = "nslab enter: "
+# Joined in this order (the mount namespace last: it changes our root); a container's own
+# user namespace after all of them, since the host's root owns the others only from outside.
+ENTERED_NAMESPACES = [("cgroup", CLONE_NEWCGROUP), ("ipc", CLONE_NEWIPC),
+                      ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET), ("pid", CLONE_NEWPID),
+                      ("mnt", CLONE_NEWNS)]
+
+
+class EnterError(Exception):
+    pass
+
+
+def open_namespaces(record):
+    """Open the recorded init's namespaces, then check it is still that process (start time
+    and pid namespace): once open, a namespace cannot be swapped for another one by pid
+    reuse. Returns {type: fd}; the container's user namespace is there only if it has one."""
+    pid, fds = record.get("pid"), {}
+    if not record.get("running") or not pid:
+        raise EnterError("container '%s' is not running" % record.get("name"))
+    try:
+        for nstype, _flag in ENTERED_NAMESPACES:
+            fds[nstype] = os.open("/proc/%d/ns/%s" % (pid, nstype), os.O_RDONLY)
+        user = os.open("/proc/%d/ns/user" % pid, os.O_RDONLY)
+    except FileNotFoundError:
+        raise EnterError("container '%s' is not running (its init is gone)" % record["name"])
+    if os.fstat(user).st_ino != os.stat("/proc/self/ns/user").st_ino:
+        fds["user"] = user
+    else:
+        os.close(user)
+    if (proc_start_time(pid) != record.get("start_time")
+            or os.fstat(fds["pid"]).st_ino != record["namespaces"]["pid"]):
+        raise EnterError("container '%s' is not running (pid %d is another process now)" % (
+            record["name"], pid))
+    return fds
+
+
+def join_container(record, fds):
+    """Join the container's cgroups (so its limits hold us too), then its namespaces."""
+    for directory in record.get("cgroup_dirs") or []:
+        with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
+            handle.write(str(os.getpid()))
+    for nstype, flag in ENTERED_NAMESPACES:
+        _check(_libc.setns(fds.pop(nstype), flag), "join the %s namespace" % nstype)
+    if "user" in fds:
+        _check(_libc.setns(fds.pop("user"), CLONE_NEWUSER), "join the user namespace")
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    os.chdir("/")
+
+
+def enter(config):
+    """Run ``config["argv"]`` in the container whose record is ``config["record"]``, with
+    stdin/stdout/stderr passed through; exit with its status."""
+    try:
+        try:
+            with open(config["record"]) as handle:
+                record = json.load(handle)
+        except FileNotFoundError:
+            raise EnterError("no container '%s' in lab '%s' (no record %s)" % (
+                config["name"], config["lab"], config["record"]))
+        join_container(record, open_namespaces(record))
+        # Joining a pid namespace only places our children in it.
+        child = os.fork()
+    except (EnterError, OSError) as err:
+        sys.stderr.write("%s%s\n" % (ENTER_PREFIX, err))
+        sys.stderr.flush()
+        os._exit(ENTER_FAILED)
+    if child == 0:
+        try:
+            _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "parent death signal")
+            drop_capabilities(record["config"]["capabilities"],
+                              no_new_privs=not record["config"].get("privileged"))
+            os.execvpe(config["argv"][0], config["argv"], container_env(record["config"]))
+        except OSError as err:
+            sys.stderr.write("%scannot run %s: %s\n" % (ENTER_PREFIX, config["argv"][0], err))
+            sys.stderr.flush()
+            os._exit(ENTER_FAILED)
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, lambda number, _frame: os.kill(child, number))
+    os._exit(exit_code(os.waitpid(child, 0)[1]))      # waitpid resumes after a signal
