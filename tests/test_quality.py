@@ -79,7 +79,7 @@ def ansible_lint(*paths):
 
 
 def test_ansible_lint_passes():
-    targets = ["lab.yml", "labs"] + [p for p in ("playbooks", "roles", "molecule")
+    targets = ["lab.yml", "labs"] + [p for p in ("playbooks", "roles", "molecule", "examples")
                                      if any((ROOT / p).rglob("*.yml"))]
     proc = ansible_lint(*targets)
     assert proc.returncode == 0, proc.stdout + proc.stderr
