@@ -172,3 +172,25 @@ def test_a_missing_or_stale_container_is_unreachable(lab, connection, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 125
     assert "is another process now" in proc.stderr
+
+
+def test_a_userns_container_is_entered_in_its_user_namespace(lab, module, connection):
+    """Root through the connection is the container's root: the host's uid userns_base,
+    whose writes to the jail's (host-owned) files are refused."""
+    netns = lab.n("u")
+    assert module("nslab_namespace", dict(lab=lab.name, name=netns))["changed"]
+    assert module("nslab_jail", dict(lab=lab.name, name="u", source="busybox"))["changed"]
+    started = module("nslab_container", dict(lab=lab.name, name="u", jail="u", netns=netns,
+                                             userns=True, userns_base=300000))
+    assert started["_status"] == "ok", started.get("msg")
+    init = started["containers"][0]["pid"]
+    conn = connection("%s/u" % lab.name)
+    rc, out, err = conn.exec_command("id -u; sleep 300 >/dev/null 2>&1 & touch /bin/x")
+    assert out.split()[0] == b"0" and rc != 0 and b"Permission denied" in err
+    deadline = time.monotonic() + 5
+    while not children(init) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (sleeper,) = children(init)
+    assert os.stat("/proc/%d/ns/user" % sleeper).st_ino == os.stat(
+        "/proc/%d/ns/user" % init).st_ino != os.stat("/proc/self/ns/user").st_ino
+    assert status(sleeper)["Uid"].split()[0] == "300000"        # an ordinary host user
