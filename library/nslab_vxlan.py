@@ -283,11 +283,15 @@ def build_specs(items):
 def read_state(runner, specs, store, check_mode, warnings):
     """Links of the host and every namespace used, and the fdb of every existing device."""
     tables, problems = {None: runner.read_links()}, []
+    wanted = set(s.iface.netns for s in specs if s.state == "present")
     for netns in sorted(set(s.iface.netns for s in specs if s.iface.netns)):
         if check_lab_netns(store, netns):
             tables[netns] = runner.read_links(netns=netns)
-        elif check_mode:
-            warnings.append("netns '%s' does not exist yet; assuming it will be empty" % netns)
+        elif check_mode or netns not in wanted:
+            # A device to delete in a namespace that is gone went with it.
+            if netns in wanted:
+                warnings.append("netns '%s' does not exist yet; assuming it will be empty"
+                                % netns)
             tables[netns] = {}
         else:
             problems.append("netns: '%s' does not exist; expected a net namespace made by "
@@ -313,6 +317,8 @@ def read_state(runner, specs, store, check_mode, warnings):
 def read_fdbs(runner, specs, tables):
     fdbs = {}
     for netns, links in tables.items():
+        if netns is not None and not links:
+            continue
         names = [s.iface.name for s in specs if s.iface.netns == netns
                  and links.get(s.iface.name) is not None
                  and links[s.iface.name].kind == "vxlan"]

@@ -637,3 +637,24 @@ def removals(lab, current):
                           and (v["netns"] is None or v["netns"] in namespaces)),
                          key=lambda v: (v["netns"] or "", v["name"])),
     }
+
+
+def fleet_view(results):
+    """One view of each lab over its hosts, from nslab_info's results on every host
+    (registered from a loop over the hosts: each names its host by ``item``)."""
+    view = {}
+    for result in results:
+        host = result.get("item", result.get("name"))
+        for lab, info in (result.get("labs") or {}).items():
+            merged = view.setdefault(lab, {"nodes": {}, "hosts": {}})
+            for container in info.get("containers") or []:
+                merged["nodes"][container["name"]] = {
+                    "host": host, "state": container.get("state"),
+                    "pid": container.get("pid"), "addresses": container.get("addresses", [])}
+            merged["hosts"][host] = {
+                "bridges": [dict((k, b.get(k)) for k in ("name", "addresses", "mtu"))
+                            for b in info.get("bridges") or []],
+                "vxlans": [dict((k, v.get(k)) for k in ("name", "netns", "vni", "peers", "mtu"))
+                           for v in info.get("vxlans") or []],
+                "leftovers": info.get("leftovers") or []}
+    return view
