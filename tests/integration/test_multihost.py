@@ -5,9 +5,15 @@ on both hosts then reach each other over the stretched network and the tunnelled
 point-to-point link. (Containers and jails are left out: the two "hosts" share one
 filesystem here; the fleet tests run whole labs on separate hosts.)"""
 
-import pytest
+import json
+import os
+import subprocess
+import sys
 
-from conftest import ip_links, sh
+import pytest
+import yaml
+
+from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, ip_links, sh
 
 UNDERLAY = {"h1": "10.251.93.1", "h2": "10.251.93.2"}
 
@@ -96,3 +102,60 @@ def test_a_lab_over_two_hosts_is_one_network(hosts, module):
                netns=lab.n(host))
     assert not ping(lab.n("a"), address["b"])
     assert "eth1" not in ip_links(lab.n("a"))
+
+
+def lab_yml(tmp_path, lab, *args):
+    """lab.yml over hosts h1 and h2 (the fixture's namespaces): each is a local connection
+    whose Python runs inside its namespace, with nslab_underlay its underlay address."""
+    hosts = {}
+    for host, address in UNDERLAY.items():
+        wrapper = tmp_path / ("python-" + host)
+        wrapper.write_text('#!/bin/sh\nexec nsenter --net=/run/netns/%s %s "$@"\n' % (
+            lab.n(host), sys.executable))
+        wrapper.chmod(0o755)
+        hosts[host] = {"ansible_connection": "local", "nslab_underlay": address,
+                       "ansible_python_interpreter": str(wrapper)}
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    spec = dict(topology(lab), defaults={"jail": {"source": "busybox"}})
+    (tmp_path / "lab.yml").write_text(yaml.safe_dump(spec))
+    # One fork: the two "hosts" share one filesystem, so they must not build the lab's
+    # jail base at the same time (real hosts each have their own).
+    argv = [str(BIN / "ansible-playbook"), "-f", "1", "-i", str(inventory),
+            str(ROOT / "lab.yml"), "-e", "lab=%s" % (tmp_path / "lab.yml")] + list(args)
+    return subprocess.run(argv, cwd=ROOT, env=dict(ansible_env(),
+                                                   ANSIBLE_STDOUT_CALLBACK="default"),
+                          capture_output=True, text=True)
+
+
+def inside(lab, node, *argv):
+    with open("/run/nslab/%s/containers/%s.json" % (lab.name, node)) as handle:
+        pid = json.load(handle)["pid"]
+    return sh("nsenter", "--target", str(pid), "--all", *argv, check=False)
+
+
+@BUSYBOX_SKIP
+def test_lab_yml_spreads_a_lab_over_two_hosts_and_removes_it_from_both(hosts, tmp_path):
+    lab = hosts
+    checked = lab_yml(tmp_path, lab, "--check")
+    assert checked.returncode == 0, checked.stdout[-3000:]
+    assert not os.path.exists("/run/netns/%s-a" % lab.name)
+
+    built = lab_yml(tmp_path, lab)
+    assert built.returncode == 0, built.stdout[-3000:]
+    # a and c on h1, b on h2: by name over the stretched lan, and over the link's tunnel
+    assert lab.n("a") + "-0" in ip_links(lab.n("h1")) and lab.n("b") + "-0" in ip_links(
+        lab.n("h2"))
+    assert inside(lab, "a", "ping", "-c", "1", "-W", "2", "b").returncode == 0
+    assert inside(lab, "b", "ping", "-c", "1", "-W", "2", "c").returncode == 0
+    assert inside(lab, "a", "ping", "-c", "1", "-W", "2", "10.251.95.2").returncode == 0
+    assert "vni: " in built.stdout and "mtu: 1450" in built.stdout
+
+    removed = lab_yml(tmp_path, lab, "-e", "state=absent")
+    assert removed.returncode == 0, removed.stdout[-3000:]
+    for host in UNDERLAY:
+        assert sorted(ip_links(lab.n(host))) == sorted(["lo", lab.n("u" + host[1])])
+    # nothing of the lab is left but the two test-made hosts themselves
+    hosts_themselves = tuple("/run/netns/" + lab.n(h) for h in UNDERLAY)
+    assert [l for l in lab.leftovers() if not l.endswith(hosts_themselves)
+            and l not in ("netns " + lab.n(h) for h in UNDERLAY)] == []
