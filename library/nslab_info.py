@@ -17,14 +17,28 @@ description:
   - Reports leftovers too, things of nslab's that no longer make a whole; a namespace record
     whose bind mount is gone, a container record whose init died, links tagged for a lab that
     has no namespace or container left.
-  - All from the kernel (C(ip -j), C(/proc), C(/proc/self/mountinfo)) and nslab's records
-    under C(/run/nslab), which are checked against the kernel before they are believed.
+  - All from the kernel (C(ip -j), C(bridge -j fdb), C(/proc), C(/proc/self/mountinfo)) and
+    nslab's records under C(/run/nslab), which are checked against the kernel before they
+    are believed.
+  - For a lab over several hosts, O(underlay) finds this host's underlay interface and
+    its MTU, and O(fleet) merges what every host reported into one lab-wide view
+    (RV(fleet)); which node runs where, its addresses and state.
 version_added: "0.1.0"
 author: nslab contributors
 options:
   lab:
     description: Only this lab. All labs found on the host when omitted.
     type: str
+  underlay:
+    description: The address (or a name the host resolves) the other hosts of a lab reach
+      this host at; RV(underlay) reports the interface that holds it and its MTU.
+    type: str
+  fleet:
+    description: The registered results of this module looped over a lab's hosts with
+      C(delegate_to) (each names its host by C(item)); merged into RV(fleet).
+    type: list
+    elements: dict
+    default: []
 extends_documentation_fragment:
   - action_common_attributes
 attributes:
@@ -74,6 +88,10 @@ labs:
     veths:
       description: veth ends, in the host (netns null) and in the lab's namespaces.
       type: list
+    vxlans:
+      description: VXLAN devices, in the host (netns null) and in the lab's namespaces, with
+        VNI, local address, port, bridge, MTU and peers (all-zero forwarding entries).
+      type: list
     netns_addresses:
       description: Addresses (CIDR) found in each of the lab's net namespaces, C(lo) excluded.
       type: dict
@@ -92,10 +110,32 @@ labs:
       cgroups: [{name: apt101, state: present, limits: {memory: 67108864, pids: 64}}]
       netns_addresses: {demo-apt101: [10.213.1.2/24]}
       leftovers: []
+underlay:
+  description: With O(underlay), the address, the interface holding it and its MTU
+    (device and mtu null when no interface of the host holds it).
+  returned: when O(underlay) is given
+  type: dict
+  sample: {address: 10.213.250.11, device: eth0, mtu: 1500}
+fleet:
+  description: With O(fleet), per lab, one view over its hosts; per node the host it runs
+    on, its state, pid and addresses; per host its bridges and VXLAN devices (VNI, peers,
+    MTU) and leftovers.
+  returned: when O(fleet) is given
+  type: dict
+  sample:
+    wide:
+      nodes: {a: {host: fleet1, state: running, pid: 4242, addresses: [10.213.1.2/24]}}
+      hosts:
+        fleet1:
+          bridges: [{name: wide-lan, addresses: [10.213.1.254/24], mtu: 1450}]
+          vxlans: [{name: wide-lan-vx, netns: null, vni: 4242, peers: [10.213.250.12]}]
+          leftovers: []
 """
 
 import glob
+import ipaddress
 import os
+import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module, runner_for
@@ -106,6 +146,8 @@ from ansible.module_utils.nslab_jails import DATA_ROOT, JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore
 from ansible.module_utils.nslab_owner import STATE_ROOT, parse_alias
+from ansible.module_utils.nslab_topology import fleet_view
+from ansible.module_utils.nslab_vxlan import peers_of
 from ansible.module_utils.nslab_validate import lab_problem
 
 
@@ -124,6 +166,39 @@ def labs_on_host(links):
 def link_item(link, netns=None):
     return {"name": link.name, "netns": netns, "master": link.master, "up": link.up,
             "mtu": link.mtu, "addresses": sorted(link.managed_addresses())}
+
+
+def vxlan_item(link, entries, netns=None):
+    return dict(link_item(link, netns), peers=peers_of(entries), **(link.vxlan or {}))
+
+
+def lab_vxlans(lab, runner, tables):
+    """The lab's VXLAN devices in each of ``tables`` ({netns or None: {name: Link}}),
+    with their forwarding entries, read in one ``bridge`` process per namespace."""
+    found = []
+    for netns, links in tables.items():
+        mine = [l for l in links.values() if parse_alias(l.alias) == (lab, "vxlan")]
+        fdbs = runner.read_fdb([l.name for l in mine], netns=netns)
+        found += [vxlan_item(l, fdbs.get(l.name), netns) for l in mine]
+    return sorted(found, key=lambda v: (v["netns"] or "", v["name"]))
+
+
+def find_underlay(address, host_links):
+    """{address, device, mtu}: the interface of this host that holds ``address`` (an
+    address, or a name resolved here)."""
+    try:
+        candidates = [str(ipaddress.ip_address(address))]
+    except ValueError:
+        try:
+            candidates = sorted(set(i[4][0] for i in socket.getaddrinfo(address, None)))
+        except socket.gaierror:
+            candidates = []
+    for link in sorted(host_links.values(), key=lambda l: l.ifindex):
+        held = [a.split("/")[0] for a in link.addresses]
+        for candidate in candidates:
+            if candidate in held:
+                return {"address": candidate, "device": link.name, "mtu": link.mtu}
+    return {"address": candidates[0] if candidates else address, "device": None, "mtu": None}
 
 
 def lab_cgroups(lab, layout):
@@ -145,6 +220,7 @@ def lab_info(lab, runner, host_links, nsfs, layout):
     usage = dict((c["name"], c.get("usage")) for c in cgroups)
     store = NamespaceStore(lab)
     namespaces, netns_addresses, veths = [], {}, []
+    tables = {None: host_links}
     for record in store.lab_records():
         state = store.read(record["name"], nsfs)
         live = not state.missing
@@ -156,6 +232,7 @@ def lab_info(lab, runner, host_links, nsfs, layout):
                 record["name"], ", ".join(state.missing)))
         if "net" in state.types:
             inside = runner.read_links(netns=record["name"])
+            tables[record["name"]] = inside
             netns_addresses[record["name"]] = sorted(
                 a for link in inside.values() if link.name != "lo"
                 for a in link.managed_addresses())
@@ -184,6 +261,7 @@ def lab_info(lab, runner, host_links, nsfs, layout):
         elif tag == (lab, "veth"):
             veths.append(link_item(link))
     jails = lab_jails(lab)
+    vxlans = lab_vxlans(lab, runner, tables)
     if (bridges or veths) and not namespaces and not containers:
         leftovers += ["%s '%s' belongs to lab '%s', which has no namespace or container "
                       "left" % ("bridge" if "ports" in item else "veth", item["name"], lab)
@@ -191,6 +269,7 @@ def lab_info(lab, runner, host_links, nsfs, layout):
     return {"namespaces": namespaces, "containers": containers,
             "bridges": sorted(bridges, key=lambda b: b["name"]),
             "veths": sorted(veths, key=lambda v: (v["netns"] or "", v["name"])),
+            "vxlans": vxlans,
             "jails": jails, "cgroups": cgroups, "netns_addresses": netns_addresses,
             "leftovers": leftovers}
 
@@ -205,13 +284,19 @@ def gather(module):
     nsfs = mount_points(mounts, "nsfs")
     layout = detect_layout(mounts)
     labs = [lab] if lab else labs_on_host(host_links)
-    return {"changed": False,
-            "labs": dict((name, lab_info(name, runner, host_links, nsfs, layout))
-                         for name in labs)}
+    result = {"changed": False,
+              "labs": dict((name, lab_info(name, runner, host_links, nsfs, layout))
+                           for name in labs)}
+    if module.params["underlay"]:
+        result["underlay"] = find_underlay(module.params["underlay"], host_links)
+    if module.params["fleet"]:
+        result["fleet"] = fleet_view(module.params["fleet"])
+    return result
 
 
 def get_argument_spec():
-    return dict(lab=dict(type="str"))
+    return dict(lab=dict(type="str"), underlay=dict(type="str"),
+                fleet=dict(type="list", elements="dict", default=[]))
 
 
 def main():

@@ -20,6 +20,21 @@ description:
   - Addresses are allocated in the order of the file, skipping explicit ones, and are
     sticky; an address a node already has (O(current)) is kept, so adding or removing a
     node never renumbers the others.
+  - A lab over several hosts (O(fleet)) is placed, then each host gets its share. A node's
+    C(host) key wins; a node that runs on a host of the fleet stays there; every other
+    node goes, in the order of the file, to the host with the fewest nodes so far (the
+    first in the fleet's order on a tie). So adding a host moves nothing already placed.
+    Every host compiles the same lab-wide plan from the same input and builds only its own
+    nodes; addresses are allocated and kept sticky over the whole lab.
+  - In a lab over several hosts every network is one layer-2 segment; its bridge on each
+    host that has a member of it is joined to every other host by a VXLAN device (unicast,
+    static peers, see nslab_vxlan), and gets an address of its own from the top of the
+    subnet. A point-to-point link whose ends are on two hosts becomes a VXLAN tunnel of its
+    own, one device per end in the node's namespace. The VNI of a network or link is its
+    C(vni) key, or derived from a hash of the lab and its name (endpoints for a link),
+    the next free one on a clash. The MTU of every stretched segment is the smallest
+    underlay MTU of the fleet minus 50 (IPv4 underlay) or 70 (IPv6), unless a smaller
+    C(mtu) is given. Both are reported in RV(lab.networks) and RV(lab.links).
   - Reads and changes nothing on the target; it never reports a change.
 version_added: "0.1.0"
 author: nslab contributors
@@ -37,6 +52,20 @@ options:
         topology no longer names is returned in RV(lab.remove).
     type: dict
     default: {}
+  fleet:
+    description:
+      - For a lab over several hosts, what every host of the lab has now, in the fleet's
+        order; the registered results of nslab_info with its C(underlay) option,
+        looped over the lab's hosts with C(delegate_to). Each item names its host by
+        C(item) (or C(name)) and carries nslab_info's C(labs) and C(underlay).
+      - With one item, or none, the lab is built on one host as before.
+    type: list
+    elements: dict
+    default: []
+  host:
+    description: The host to compile for (its share), one of O(fleet); required with
+      O(fleet).
+    type: str
 extends_documentation_fragment:
   - action_common_attributes
 attributes:
@@ -51,6 +80,13 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: This host's share of a lab over the fleet
+  nslab_topology:
+    topology: "{{ lookup('ansible.builtin.file', 'labs/wide.yml') | from_yaml }}"
+    fleet: "{{ fleet_info.results }}"    # nslab_info looped over the hosts, delegated
+    host: "{{ inventory_hostname }}"
+  register: topology
+
 - name: Validate and compile the topology on the controller
   nslab_topology:
     topology: "{{ lookup('ansible.builtin.file', 'labs/demo.yml') | from_yaml }}"
@@ -69,8 +105,19 @@ lab:
       description: Lab name.
       type: str
     nodes:
-      description: Per node, its net namespace and interfaces with addresses.
+      description: Per node, lab-wide, its host, net namespace and interfaces with addresses.
       type: dict
+    networks:
+      description: Per network, the hosts that have members, its bridge and, over several
+        hosts, its VNI, MTU, VXLAN device and each host's bridge address.
+      type: dict
+    links:
+      description: Per point-to-point link, its endpoints, their hosts, whether it is a
+        tunnel and then its VNI and MTU.
+      type: list
+    vxlans:
+      description: Items for nslab_vxlan, this host's tunnels.
+      type: list
     namespaces:
       description: Items for nslab_namespace.
       type: list
@@ -94,8 +141,8 @@ lab:
       description: Node name to its first address, for /etc/hosts.
       type: dict
     remove:
-      description: Names of containers, namespaces, bridges, veths, jails and cgroups the
-        host has and the topology no longer names.
+      description: Names of containers, namespaces, bridges, veths, vxlans, jails and
+        cgroups the host has and the topology (or this host's share of it) no longer names.
       type: dict
 """
 
@@ -105,12 +152,34 @@ from ansible.module_utils.nslab_ansible import run_module
 from ansible.module_utils.nslab_topology import compile_lab, validate
 
 
-def compile_topology(module):
-    problems = validate(module.params["topology"])
+def fleet_members(results, lab):
+    """{name, underlay, current} per host from nslab_info's registered loop results."""
+    members, problems = [], []
+    for index, result in enumerate(results):
+        name = result.get("item", result.get("name"))
+        if not isinstance(name, str) or not name:
+            problems.append("fleet[%d]: no host name; expected the registered result of a "
+                            "loop over the hosts (item) or a name" % index)
+            continue
+        members.append({"name": name, "underlay": result.get("underlay"),
+                        "current": (result.get("labs") or {}).get(lab) or {}})
     if problems:
         raise ValidationError(problems)
+    return members
+
+
+def compile_topology(module):
+    topology = module.params["topology"]
+    problems = validate(topology)
+    if problems:
+        raise ValidationError(problems)
+    fleet = fleet_members(module.params["fleet"], topology["lab"])
+    if fleet and not module.params["host"]:
+        raise ValidationError("host: missing; expected the host to compile for, one of %s" % (
+            ", ".join(m["name"] for m in fleet)))
     try:
-        lab = compile_lab(module.params["topology"], module.params["current"])
+        lab = compile_lab(topology, module.params["current"], fleet,
+                          module.params["host"])
     except ValueError as err:
         raise ValidationError(str(err))
     return {"changed": False, "lab": lab}
@@ -120,6 +189,8 @@ def get_argument_spec():
     return dict(
         topology=dict(type="dict", required=True),
         current=dict(type="dict", default={}),
+        fleet=dict(type="list", elements="dict", default=[]),
+        host=dict(type="str"),
     )
 
 

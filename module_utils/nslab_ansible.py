@@ -21,7 +21,8 @@ def runner_for(module):
                                   environ_update={"LC_ALL": "C", "LANG": "C"})
     return Runner(run,
                   ip=module.get_bin_path("ip", required=True),
-                  nsenter=module.get_bin_path("nsenter", required=True))
+                  nsenter=module.get_bin_path("nsenter", required=True),
+                  bridge=module.get_bin_path("bridge") or "bridge")
 
 
 def items_from_params(params, list_key, item_keys, inherited=("state",)):

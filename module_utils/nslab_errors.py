@@ -66,7 +66,8 @@ class BatchError(CommandError):
         self.failed_index = failed_index
         self.lines = lines
         failing = lines[failed_index] if 0 <= failed_index < len(lines) else "?"
-        self.args = ("'ip %s' failed: %s" % (failing, (stderr or "").strip()),)
+        tool = "bridge" if any(a == "bridge" or a.endswith("/bridge") for a in argv) else "ip"
+        self.args = ("'%s %s' failed: %s" % (tool, failing, (stderr or "").strip()),)
 
     def __str__(self):
         return self.args[0]

@@ -35,6 +35,7 @@ class Link:
     addrgenmode: str
     stp: Optional[bool]            # bridge only
     addresses: List[str] = field(default_factory=list)   # "10.0.0.1/24", "fd00::1/64"
+    vxlan: Optional[dict] = None   # vxlan only: {vni, local, port, learning}
 
     def managed_addresses(self):
         """Addresses nslab compares: all but kernel-made IPv6 link-local ones."""
@@ -75,6 +76,11 @@ def parse_links(text):
         stp = None
         if info.get("info_kind") == "bridge":
             stp = bool(info_data.get("stp_state", 0))
+        vxlan = None
+        if info.get("info_kind") == "vxlan":
+            vxlan = {"vni": info_data.get("id"), "local": info_data.get("local")
+                     or info_data.get("local6"), "port": info_data.get("port"),
+                     "learning": bool(info_data.get("learning"))}
         links[item["ifname"]] = Link(
             name=item["ifname"],
             ifindex=item["ifindex"],
@@ -89,6 +95,7 @@ def parse_links(text):
             addrgenmode=item.get("inet6_addr_gen_mode", DEFAULT_ADDRGENMODE),
             stp=stp,
             addresses=addresses,
+            vxlan=vxlan,
         )
     return links
 

@@ -4,9 +4,10 @@
 """Plans of link operations and their application with rollback.
 
 A plan is a list of ``Action`` (one readable sentence each) made of ``Step`` (one ``ip``
-batch line in one namespace, with the line that undoes it). ``apply_plan`` orders the
-steps by phase and namespace so that a whole plan costs one ``ip -batch`` process per
-namespace and phase, and undoes every finished step, newest first, if one fails.
+batch line in one namespace, with the line that undoes it; or a ``bridge`` batch line, for
+forwarding entries). ``apply_plan`` orders the steps by phase and namespace so that a whole
+plan costs one ``ip -batch`` process per namespace and phase (and tool), and undoes every
+finished step, newest first, if one fails.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ DELETE, CREATE, CONFIGURE, ADDRESS, UP = range(5)
 class Step:
     phase: int
     netns: Optional[str]                               # None: the host's namespace
-    argv: List[str]                                    # one ip command, without 'ip'
+    argv: List[str]                                    # one command, without the tool
     undo: Optional[Tuple[Optional[str], List[str]]] = None   # (netns, argv) that reverses it
+    tool: str = "ip"                                   # "ip", or "bridge" for fdb entries
 
 
 @dataclass
@@ -47,18 +49,19 @@ def ordered_steps(actions):
 
 
 def batches(steps):
-    """Split ordered steps into runs of the same (phase, netns): one ip process each."""
+    """Split ordered steps into runs of the same (phase, netns, tool): one process each."""
     groups = []
     for step in steps:
-        if groups and (groups[-1][0].phase, groups[-1][0].netns) == (step.phase, step.netns):
+        last = groups[-1][0] if groups else None
+        if last and (last.phase, last.netns, last.tool) == (step.phase, step.netns, step.tool):
             groups[-1].append(step)
         else:
             groups.append([step])
     return groups
 
 
-def _describe(netns, argv):
-    return "ip %s%s" % (" ".join(argv), " (netns %s)" % netns if netns else "")
+def _describe(netns, argv, tool="ip"):
+    return "%s %s%s" % (tool, " ".join(argv), " (netns %s)" % netns if netns else "")
 
 
 def rollback(runner, done):
@@ -69,17 +72,17 @@ def rollback(runner, done):
         if step.undo is None:
             continue
         netns, argv = step.undo
-        if undo_groups and undo_groups[-1][0] == netns:
-            undo_groups[-1][1].append(argv)
+        if undo_groups and undo_groups[-1][:2] == (netns, step.tool):
+            undo_groups[-1][2].append(argv)
         else:
-            undo_groups.append((netns, [argv]))
-    for netns, commands in undo_groups:
+            undo_groups.append((netns, step.tool, [argv]))
+    for netns, tool, commands in undo_groups:
         try:
             # -force: keep undoing the rest even if one undo line fails.
-            runner.ip_batch(commands, netns=netns, force=True)
+            runner.ip_batch(commands, netns=netns, force=True, tool=tool)
         except BatchError as err:
             errors.append(str(err))
-        undone.extend(_describe(netns, argv) for argv in commands)
+        undone.extend(_describe(netns, argv, tool) for argv in commands)
     return undone, errors
 
 
@@ -88,11 +91,12 @@ def apply_plan(runner, actions):
     done = []
     for group in batches(ordered_steps(actions)):
         try:
-            runner.ip_batch([s.argv for s in group], netns=group[0].netns)
+            runner.ip_batch([s.argv for s in group], netns=group[0].netns, tool=group[0].tool)
         except BatchError as err:
             if err.failed_index >= 0:
                 done.extend(group[:err.failed_index])
             undone, errors = rollback(runner, done)
-            raise ApplyError(err, [_describe(s.netns, s.argv) for s in done], undone, errors)
+            raise ApplyError(err, [_describe(s.netns, s.argv, s.tool) for s in done], undone,
+                             errors)
         done.extend(group)
     return done

@@ -18,7 +18,7 @@ import re
 import subprocess
 
 from ansible.module_utils.nslab_errors import BatchError, CommandError
-from ansible.module_utils.nslab_iproute import parse_links
+from ansible.module_utils.nslab_iproute import json_documents, parse_links
 
 NETNS_DIR = "/run/netns"
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
@@ -43,10 +43,11 @@ def _quote(token):
 
 
 class Runner:
-    def __init__(self, run, ip="ip", nsenter="nsenter"):
+    def __init__(self, run, ip="ip", nsenter="nsenter", bridge="bridge"):
         self._run = run
         self.ip_bin = ip
         self.nsenter_bin = nsenter
+        self.bridge_bin = bridge
 
     def run(self, argv, data=None, netns=None):
         """Run argv (in the named net namespace when given); raise CommandError on failure."""
@@ -72,8 +73,18 @@ class Runner:
         out = self.run([self.ip_bin, "-j", "netns", "list-id"])
         return dict((e["name"], e["nsid"]) for e in json.loads(out or "[]") if "name" in e)
 
-    def ip_batch(self, commands, netns=None, force=False):
+    def read_fdb(self, devices, netns=None):
+        """{device: [fdb entry]} of the named devices, in one ``bridge -j -batch`` process."""
+        if not devices:
+            return {}
+        out = self.run([self.bridge_bin, "-j", "-batch", "-"],
+                       data="".join("fdb show dev %s\n" % d for d in devices), netns=netns)
+        docs = json_documents(out)
+        return dict((d, docs[i] if i < len(docs) else []) for i, d in enumerate(devices))
+
+    def ip_batch(self, commands, netns=None, force=False, tool="ip"):
         """Run many ``ip`` commands in one process. ``commands`` are argv lists without 'ip'.
+        With ``tool="bridge"`` they are ``bridge`` commands (forwarding entries) instead.
 
         Without ``force`` ip stops at the first failing line; BatchError.failed_index
         says which, so the caller knows exactly what was done.
@@ -81,7 +92,8 @@ class Runner:
         if not commands:
             return
         lines = [" ".join(_quote(t) for t in cmd) for cmd in commands]
-        argv = [self.ip_bin] + (["-force"] if force else []) + ["-batch", "-"]
+        binary = self.bridge_bin if tool == "bridge" else self.ip_bin
+        argv = [binary] + (["-force"] if force else []) + ["-batch", "-"]
         full = self.in_netns(argv, netns)
         rc, out, err = self._run(full, "\n".join(lines) + "\n")
         if rc != 0:

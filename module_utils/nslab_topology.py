@@ -20,13 +20,14 @@ import ipaddress
 import re
 
 from ansible.module_utils.nslab_validate import IFNAMSIZ, lab_problem
+from ansible.module_utils.nslab_vxlan import MAX_VNI, OVERHEAD
 
 TOP_KEYS = {"lab", "description", "defaults", "networks", "nodes", "links"}
 DEFAULT_KEYS = {"jail", "limits", "command", "env", "cap_add", "cap_drop"}
-NETWORK_KEYS = {"subnet", "mtu", "nat", "ipv6"}
+NETWORK_KEYS = {"subnet", "mtu", "nat", "ipv6", "vni"}
 NODE_KEYS = {"networks", "jail", "limits", "command", "env", "hostname", "cap_add", "cap_drop",
              "host"}
-LINK_KEYS = {"endpoints", "subnet", "mtu"}
+LINK_KEYS = {"endpoints", "subnet", "mtu", "vni"}
 LIMIT_KEYS = {"memory", "memory_high", "swap", "cpus", "cpu_weight", "cpuset", "cpuset_mems",
               "pids", "io", "io_weight"}
 JAIL_SOURCES = {"busybox", "host", "debootstrap", "tarball", "directory"}
@@ -50,6 +51,10 @@ def bridge_name(lab, network):
 
 def host_end_name(lab, node, index):
     return short_ifname(lab, node, str(index))
+
+
+def vxlan_name(lab, network):
+    return short_ifname(lab, network, "vx")
 
 
 def netns_name(lab, node):
@@ -230,25 +235,56 @@ def validate(topology):
         if _endpoint(ends[0])[0] == _endpoint(ends[1])[0]:
             problems.append("%s: both ends are on node %s; expected two different nodes" % (
                 where, _endpoint(ends[0])[0]))
+    vnis = [("networks.%s.vni" % n, (v or {}).get("vni"))
+             for n, v in (topology.get("networks") or {}).items() if isinstance(v, dict)]
+    vnis += [("links[%d].vni" % i, l.get("vni"))
+             for i, l in enumerate(topology.get("links") or []) if isinstance(l, dict)]
+    seen = {}
+    for where, vni in vnis:
+        if vni is None:
+            continue
+        if not isinstance(vni, int) or isinstance(vni, bool) or not 1 <= vni <= MAX_VNI:
+            problems.append("%s: %r is not a VXLAN network identifier; expected 1-%d" % (
+                where, vni, MAX_VNI))
+        elif vni in seen:
+            problems.append("%s: VNI %d is already used by %s" % (where, vni, seen[vni]))
+        else:
+            seen[vni] = where
     return [p for p in problems if p]
 
 
 def gateway(subnet):
-    """The host's address on a network: its first address."""
+    """The host's address on a network of a one-host lab: its first address."""
     return subnet.network_address + 1
 
 
-def allocate(subnet, taken, current=()):
-    """The first of ``current`` (addresses the node has now) that is in ``subnet`` and
-    still free, else the lowest free host address."""
-    reserved = {subnet.network_address, subnet.broadcast_address, gateway(subnet)}
+def _reserved(subnet):
+    return {subnet.network_address, subnet.broadcast_address, gateway(subnet)}
+
+
+def keep_current(subnet, taken, current=()):
+    """The first of ``current`` (addresses an object has now) that is in ``subnet`` and still
+    free, else None."""
     for address in current:
         ip = ipaddress.ip_address(address.split("/")[0])
-        if ip in subnet and ip not in reserved and ip not in taken:
+        if ip in subnet and ip not in _reserved(subnet) and ip not in taken:
             return ip
+    return None
+
+
+def lowest_free(subnet, taken):
     for ip in subnet.hosts():
-        if ip not in reserved and ip not in taken:
+        if ip not in _reserved(subnet) and ip not in taken:
             return ip
+    return None
+
+
+def highest_free(subnet, taken):
+    ip = subnet.broadcast_address - 1
+    while ip > subnet.network_address:
+        if ip not in _reserved(subnet) and ip not in taken:
+            return ip
+        ip -= 1
     return None
 
 
@@ -258,70 +294,265 @@ def _merge(defaults, node, key):
     return value
 
 
-def compile_lab(topology, current=None):
-    """The objects each module converges for a valid topology.
+def derive_vni(lab, key, used):
+    """A VNI from a hash of the lab and the segment's key, the next free one on a clash."""
+    vni = int(hashlib.sha1(("%s/%s" % (lab, key)).encode()).hexdigest()[:6], 16) % MAX_VNI + 1
+    while vni in used:
+        vni = vni % MAX_VNI + 1
+    return vni
+
+
+def link_key(link):
+    return "link/" + "|".join(sorted(str(e) for e in _link_endpoints(link)))
+
+
+def segment_vnis(topology):
+    """{("network", name) or ("link", index): VNI}: explicit ones as given, the others
+    derived (``derive_vni``) in the order of their keys, so every host computes the same."""
+    lab = topology["lab"]
+    keys = dict((("network", n), "network/" + n) for n in topology.get("networks") or {})
+    specs = dict((("network", n), v or {}) for n, v in (topology.get("networks") or {}).items())
+    for index, link in enumerate(topology.get("links") or []):
+        keys[("link", index)] = link_key(link)
+        specs[("link", index)] = link if isinstance(link, dict) else {}
+    vnis = dict((k, specs[k]["vni"]) for k in keys if specs[k].get("vni"))
+    used = set(vnis.values())
+    for segment in sorted((k for k in keys if k not in vnis), key=lambda k: keys[k]):
+        vnis[segment] = derive_vni(lab, keys[segment], used)
+        used.add(vnis[segment])
+    return vnis
+
+
+def running_host(lab, name, fleet):
+    """The first host of the fleet where node ``name`` runs now (its namespace or container
+    is there), or None."""
+    netns = netns_name(lab, name)
+    for member in fleet:
+        current = member.get("current") or {}
+        if any(n.get("name") == netns for n in current.get("namespaces") or []) or any(
+                c.get("name") == name for c in current.get("containers") or []):
+            return member["name"]
+    return None
+
+
+def place(topology, fleet):
+    """{node: host}. A node's ``host:`` wins; a node that runs on a host of the fleet stays
+    there; every other node goes, in the order of the file, to the host with the fewest
+    nodes so far (the first in the fleet's order on a tie). So adding a host moves nothing
+    that is placed, and removing one moves only its nodes."""
+    hosts = [m["name"] for m in fleet]
+    lab, nodes = topology["lab"], topology["nodes"]
+    placement, load = {}, dict((h, 0) for h in hosts)
+    problems = []
+    for name, node in nodes.items():
+        wanted = (node or {}).get("host")
+        if wanted is not None and wanted not in load:
+            problems.append("nodes.%s.host: '%s' is not one of the lab's hosts (%s)" % (
+                name, wanted, ", ".join(hosts)))
+            continue
+        where = wanted or running_host(lab, name, fleet)
+        if where is not None:
+            placement[name] = where
+            load[where] += 1
+    if problems:
+        raise ValueError("; ".join(problems))
+    for name in nodes:
+        if name not in placement:
+            where = min(hosts, key=lambda h: (load[h], hosts.index(h)))
+            placement[name] = where
+            load[where] += 1
+    return dict((name, placement[name]) for name in nodes)
+
+
+def underlay_mtu(fleet):
+    """The MTU every stretched segment gets: the smallest underlay MTU of the fleet minus
+    what VXLAN adds (50 bytes over IPv4, 70 over IPv6). Raises ValueError naming every
+    host whose underlay is unknown."""
+    problems, mtus, families = [], [], set()
+    for member in fleet:
+        underlay = member.get("underlay") or {}
+        try:
+            family = ipaddress.ip_address(str(underlay.get("address"))).version
+        except ValueError:
+            problems.append("fleet.%s.underlay: %r is not an IP address; expected the address "
+                            "the other hosts reach it at (set nslab_underlay or ansible_host "
+                            "for this host)" % (member["name"], underlay.get("address")))
+            continue
+        if not underlay.get("mtu"):
+            problems.append("fleet.%s.underlay: no interface of the host holds %s; expected "
+                            "the host's own address on the underlay" % (
+                                member["name"], underlay.get("address")))
+            continue
+        families.add(family)
+        mtus.append(underlay["mtu"] - OVERHEAD[family])
+    if len(families) > 1:
+        problems.append("fleet: the hosts' underlay addresses mix IPv4 and IPv6; expected "
+                        "one family")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return min(mtus)
+
+
+def compile_lab(topology, current=None, fleet=None, host=None):
+    """The objects each module converges for a valid topology, on one host.
 
     ``current``: what the lab has now on the host, as nslab_info reports it: its
-    ``netns_addresses`` keep addresses sticky (see ``allocate``), and whatever it has that
-    the topology no longer names is listed in ``remove``.
-    Returns a dict with ``lab``, ``nodes`` (per node: netns, interfaces and addresses),
-    ``namespaces``, ``bridges``, ``veths``, ``containers``, ``jails``, ``cgroups``,
-    ``hosts`` (name -> address, for /etc/hosts) and ``remove``.
+    ``netns_addresses`` keep addresses sticky, and whatever it has that the topology no
+    longer names is listed in ``remove``.
+    ``fleet``: for a lab over several hosts, every host of the lab in a fixed order, each
+    ``{name, underlay: {address, mtu}, current}`` (``current`` as above, for that host);
+    ``host`` names the one to compile for. Every host compiles the same lab-wide plan
+    (placement, addresses, VNIs, MTUs) from the same inputs and gets its own share.
+    Returns a dict with ``lab``, ``nodes`` (per node: its host, netns, interfaces and
+    addresses), ``networks`` and ``links`` (where they are, VNI, MTU), and this host's
+    ``namespaces``, ``bridges``, ``veths``, ``vxlans``, ``containers``, ``jails``,
+    ``cgroups``, ``hosts`` (name -> address, lab-wide, for /etc/hosts) and ``remove``.
     """
+    placed_here = not fleet        # no fleet: every node is built on this one host
+    if fleet:
+        names = [m["name"] for m in fleet]
+        if host not in names:
+            raise ValueError("host: '%s' is not one of the lab's hosts (%s)" % (
+                host, ", ".join(names)))
+        current = next(m for m in fleet if m["name"] == host).get("current") or {}
+    else:
+        fleet = [{"name": host, "current": current or {}}]
     current = current or {}
-    current_addresses = current.get("netns_addresses") or {}
+    multi = len(fleet) > 1
     lab = topology["lab"]
     defaults = topology.get("defaults") or {}
-    subnets = dict((n, ipaddress.ip_network(str(v["subnet"])))
-                   for n, v in (topology.get("networks") or {}).items())
-    nodes = topology["nodes"]
+    networks = dict((n, v or {}) for n, v in (topology.get("networks") or {}).items())
+    subnets = dict((n, ipaddress.ip_network(str(v["subnet"]))) for n, v in networks.items())
+    nodes = dict((n, v or {}) for n, v in topology["nodes"].items())
+    placement = dict((n, host) for n in nodes) if placed_here else place(topology, fleet)
+    underlay = dict((m["name"], (m.get("underlay") or {}).get("address")) for m in fleet)
+    stretched_mtu = underlay_mtu(fleet) if multi else None
+    vnis = segment_vnis(topology) if multi else {}
+
+    def lab_mtu(spec, where):
+        """A segment's MTU: as given, or the stretched one in a lab over several hosts."""
+        if stretched_mtu and spec.get("mtu") and spec["mtu"] > stretched_mtu:
+            raise ValueError("%s.mtu: %d does not fit in VXLAN over the hosts' underlay; "
+                             "expected at most %d" % (where, spec["mtu"], stretched_mtu))
+        return spec.get("mtu") or stretched_mtu
+
+    # Where each node runs now: its addresses there are its current ones.
+    def current_addresses(name):
+        netns = netns_name(lab, name)
+        ordered = sorted(fleet, key=lambda m: m["name"] != placement[name])
+        for member in ordered:
+            found = ((member.get("current") or {}).get("netns_addresses") or {}).get(netns)
+            if found:
+                return found
+        return ()
+
+    # Bridges of a lab over several hosts: one per host that has a member of the network,
+    # each with an address of its own from the top of the subnet (unique lab-wide).
+    bridge_hosts = dict((n, [m["name"] for m in fleet if any(
+        placement[x] == m["name"] and n in _node_networks(nodes[x]) for x in nodes)])
+        for n in networks) if multi else dict((n, [host]) for n in networks)
 
     taken = dict((n, set()) for n in subnets)
-    for name, node in nodes.items():
-        for net, address in _node_networks(node or {}).items():
-            if address is not None:
-                taken[net].add(ipaddress.ip_address(str(address)))
     addresses = {}   # (node, net) -> ip
+    bridge_addresses = {}   # (host, net) -> ip
     for name, node in nodes.items():
-        for net, address in _node_networks(node or {}).items():
+        for net, address in _node_networks(node).items():
             if address is not None:
                 addresses[(name, net)] = ipaddress.ip_address(str(address))
-                continue
-            ip = allocate(subnets[net], taken[net],
-                          current_addresses.get(netns_name(lab, name), ()))
-            if ip is None:
-                raise ValueError("networks.%s: %s has no free address left for node %s" % (
-                    net, subnets[net], name))
-            taken[net].add(ip)
-            addresses[(name, net)] = ip
+                taken[net].add(addresses[(name, net)])
+    # Sticky first (nodes, then bridges), so nobody's address goes to a newcomer.
+    for name, node in nodes.items():
+        for net in _node_networks(node):
+            if (name, net) not in addresses:
+                ip = keep_current(subnets[net], taken[net], current_addresses(name))
+                if ip is not None:
+                    addresses[(name, net)] = ip
+                    taken[net].add(ip)
+    if multi:
+        for net in networks:
+            for member in fleet:
+                if member["name"] not in bridge_hosts[net]:
+                    continue
+                have = [a for b in (member.get("current") or {}).get("bridges") or []
+                        if b.get("name") == bridge_name(lab, net) for a in b.get("addresses")]
+                ip = keep_current(subnets[net], taken[net], have)
+                if ip is not None:
+                    bridge_addresses[(member["name"], net)] = ip
+                    taken[net].add(ip)
+    for name, node in nodes.items():
+        for net in _node_networks(node):
+            if (name, net) not in addresses:
+                ip = lowest_free(subnets[net], taken[net])
+                if ip is None:
+                    raise ValueError("networks.%s: %s has no free address left for node %s" % (
+                        net, subnets[net], name))
+                addresses[(name, net)] = ip
+                taken[net].add(ip)
+    for net in networks:
+        for where in bridge_hosts[net] if multi else ():
+            if (where, net) not in bridge_addresses:
+                ip = highest_free(subnets[net], taken[net])
+                if ip is None:
+                    raise ValueError("networks.%s: %s has no free address left for the bridge "
+                                     "on host %s" % (net, subnets[net], where))
+                bridge_addresses[(where, net)] = ip
+                taken[net].add(ip)
 
-    result = {"lab": lab, "nodes": {}, "namespaces": [], "bridges": [], "veths": [],
-              "containers": [], "jails": [], "cgroups": [], "hosts": {}}
-    for net, spec in (topology.get("networks") or {}).items():
+    result = {"lab": lab, "nodes": {}, "networks": {}, "links": [], "namespaces": [],
+              "bridges": [], "veths": [], "vxlans": [], "containers": [], "jails": [],
+              "cgroups": [], "hosts": {}}
+    peers = [underlay[m["name"]] for m in fleet if m["name"] != host]
+    net_mtus = {}
+    for net, spec in networks.items():
         subnet = subnets[net]
+        net_mtus[net] = lab_mtu(spec, "networks.%s" % net)
+        report = {"hosts": bridge_hosts[net], "bridge": bridge_name(lab, net)}
+        if multi:
+            report.update(vni=vnis[("network", net)], mtu=net_mtus[net],
+                          vxlan=vxlan_name(lab, net),
+                          bridge_addresses=dict(("%s" % h, "%s/%d" % (
+                              bridge_addresses[(h, net)], subnet.prefixlen))
+                              for h in bridge_hosts[net]))
+        result["networks"][net] = report
+        if host not in bridge_hosts[net]:
+            continue
+        address = bridge_addresses[(host, net)] if multi else gateway(subnet)
         bridge = {"name": bridge_name(lab, net),
-                  "addresses": ["%s/%d" % (gateway(subnet), subnet.prefixlen)],
+                  "addresses": ["%s/%d" % (address, subnet.prefixlen)],
                   "nat": bool(spec.get("nat")), "ipv6": bool(spec.get("ipv6"))}
-        if spec.get("mtu"):
-            bridge["mtu"] = spec["mtu"]
+        if net_mtus[net]:
+            bridge["mtu"] = net_mtus[net]
         result["bridges"].append(bridge)
+        if multi:
+            # Every other host is a peer, whether it has members of the network or not: a
+            # node added on any host then needs no change on the others.
+            result["vxlans"].append({"name": vxlan_name(lab, net),
+                                     "vni": vnis[("network", net)], "local": underlay[host],
+                                     "peers": peers, "bridge": bridge_name(lab, net),
+                                     "mtu": net_mtus[net]})
 
     for name, node in nodes.items():
-        node = node or {}
         netns = netns_name(lab, name)
+        here = placement[name] == host
         interfaces = []
         for index, net in enumerate(_node_networks(node)):
             subnet, ip = subnets[net], addresses[(name, net)]
             ifname = "eth%d" % index
             interfaces.append({"name": ifname, "network": net,
                                "address": "%s/%d" % (ip, subnet.prefixlen)})
+            result["hosts"].setdefault(name, str(ip))
+            if not here:
+                continue
             veth = {"name": host_end_name(lab, name, index), "bridge": bridge_name(lab, net),
                     "peer": {"name": ifname, "netns": netns,
                              "addresses": ["%s/%d" % (ip, subnet.prefixlen)]}}
-            if (topology["networks"][net] or {}).get("mtu"):
-                veth["mtu"] = topology["networks"][net]["mtu"]
+            if net_mtus[net]:
+                veth["mtu"] = net_mtus[net]
             result["veths"].append(veth)
-            result["hosts"].setdefault(name, str(ip))
+        result["nodes"][name] = {"netns": netns, "interfaces": interfaces,
+                                 "host": placement[name]}
+        if not here:
+            continue
         result["namespaces"].append({"name": netns, "types": ["net"]})
         # A node's jail and cgroup carry its name.
         container = {"name": name, "netns": netns, "jail": name, "cgroup": name,
@@ -334,26 +565,42 @@ def compile_lab(topology, current=None):
         result["jails"].append(dict(_merge(defaults, node, "jail") or {"source": "busybox"},
                                     name=name))
         result["cgroups"].append(dict(_merge(defaults, node, "limits"), name=name))
-        result["nodes"][name] = {"netns": netns, "interfaces": interfaces,
-                                 "host": node.get("host")}
 
     for index, link in enumerate(topology.get("links") or []):
         ends = [_endpoint(e) for e in _link_endpoints(link)]
         spec = link if isinstance(link, dict) else {}
-        veth = {"name": ends[0][1], "netns": netns_name(lab, ends[0][0]),
-                "peer": {"name": ends[1][1], "netns": netns_name(lab, ends[1][0])}}
-        if spec.get("mtu"):
-            veth["mtu"] = spec["mtu"]
+        end_hosts = [placement[n] for n, _ifname in ends]
+        tunnel = end_hosts[0] != end_hosts[1]
+        end_addresses = [None, None]
         if spec.get("subnet"):
             subnet = ipaddress.ip_network(str(spec["subnet"]))
             hosts = list(subnet.hosts())
-            veth["addresses"] = ["%s/%d" % (hosts[0], subnet.prefixlen)]
-            veth["peer"]["addresses"] = ["%s/%d" % (hosts[1], subnet.prefixlen)]
-        for (node, ifname), addrs in ((ends[0], veth.get("addresses")),
-                                      (ends[1], veth["peer"].get("addresses"))):
+            end_addresses = ["%s/%d" % (hosts[i], subnet.prefixlen) for i in (0, 1)]
+        for (node, ifname), address in zip(ends, end_addresses):
             result["nodes"][node]["interfaces"].append({
-                "name": ifname, "link": index, "address": addrs[0] if addrs else None})
-        result["veths"].append(veth)
+                "name": ifname, "link": index, "address": address})
+        mtu = lab_mtu(spec, "links[%d]" % index) if tunnel else spec.get("mtu")
+        report = {"endpoints": ["%s:%s" % e for e in ends], "hosts": end_hosts,
+                  "tunnel": tunnel}
+        if tunnel:
+            report.update(vni=vnis[("link", index)], mtu=mtu)
+        result["links"].append(report)
+        if not tunnel and end_hosts[0] == host:
+            veth = {"name": ends[0][1], "netns": netns_name(lab, ends[0][0]),
+                    "peer": {"name": ends[1][1], "netns": netns_name(lab, ends[1][0])}}
+            if mtu:
+                veth["mtu"] = mtu
+            if end_addresses[0]:
+                veth["addresses"] = [end_addresses[0]]
+                veth["peer"]["addresses"] = [end_addresses[1]]
+            result["veths"].append(veth)
+        for side, ((node, ifname), address) in enumerate(zip(ends, end_addresses)):
+            if tunnel and end_hosts[side] == host:
+                result["vxlans"].append({
+                    "name": ifname, "netns": netns_name(lab, node),
+                    "vni": vnis[("link", index)], "local": underlay[host],
+                    "peers": [underlay[end_hosts[1 - side]]], "mtu": mtu,
+                    "addresses": [address] if address else []})
     result["remove"] = removals(result, current)
     return result
 
@@ -367,10 +614,11 @@ def removals(lab, current):
     def missing(kind, keep):
         return [{"name": n} for n in sorted(names(current.get(kind, [])) - keep)]
 
-    nodes = set(lab["nodes"])
+    nodes = set(c["name"] for c in lab["containers"])
     namespaces = names(lab["namespaces"])
     veth_ends = set((v.get("netns"), v["name"]) for v in lab["veths"])
     veth_ends |= set((v["peer"].get("netns"), v["peer"]["name"]) for v in lab["veths"])
+    tunnels = set((v.get("netns"), v["name"]) for v in lab.get("vxlans", []))
     return {
         "containers": missing("containers", nodes),
         "namespaces": missing("namespaces", namespaces),
@@ -383,4 +631,30 @@ def removals(lab, current):
                         key=lambda v: (v["netns"] or "", v["name"])),
         "jails": missing("jails", nodes),
         "cgroups": missing("cgroups", nodes),
+        "vxlans": sorted(({"name": v["name"], "netns": v["netns"]}
+                          for v in current.get("vxlans", [])
+                          if (v["netns"], v["name"]) not in tunnels
+                          and (v["netns"] is None or v["netns"] in namespaces)),
+                         key=lambda v: (v["netns"] or "", v["name"])),
     }
+
+
+def fleet_view(results):
+    """One view of each lab over its hosts, from nslab_info's results on every host
+    (registered from a loop over the hosts: each names its host by ``item``)."""
+    view = {}
+    for result in results:
+        host = result.get("item", result.get("name"))
+        for lab, info in (result.get("labs") or {}).items():
+            merged = view.setdefault(lab, {"nodes": {}, "hosts": {}})
+            for container in info.get("containers") or []:
+                merged["nodes"][container["name"]] = {
+                    "host": host, "state": container.get("state"),
+                    "pid": container.get("pid"), "addresses": container.get("addresses", [])}
+            merged["hosts"][host] = {
+                "bridges": [dict((k, b.get(k)) for k in ("name", "addresses", "mtu"))
+                            for b in info.get("bridges") or []],
+                "vxlans": [dict((k, v.get(k)) for k in ("name", "netns", "vni", "peers", "mtu"))
+                           for v in info.get("vxlans") or []],
+                "leftovers": info.get("leftovers") or []}
+    return view

@@ -16,8 +16,9 @@ class FakeRunner:
         self.calls = []
         self.fail_on = fail_on
 
-    def ip_batch(self, commands, netns=None, force=False):
-        self.calls.append((netns, [" ".join(c) for c in commands], force))
+    def ip_batch(self, commands, netns=None, force=False, tool="ip"):
+        prefix = "" if tool == "ip" else tool + " "
+        self.calls.append((netns, [prefix + " ".join(c) for c in commands], force))
         for index, cmd in enumerate(commands):
             if " ".join(cmd) == self.fail_on:
                 raise BatchError(["ip"], 1, "RTNETLINK answers: File exists\n", index,
@@ -41,6 +42,22 @@ def test_steps_are_grouped_into_one_batch_per_phase_and_namespace():
     runner = FakeRunner()
     apply_plan(runner, plan())
     assert len(runner.calls) == 3
+
+
+def test_bridge_steps_get_their_own_batch_and_rollback():
+    fdb = ["fdb", "append", "00:00:00:00:00:00", "dev", "vx", "dst", "192.0.2.2"]
+    actions = plan() + [Action("peer", [Step(ADDRESS, "ns", fdb, ("ns", ["fdb", "del"] + fdb[2:]),
+                                             tool="bridge")])]
+    groups = batches(ordered_steps(actions))
+    assert [(g[0].phase, g[0].netns, g[0].tool) for g in groups] == [
+        (CREATE, None, "ip"), (ADDRESS, "ns", "ip"), (ADDRESS, "ns", "bridge"), (UP, "ns", "ip")]
+    runner = FakeRunner(fail_on="link set b up")
+    with pytest.raises(ApplyError) as err:
+        apply_plan(runner, actions)
+    assert runner.calls[-3] == ("ns", ["bridge fdb del 00:00:00:00:00:00 dev vx dst 192.0.2.2"],
+                                True)
+    assert "bridge fdb del 00:00:00:00:00:00 dev vx dst 192.0.2.2 (netns ns)" in \
+        err.value.rolled_back
 
 
 def test_failure_rolls_back_done_steps_newest_first():

@@ -126,7 +126,7 @@ def test_what_the_file_no_longer_names_is_removed_alone():
     }
     assert compile_lab(DEMO, current)["remove"] == {
         "containers": [], "namespaces": [], "bridges": [{"name": "demo-old"}], "veths": [],
-        "jails": [], "cgroups": []}
+        "jails": [], "cgroups": [], "vxlans": []}
     smaller = copy.deepcopy(DEMO)
     del smaller["nodes"]["apt103"]
     smaller["links"] = []
