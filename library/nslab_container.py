@@ -367,8 +367,9 @@ def under(path, directories):
     return any(path == d or path.startswith(d + "/") for d in directories)
 
 
-def bind_specs(where, lab, name, binds, problems):
-    """binds items -> [{path, source, readonly}] with nslab's own source filled in."""
+def bind_specs(where, lab, name, binds, starting, problems):
+    """binds items -> [{path, source, readonly}] with nslab's own source filled in. A
+    source must exist only to start with it (stopping or removing never mounts it)."""
     result, paths = [], set()
     for index, bind in enumerate(binds or []):   # items checked by the argument spec
         at = "%sbinds[%d]" % (where, index)
@@ -391,7 +392,7 @@ def bind_specs(where, lab, name, binds, problems):
                 problems.append("%s.source: '%s' is not allowed; expected a host directory "
                                 "other than /, outside /proc, /sys, /dev and %s" % (
                                     at, source, STATE_ROOT))
-            elif not os.path.isdir(real):
+            elif starting and not os.path.isdir(real):
                 problems.append("%s.source: '%s' is not a directory; expected an existing "
                                 "host directory" % (at, source))
             source = real
@@ -457,9 +458,9 @@ def build_specs(items, lab, check_mode, warnings, layout):
         if item.get("privileged") and item.get("userns"):
             problems.append("%sprivileged: a privileged container cannot have its own user "
                             "namespace (userns); expected one of them" % where)
-        binds = bind_specs(where, lab, name, item.get("binds"), problems)
-        rootfs = item.get("rootfs") or ""
         starting = item["state"] in ("started", "restarted")
+        binds = bind_specs(where, lab, name, item.get("binds"), starting, problems)
+        rootfs = item.get("rootfs") or ""
         if item.get("jail") and rootfs:
             problems.append("%sjail: give a jail or a rootfs, not both" % where)
         elif item.get("jail") and starting:

@@ -132,3 +132,13 @@ def test_bad_binds_are_refused(lab, module, tmp_path, rootfs):
     assert any(p.startswith("binds[7].path: '/d' is bound twice") for p in problems)
     assert any(p.startswith("privileged: ") for p in problems)
     assert not os.path.exists("/var/lib/nslab/%s" % lab.name)
+
+
+def test_removing_a_container_whose_bind_source_is_gone_is_a_no_op(lab, module, tmp_path,
+                                                                    rootfs):
+    """A bind source must exist to start with it, not to remove what is not there."""
+    result = module("nslab_container", dict(lab=lab.name, name="gone", rootfs=str(rootfs),
+                                            state="absent", binds=[
+                                                {"path": "/srv", "source": str(tmp_path / "x")}]))
+    assert result["_status"] != "failed", result
+    assert result["changed"] is False and result["actions"] == []
