@@ -95,6 +95,10 @@ labs:
     netns_addresses:
       description: Addresses (CIDR) found in each of the lab's net namespaces, C(lo) excluded.
       type: dict
+    record:
+      description: For a lab over several hosts, the plan of its last build kept on this
+        host (see nslab_record), or null.
+      type: dict
     leftovers:
       description: Sentences naming what no longer makes a whole.
       type: list
@@ -119,7 +123,8 @@ underlay:
 fleet:
   description: With O(fleet), per lab, one view over its hosts; per node the host it runs
     on, its state, pid and addresses; per host its bridges and VXLAN devices (VNI, peers,
-    MTU) and leftovers.
+    MTU) and leftovers. A host whose read was unreachable is marked C(unreachable), and the
+    nodes the newest record places on it are listed with state C(unknown).
   returned: when O(fleet) is given
   type: dict
   sample:
@@ -145,7 +150,7 @@ from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_jails import DATA_ROOT, JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore
-from ansible.module_utils.nslab_owner import STATE_ROOT, parse_alias
+from ansible.module_utils.nslab_owner import STATE_ROOT, parse_alias, plan_record_path, read_json
 from ansible.module_utils.nslab_topology import fleet_view
 from ansible.module_utils.nslab_vxlan import peers_of
 from ansible.module_utils.nslab_validate import lab_problem
@@ -271,7 +276,7 @@ def lab_info(lab, runner, host_links, nsfs, layout):
             "veths": sorted(veths, key=lambda v: (v["netns"] or "", v["name"])),
             "vxlans": vxlans,
             "jails": jails, "cgroups": cgroups, "netns_addresses": netns_addresses,
-            "leftovers": leftovers}
+            "record": read_json(plan_record_path(lab)), "leftovers": leftovers}
 
 
 def gather(module):

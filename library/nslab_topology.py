@@ -26,6 +26,9 @@ description:
     first in the fleet's order on a tie). So adding a host moves nothing already placed.
     Every host compiles the same lab-wide plan from the same input and builds only its own
     nodes; addresses are allocated and kept sticky over the whole lab.
+  - A node that runs nowhere now but that the lab's record (the plan of its last build,
+    see O(fleet)) places on a host of the fleet goes back there with its addresses; so a
+    host that is down, or came back without its nodes, moves nothing.
   - In a lab over several hosts every network is one layer-2 segment; its bridge on each
     host that has a member of it is joined to every other host by a VXLAN device (unicast,
     static peers, see nslab_vxlan), and gets an address of its own from the top of the
@@ -58,6 +61,12 @@ options:
         order; the registered results of nslab_info with its C(underlay) option,
         looped over the lab's hosts with C(delegate_to). Each item names its host by
         C(item) (or C(name)) and carries nslab_info's C(labs) and C(underlay).
+      - An item marked C(unreachable) (the read had C(ignore_unreachable)) is a host whose
+        state is unknown. Its nodes are not moved and their addresses are not given to
+        anyone; the newest record of the lab's plan among the reachable hosts (nslab_info's
+        C(record), written by nslab_record after each build) places them on it as before,
+        and gives its underlay. It gets no new nodes. Without such a record the compile
+        fails and names the host.
       - With one item, or none, the lab is built on one host as before.
     type: list
     elements: dict
@@ -140,6 +149,11 @@ lab:
     hosts:
       description: Node name to its first address, for /etc/hosts.
       type: dict
+    record:
+      description: Over several hosts, the lab-wide plan for each host to keep with
+        nslab_record; where each node runs and its addresses, each host's underlay and
+        bridge addresses, the VNIs, and a generation that grows when the plan changes.
+      type: dict
     remove:
       description: Names of containers, namespaces, bridges, veths, vxlans, jails and
         cgroups the host has and the topology (or this host's share of it) no longer names.
@@ -153,7 +167,8 @@ from ansible.module_utils.nslab_topology import compile_lab, validate
 
 
 def fleet_members(results, lab):
-    """{name, underlay, current} per host from nslab_info's registered loop results."""
+    """{name, underlay, current, record} per host from nslab_info's registered loop
+    results; {name, unreachable} for a host that could not be read."""
     members, problems = [], []
     for index, result in enumerate(results):
         name = result.get("item", result.get("name"))
@@ -161,8 +176,12 @@ def fleet_members(results, lab):
             problems.append("fleet[%d]: no host name; expected the registered result of a "
                             "loop over the hosts (item) or a name" % index)
             continue
-        members.append({"name": name, "underlay": result.get("underlay"),
-                        "current": (result.get("labs") or {}).get(lab) or {}})
+        if result.get("unreachable"):
+            members.append({"name": name, "unreachable": True})
+            continue
+        current = (result.get("labs") or {}).get(lab) or {}
+        members.append({"name": name, "underlay": result.get("underlay"), "current": current,
+                        "record": current.get("record")})
     if problems:
         raise ValidationError(problems)
     return members

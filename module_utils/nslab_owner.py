@@ -54,6 +54,12 @@ def lab_dir(lab, root=STATE_ROOT):
     return os.path.join(root, lab)
 
 
+def plan_record_path(lab, root=STATE_ROOT):
+    """Where a host keeps the plan of a lab over several hosts (nslab_record), so the
+    others can keep an unreachable host's share in place."""
+    return os.path.join(lab_dir(lab, root), "plan.json")
+
+
 def write_json_atomic(path, data):
     """Write JSON so that readers see the old or the new file, never half of one."""
     directory = os.path.dirname(path)

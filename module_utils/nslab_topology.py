@@ -325,7 +325,7 @@ def segment_vnis(topology):
 
 def running_host(lab, name, fleet):
     """The first host of the fleet where node ``name`` runs now (its namespace or container
-    is there), or None."""
+    is there), or None. An unreachable host's state is unknown: it is never found there."""
     netns = netns_name(lab, name)
     for member in fleet:
         current = member.get("current") or {}
@@ -335,12 +335,16 @@ def running_host(lab, name, fleet):
     return None
 
 
-def place(topology, fleet):
+def place(topology, fleet, record=None):
     """{node: host}. A node's ``host:`` wins; a node that runs on a host of the fleet stays
-    there; every other node goes, in the order of the file, to the host with the fewest
-    nodes so far (the first in the fleet's order on a tie). So adding a host moves nothing
-    that is placed, and removing one moves only its nodes."""
+    there; a node the lab's ``record`` (the plan of the last build) places on a host of the
+    fleet stays there, whether that host is unreachable or lost its nodes; every other node
+    goes, in the order of the file, to the reachable host with the fewest nodes so far (the
+    first in the fleet's order on a tie). So adding a host moves nothing that is placed, a
+    host down or restarted moves nothing, and removing a host moves only its nodes."""
     hosts = [m["name"] for m in fleet]
+    reachable = [m["name"] for m in fleet if not m.get("unreachable")]
+    recorded = dict((n, v.get("host")) for n, v in ((record or {}).get("nodes") or {}).items())
     lab, nodes = topology["lab"], topology["nodes"]
     placement, load = {}, dict((h, 0) for h in hosts)
     problems = []
@@ -351,6 +355,8 @@ def place(topology, fleet):
                 name, wanted, ", ".join(hosts)))
             continue
         where = wanted or running_host(lab, name, fleet)
+        if where is None and recorded.get(name) in load:
+            where = recorded[name]
         if where is not None:
             placement[name] = where
             load[where] += 1
@@ -358,7 +364,7 @@ def place(topology, fleet):
         raise ValueError("; ".join(problems))
     for name in nodes:
         if name not in placement:
-            where = min(hosts, key=lambda h: (load[h], hosts.index(h)))
+            where = min(reachable, key=lambda h: (load[h], hosts.index(h)))
             placement[name] = where
             load[where] += 1
     return dict((name, placement[name]) for name in nodes)
@@ -393,6 +399,57 @@ def underlay_mtu(fleet):
     return min(mtus)
 
 
+def newest_record(fleet):
+    """The lab's record (the plan of its last build, kept on every host) with the highest
+    generation among the reachable hosts, or None."""
+    records = [m["record"] for m in fleet if not m.get("unreachable") and m.get("record")]
+    return max(records, key=lambda r: r.get("generation", 0)) if records else None
+
+
+def with_recorded_underlays(fleet, record):
+    """The fleet with each unreachable host's state unknown (nothing of it is read) and its
+    underlay taken from ``record``. Raises ValueError naming every unreachable host that no
+    record knows: its nodes and addresses could be anywhere."""
+    known = (record or {}).get("hosts") or {}
+    members, problems = [], []
+    for member in fleet:
+        if member.get("unreachable"):
+            if member["name"] not in known:
+                problems.append("fleet.%s: unreachable, and no reachable host has a record of "
+                                "the lab that names it; expected the host back, or the lab "
+                                "built once with it" % member["name"])
+                continue
+            member = dict(member, current={}, underlay=known[member["name"]])
+        members.append(member)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return members
+
+
+def plan_record(compiled, fleet, previous):
+    """What each host keeps of a lab over several hosts once built: where every node runs,
+    its addresses, each host's underlay and bridge addresses, the VNIs. Its generation
+    grows by one when the plan differs from ``previous`` (the newest record), so every
+    host writes the same record and a rerun that changes nothing rewrites nothing."""
+    plan = {
+        "hosts": dict((m["name"], dict((k, (m.get("underlay") or {}).get(k))
+                                       for k in ("address", "mtu"))) for m in fleet),
+        "nodes": dict((name, {"host": node["host"],
+                              "addresses": dict((i["network"], i["address"])
+                                                for i in node["interfaces"] if "network" in i)})
+                      for name, node in compiled["nodes"].items()),
+        "networks": dict((name, {"vni": net["vni"], "bridge_addresses": net["bridge_addresses"]})
+                         for name, net in compiled["networks"].items()),
+        "links": [{"endpoints": link["endpoints"], "vni": link.get("vni")}
+                  for link in compiled["links"]],
+    }
+    previous = previous or {}
+    generation = previous.get("generation", 0)
+    if dict((key, previous.get(key)) for key in plan) != plan:
+        generation += 1
+    return dict(plan, generation=generation)
+
+
 def compile_lab(topology, current=None, fleet=None, host=None):
     """The objects each module converges for a valid topology, on one host.
 
@@ -403,13 +460,20 @@ def compile_lab(topology, current=None, fleet=None, host=None):
     ``{name, underlay: {address, mtu}, current}`` (``current`` as above, for that host);
     ``host`` names the one to compile for. Every host compiles the same lab-wide plan
     (placement, addresses, VNIs, MTUs) from the same inputs and gets its own share.
+    A member marked ``unreachable`` is a host that could not be read: its state is
+    unknown, so the newest ``record`` among the reachable members (each member's
+    nslab_info ``record``) keeps its nodes placed on it with their addresses, and gives
+    its underlay; it is never given new nodes.
     Returns a dict with ``lab``, ``nodes`` (per node: its host, netns, interfaces and
     addresses), ``networks`` and ``links`` (where they are, VNI, MTU), and this host's
     ``namespaces``, ``bridges``, ``veths``, ``vxlans``, ``containers``, ``jails``,
-    ``cgroups``, ``hosts`` (name -> address, lab-wide, for /etc/hosts) and ``remove``.
+    ``cgroups``, ``hosts`` (name -> address, lab-wide, for /etc/hosts) and ``remove``;
+    over several hosts also ``record`` (``plan_record``), for each host to keep.
     """
     placed_here = not fleet        # no fleet: every node is built on this one host
+    record = newest_record(fleet or [])
     if fleet:
+        fleet = with_recorded_underlays(fleet, record)
         names = [m["name"] for m in fleet]
         if host not in names:
             raise ValueError("host: '%s' is not one of the lab's hosts (%s)" % (
@@ -424,7 +488,7 @@ def compile_lab(topology, current=None, fleet=None, host=None):
     networks = dict((n, v or {}) for n, v in (topology.get("networks") or {}).items())
     subnets = dict((n, ipaddress.ip_network(str(v["subnet"]))) for n, v in networks.items())
     nodes = dict((n, v or {}) for n, v in topology["nodes"].items())
-    placement = dict((n, host) for n in nodes) if placed_here else place(topology, fleet)
+    placement = dict((n, host) for n in nodes) if placed_here else place(topology, fleet, record)
     underlay = dict((m["name"], (m.get("underlay") or {}).get("address")) for m in fleet)
     stretched_mtu = underlay_mtu(fleet) if multi else None
     vnis = segment_vnis(topology) if multi else {}
@@ -468,6 +532,17 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                 if ip is not None:
                     addresses[(name, net)] = ip
                     taken[net].add(ip)
+    # Then the recorded ones: a node whose host is unreachable, or lost it, keeps its own.
+    recorded = (record or {}).get("nodes") or {}
+    recorded_networks = (record or {}).get("networks") or {}
+    for name, node in nodes.items():
+        for net in _node_networks(node):
+            have = ((recorded.get(name) or {}).get("addresses") or {}).get(net)
+            if (name, net) not in addresses and have:
+                ip = keep_current(subnets[net], taken[net], [have])
+                if ip is not None:
+                    addresses[(name, net)] = ip
+                    taken[net].add(ip)
     if multi:
         for net in networks:
             for member in fleet:
@@ -475,6 +550,9 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                     continue
                 have = [a for b in (member.get("current") or {}).get("bridges") or []
                         if b.get("name") == bridge_name(lab, net) for a in b.get("addresses")]
+                recorded_bridge = recorded_networks.get(net, {}).get("bridge_addresses") or {}
+                if member["name"] in recorded_bridge:    # after the one it has, if any
+                    have.append(recorded_bridge[member["name"]])
                 ip = keep_current(subnets[net], taken[net], have)
                 if ip is not None:
                     bridge_addresses[(member["name"], net)] = ip
@@ -602,6 +680,8 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                     "peers": [underlay[end_hosts[1 - side]]], "mtu": mtu,
                     "addresses": [address] if address else []})
     result["remove"] = removals(result, current)
+    if multi:
+        result["record"] = plan_record(result, fleet, record)
     return result
 
 
@@ -643,6 +723,7 @@ def fleet_view(results):
     """One view of each lab over its hosts, from nslab_info's results on every host
     (registered from a loop over the hosts: each names its host by ``item``)."""
     view = {}
+    unreachable = [r.get("item", r.get("name")) for r in results if r.get("unreachable")]
     for result in results:
         host = result.get("item", result.get("name"))
         for lab, info in (result.get("labs") or {}).items():
@@ -657,4 +738,15 @@ def fleet_view(results):
                 "vxlans": [dict((k, v.get(k)) for k in ("name", "netns", "vni", "peers", "mtu"))
                            for v in info.get("vxlans") or []],
                 "leftovers": info.get("leftovers") or []}
+    # What is on an unreachable host is unknown; the newest record says what should be.
+    for lab, merged in view.items():
+        record = newest_record([{"record": ((r.get("labs") or {}).get(lab) or {}).get("record")}
+                                for r in results if not r.get("unreachable")]) or {}
+        for host in unreachable:
+            merged["hosts"][host] = {"unreachable": True}
+            for name, node in (record.get("nodes") or {}).items():
+                if node.get("host") == host:
+                    merged["nodes"][name] = {
+                        "host": host, "state": "unknown", "pid": None,
+                        "addresses": sorted((node.get("addresses") or {}).values())}
     return view
