@@ -88,6 +88,10 @@ def test_fleet_over_ssh_with_a_lab_nested_inside(lab, tmp_path):
     assert recap(built) > 0
     fleet_dir = "/var/lib/nslab/%s/ssh" % lab.name
     inventory = fleet_dir + "/inventory.yml"
+    # keys are private, but the way to other labs' jails stays open to userns containers
+    assert os.stat(fleet_dir + "/id_ed25519").st_mode & 0o077 == 0
+    for parent in ("/var/lib/nslab", "/var/lib/nslab/" + lab.name):
+        assert os.stat(parent).st_mode & 0o011 == 0o011, parent
 
     # an ordinary inventory, over real SSH with strict host key checking
     pings, proc = ansible(inventory, lab.name, "-m", "ansible.builtin.ping")
