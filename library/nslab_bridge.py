@@ -180,7 +180,7 @@ from ansible.module_utils.nslab_nat import (enable_forwarding, forwarding_enable
                                             plan_nat, read_rules, rule_comment)
 from ansible.module_utils.nslab_plan import apply_plan, rollback
 from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
-                                                 parse_interface_address)
+                                                 interface_addresses)
 
 VIEW_KEYS = ["state", "kind", "mtu", "mac", "up", "addresses", "stp", "ipv6", "nat", "ifindex",
              "owner"]
@@ -198,12 +198,7 @@ def build_specs(items):
         problems.append(mtu_problem(where + "mtu", item.get("mtu")))
         if item.get("mac"):
             problems.append(mac_problem(where + "mac", item["mac"]))
-        addresses = []
-        for addr in item.get("addresses") or []:
-            parsed, problem = parse_interface_address(where + "addresses", addr)
-            problems.append(problem)
-            if parsed is not None:
-                addresses.append(str(parsed))
+        addresses = interface_addresses(where + "addresses", item.get("addresses"), problems)
         specs.append(BridgeSpec(
             iface=Iface(name=item["name"], mtu=item.get("mtu"),
                         mac=item["mac"].lower() if item.get("mac") else None,

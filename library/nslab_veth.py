@@ -216,7 +216,7 @@ from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netn
 from ansible.module_utils.nslab_owner import parse_alias
 from ansible.module_utils.nslab_plan import apply_plan
 from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
-                                                 nsname_problem, parse_interface_address)
+                                                 nsname_problem, interface_addresses)
 
 END_KEYS = ["name", "netns", "bridge", "addresses", "mac"]
 VIEW_KEYS = ["state", "kind", "mtu", "mac", "up", "master", "addresses", "ipv6", "ifindex",
@@ -235,12 +235,7 @@ def build_end(end, where, item, problems):
         problems.append(ifname_problem(where + "bridge", end["bridge"]))
     if end.get("mac"):
         problems.append(mac_problem(where + "mac", end["mac"]))
-    addresses = []
-    for addr in end.get("addresses") or []:
-        parsed, problem = parse_interface_address(where + "addresses", addr)
-        problems.append(problem)
-        if parsed is not None:
-            addresses.append(str(parsed))
+    addresses = interface_addresses(where + "addresses", end.get("addresses"), problems)
     return Iface(name=end.get("name"), netns=end.get("netns") or None, mtu=item.get("mtu"),
                  mac=end["mac"].lower() if end.get("mac") else None, addresses=addresses,
                  master=end.get("bridge") or None, ipv6=bool(item.get("ipv6")))

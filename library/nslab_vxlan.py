@@ -210,7 +210,7 @@ from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netn
 from ansible.module_utils.nslab_owner import parse_alias
 from ansible.module_utils.nslab_plan import apply_plan
 from ansible.module_utils.nslab_validate import (ifname_problem, mtu_problem, nsname_problem,
-                                                 parse_interface_address)
+                                                 interface_addresses)
 from ansible.module_utils.nslab_vxlan import MAX_VNI, VxlanSpec, plan_vxlans, vxlan_view
 
 ITEM_KEYS = ["name", "vni", "local", "peers", "port", "learning", "netns", "bridge",
@@ -261,12 +261,7 @@ def build_specs(items):
                                     where, item["bridge"], item["netns"]))
         if item.get("bridge"):
             problems.append(ifname_problem(where + "bridge", item["bridge"]))
-        addresses = []
-        for addr in item.get("addresses") or []:
-            parsed, problem = parse_interface_address(where + "addresses", addr)
-            problems.append(problem)
-            if parsed is not None:
-                addresses.append(str(parsed))
+        addresses = interface_addresses(where + "addresses", item.get("addresses"), problems)
         iface = Iface(name=item["name"], netns=item.get("netns") or None, mtu=item.get("mtu"),
                       addresses=addresses, ipv6=bool(item.get("ipv6")),
                       master=item.get("bridge") or (UNMANAGED if item.get("netns") else None))

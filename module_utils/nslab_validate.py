@@ -88,6 +88,17 @@ def parse_interface_address(option, value):
     return iface, None
 
 
+def interface_addresses(option, values, problems):
+    """The valid addresses of ``values`` as strings; a problem for each invalid one."""
+    addresses = []
+    for value in values or []:
+        parsed, problem = parse_interface_address(option, value)
+        problems.append(problem)
+        if parsed is not None:
+            addresses.append(str(parsed))
+    return addresses
+
+
 def mac_problem(option, value):
     if not isinstance(value, str) or not _MAC_RE.match(value.lower()):
         return "%s: MAC address %r is invalid; expected six hex octets like 02:42:ac:11:00:02" % (
