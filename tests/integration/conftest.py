@@ -137,6 +137,30 @@ def mounts_under(path):
     return [m for m in points if m == path or m.startswith(path + "/")]
 
 
+def proc_status(pid):
+    """/proc/<pid>/status as {field: value}."""
+    with open("/proc/%d/status" % pid) as handle:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+
+
+def proc_children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+        return [int(p) for p in handle.read().split()]
+
+
+def hosts_on_an_underlay(lab, underlay):
+    """Net namespaces h1 and h2 of ``lab`` acting as two hosts, joined by a veth (u1, u2)
+    that holds their ``underlay`` addresses ({"h1": ..., "h2": ...}, a /24)."""
+    for host in ("h1", "h2"):
+        sh("ip", "netns", "add", lab.n(host))
+        sh("ip", "link", "set", "lo", "up", netns=lab.n(host))
+    sh("ip", "link", "add", lab.n("u1"), "netns", lab.n("h1"), "type", "veth",
+       "peer", lab.n("u2"), "netns", lab.n("h2"))
+    for host, end in (("h1", "u1"), ("h2", "u2")):
+        sh("ip", "addr", "add", underlay[host] + "/24", "dev", lab.n(end), netns=lab.n(host))
+        sh("ip", "link", "set", lab.n(end), "up", netns=lab.n(host))
+
+
 class Lab:
     """A test lab: a unique name, its objects' names, cleanup and leftover checks."""
 

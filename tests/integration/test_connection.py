@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env
+from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, proc_children, proc_status
 
 from ansible.errors import AnsibleConnectionFailure
 from ansible.playbook.play_context import PlayContext
@@ -56,16 +56,6 @@ def connection():
     return connect
 
 
-def status(pid):
-    with open("/proc/%d/status" % pid) as handle:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
-
-
-def children(pid):
-    with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
-        return [int(p) for p in handle.read().split()]
-
-
 def test_a_command_sees_the_container(lab, box):
     proc = adhoc("%s/box" % lab.name, "raw", "hostname; ls /; ps -o pid,args")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -85,9 +75,9 @@ def test_the_kernel_holds_what_runs_through_it_like_the_container(lab, box, conn
     rc, _out, err = conn.exec_command("sleep 300 >/dev/null 2>&1 &")
     assert rc == 0, err
     deadline = time.monotonic() + 5
-    while not children(init) and time.monotonic() < deadline:
+    while not proc_children(init) and time.monotonic() < deadline:
         time.sleep(0.02)
-    (sleeper,) = children(init)          # orphaned inside: adopted by the container's PID 1
+    (sleeper,) = proc_children(init)          # orphaned inside: adopted by the container's PID 1
     for nstype in ("mnt", "pid", "net", "uts", "ipc", "cgroup", "user"):
         assert os.stat("/proc/%d/ns/%s" % (sleeper, nstype)).st_ino == os.stat(
             "/proc/%d/ns/%s" % (init, nstype)).st_ino, nstype
@@ -97,8 +87,8 @@ def test_the_kernel_holds_what_runs_through_it_like_the_container(lab, box, conn
     with open("/proc/%d/cgroup" % sleeper) as mine, open("/proc/%d/cgroup" % init) as its:
         assert sorted(mine) == sorted(its)
     for key in ("CapBnd", "CapEff", "CapPrm", "NoNewPrivs"):
-        assert status(sleeper)[key] == status(init)[key], key
-    assert status(sleeper)["NoNewPrivs"] == "1"
+        assert proc_status(sleeper)[key] == proc_status(init)[key], key
+    assert proc_status(sleeper)["NoNewPrivs"] == "1"
     rc, out, _err = conn.exec_command("mount -t tmpfs x /tmp; echo $?")
     assert out.split()[-1] != b"0"                  # no CAP_SYS_ADMIN, as in the container
 
@@ -188,9 +178,9 @@ def test_a_userns_container_is_entered_in_its_user_namespace(lab, module, connec
     rc, out, err = conn.exec_command("id -u; sleep 300 >/dev/null 2>&1 & touch /bin/x")
     assert out.split()[0] == b"0" and rc != 0 and b"Permission denied" in err
     deadline = time.monotonic() + 5
-    while not children(init) and time.monotonic() < deadline:
+    while not proc_children(init) and time.monotonic() < deadline:
         time.sleep(0.02)
-    (sleeper,) = children(init)
+    (sleeper,) = proc_children(init)
     assert os.stat("/proc/%d/ns/user" % sleeper).st_ino == os.stat(
         "/proc/%d/ns/user" % init).st_ino != os.stat("/proc/self/ns/user").st_ino
-    assert status(sleeper)["Uid"].split()[0] == "300000"        # an ordinary host user
+    assert proc_status(sleeper)["Uid"].split()[0] == "300000"        # an ordinary host user

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BUSYBOX_SKIP, sh
+from conftest import BUSYBOX_SKIP, proc_children, proc_status, sh
 
 pytestmark = BUSYBOX_SKIP
 
@@ -20,16 +20,6 @@ DEFAULT_CAPS = {"AUDIT_WRITE": 29, "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "
 def netns(lab, module):
     assert module("nslab_namespace", dict(lab=lab.name, name=lab.n("c")))["changed"]
     return lab.n("c")
-
-
-def status(pid):
-    with open("/proc/%d/status" % pid) as handle:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
-
-
-def children(pid):
-    with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
-        return [int(p) for p in handle.read().split()]
 
 
 def wait_for(path, timeout=5.0):
@@ -62,7 +52,7 @@ def test_isolation_seen_by_the_kernel(lab, module, rootfs, netns):
     box = result["containers"][0]
     pid = box["pid"]
     # PID 1 of its own pid namespace, the command its only other process
-    assert status(pid)["NSpid"].split()[-1] == "1"
+    assert proc_status(pid)["NSpid"].split()[-1] == "1"
     assert sorted(int(p) for p in os.listdir("/proc/%d/root/proc" % pid) if p.isdigit()) == [1, 2]
     for nstype in ("pid", "mnt", "uts", "ipc", "cgroup"):
         assert os.stat("/proc/%d/ns/%s" % (pid, nstype)).st_ino != \
@@ -80,11 +70,11 @@ def test_isolation_seen_by_the_kernel(lab, module, rootfs, netns):
         ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout",
          "tty", "urandom", "zero"])
     # the command: default capabilities only, no_new_privs
-    command = children(pid)[0]
+    command = proc_children(pid)[0]
     mask = sum(1 << n for n in DEFAULT_CAPS.values())
     for key in ("CapBnd", "CapEff", "CapPrm"):
-        assert int(status(command)[key], 16) == mask, key
-    assert status(command)["NoNewPrivs"] == "1"
+        assert int(proc_status(command)[key], 16) == mask, key
+    assert proc_status(command)["NoNewPrivs"] == "1"
     # only its own interfaces
     assert sh("ip", "-br", "link", netns=netns).stdout.split()[0] == "lo"
 
@@ -231,7 +221,7 @@ def test_userns_makes_an_unprivileged_container(lab, module, netns):
     assert result["_status"] == "ok", result.get("msg")
     pid = result["containers"][0]["pid"]
     assert open("/proc/%d/uid_map" % pid).read().split() == ["0", "200000", "65536"]
-    assert status(pid)["Uid"].split()[0] == "200000"          # an ordinary host user
+    assert proc_status(pid)["Uid"].split()[0] == "200000"          # an ordinary host user
     out = wait_for("/proc/%d/root/tmp/out" % pid).split()
     assert out[0] == "0"                                      # root inside...
     assert out[1] == "write=1"                                # ...that cannot touch the jail

@@ -13,21 +13,14 @@ import sys
 import pytest
 import yaml
 
-from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, ip_links, sh
+from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, hosts_on_an_underlay, ip_links, sh
 
 UNDERLAY = {"h1": "10.251.93.1", "h2": "10.251.93.2"}
 
 
 @pytest.fixture
 def hosts(lab):
-    for host in UNDERLAY:
-        sh("ip", "netns", "add", lab.n(host))
-        sh("ip", "link", "set", "lo", "up", netns=lab.n(host))
-    sh("ip", "link", "add", lab.n("u1"), "netns", lab.n("h1"), "type", "veth",
-       "peer", lab.n("u2"), "netns", lab.n("h2"))
-    for host, end in (("h1", "u1"), ("h2", "u2")):
-        sh("ip", "addr", "add", UNDERLAY[host] + "/24", "dev", lab.n(end), netns=lab.n(host))
-        sh("ip", "link", "set", lab.n(end), "up", netns=lab.n(host))
+    hosts_on_an_underlay(lab, UNDERLAY)
     return lab
 
 

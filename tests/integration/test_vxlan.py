@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import ip_links, sh
+from conftest import hosts_on_an_underlay, ip_links, sh
 
 UNDERLAY = {"h1": "10.251.90.1", "h2": "10.251.90.2"}
 
@@ -15,14 +15,7 @@ UNDERLAY = {"h1": "10.251.90.1", "h2": "10.251.90.2"}
 def hosts(lab, module):
     """Hosts h1 and h2 (net namespaces) on an underlay; node namespaces a, c (on h1) and
     b, d (on h2); the lab bridge on each host with a node's eth0 on it."""
-    for host in ("h1", "h2"):
-        sh("ip", "netns", "add", lab.n(host))
-        sh("ip", "link", "set", "lo", "up", netns=lab.n(host))
-    sh("ip", "link", "add", lab.n("u1"), "netns", lab.n("h1"), "type", "veth",
-       "peer", lab.n("u2"), "netns", lab.n("h2"))
-    for host, end in (("h1", "u1"), ("h2", "u2")):
-        sh("ip", "addr", "add", UNDERLAY[host] + "/24", "dev", lab.n(end), netns=lab.n(host))
-        sh("ip", "link", "set", lab.n(end), "up", netns=lab.n(host))
+    hosts_on_an_underlay(lab, UNDERLAY)
     assert module("nslab_namespace", dict(lab=lab.name, namespaces=[
         dict(name=lab.n(n)) for n in "abcd"]))["changed"]
     for host, node, address in (("h1", "a", "10.251.91.1/24"), ("h2", "b", "10.251.91.2/24")):
