@@ -5,8 +5,8 @@ made inside landing below its own on the host - and host directories bound into 
 import os
 import time
 
-from conftest import lab_cgroup_dirs, sh
-from test_container import DEFAULT_CAPS, children, status
+from conftest import lab_cgroup_dirs, proc_children, proc_status, sh
+from test_container import DEFAULT_CAPS
 
 # Runs inside the container: everything a nested lab does, each step's status in /tmp/out.
 NESTED_SCRIPT = """
@@ -37,7 +37,7 @@ def wait_for_done(path, timeout=10.0):
 
 def full_mask():
     """Every capability the host's root holds here (a sandbox may withhold some)."""
-    return int(status(os.getpid())["CapBnd"], 16)
+    return int(proc_status(os.getpid())["CapBnd"], 16)
 
 
 def test_privileged_container_nests_labs_and_binds_host_directories(lab, module, tmp_path):
@@ -86,16 +86,16 @@ def test_privileged_container_nests_labs_and_binds_host_directories(lab, module,
     assert sorted(os.listdir(readonly)) == ["hello"]
 
     # every capability in the privileged one, no no_new_privs; the default set elsewhere
-    command = children(system["pid"])[0]
+    command = proc_children(system["pid"])[0]
     for key in ("CapBnd", "CapEff", "CapPrm"):
-        assert int(status(command)[key], 16) == full_mask(), key
+        assert int(proc_status(command)[key], 16) == full_mask(), key
     assert full_mask() & (1 << 21)                          # SYS_ADMIN among them
-    assert status(command)["NoNewPrivs"] == "0"
-    plain = children(app["pid"])[0]
+    assert proc_status(command)["NoNewPrivs"] == "0"
+    plain = proc_children(app["pid"])[0]
     mask = sum(1 << n for n in DEFAULT_CAPS.values())
     for key in ("CapBnd", "CapEff", "CapPrm"):
-        assert int(status(plain)[key], 16) == mask, key
-    assert status(plain)["NoNewPrivs"] == "1"
+        assert int(proc_status(plain)[key], 16) == mask, key
+    assert proc_status(plain)["NoNewPrivs"] == "1"
     assert "/sys/fs/cgroup/pids" not in open("/proc/%d/mountinfo" % app["pid"]).read()
 
     assert module("nslab_container", args)["changed"] is False
