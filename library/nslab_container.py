@@ -153,6 +153,8 @@ options:
       source:
         description: An existing host directory to bind instead of nslab's own; never the
           host's C(/), nor under C(/proc), C(/sys), C(/dev) or nslab's state C(/run/nslab).
+          It must exist only to start the container; in check mode a missing one is a
+          warning, as an earlier task may make it.
         type: path
       readonly:
         description: Mount it read-only inside.
@@ -367,9 +369,10 @@ def under(path, directories):
     return any(path == d or path.startswith(d + "/") for d in directories)
 
 
-def bind_specs(where, lab, name, binds, starting, problems):
+def bind_specs(where, lab, name, binds, starting, check_mode, problems, warnings):
     """binds items -> [{path, source, readonly}] with nslab's own source filled in. A
-    source must exist only to start with it (stopping or removing never mounts it)."""
+    source must exist only to start with it (stopping or removing never mounts it); in
+    check mode a missing one is a warning, as an earlier task may make it."""
     result, paths = [], set()
     for index, bind in enumerate(binds or []):   # items checked by the argument spec
         at = "%sbinds[%d]" % (where, index)
@@ -393,8 +396,9 @@ def bind_specs(where, lab, name, binds, starting, problems):
                                 "other than /, outside /proc, /sys, /dev and %s" % (
                                     at, source, STATE_ROOT))
             elif starting and not os.path.isdir(real):
-                problems.append("%s.source: '%s' is not a directory; expected an existing "
-                                "host directory" % (at, source))
+                message = "%s.source: '%s' is not a directory; expected an existing host " \
+                          "directory" % (at, source)
+                (warnings if check_mode else problems).append(message)
             source = real
         result.append({"path": path, "source": source,
                        "readonly": bool(bind.get("readonly", False))})
@@ -459,7 +463,8 @@ def build_specs(items, lab, check_mode, warnings, layout):
             problems.append("%sprivileged: a privileged container cannot have its own user "
                             "namespace (userns); expected one of them" % where)
         starting = item["state"] in ("started", "restarted")
-        binds = bind_specs(where, lab, name, item.get("binds"), starting, problems)
+        binds = bind_specs(where, lab, name, item.get("binds"), starting, check_mode, problems,
+                           warnings)
         rootfs = item.get("rootfs") or ""
         if item.get("jail") and rootfs:
             problems.append("%sjail: give a jail or a rootfs, not both" % where)
