@@ -84,6 +84,11 @@ def ns(pid, kind):
 
 
 def test_fleet_over_ssh_with_a_lab_nested_inside(lab, tmp_path):
+    # check mode before the first build: plans every change (keys not made yet) and makes none
+    planned = run_playbook("fleet.yml", fleet_vars(lab), check=True, json_results=True)
+    assert recap(planned) > 0
+    assert not lab.leftovers()
+
     built = run_playbook("fleet.yml", fleet_vars(lab), json_results=True)
     assert recap(built) > 0
     fleet_dir = "/var/lib/nslab/%s/ssh" % lab.name
@@ -114,6 +119,8 @@ def test_fleet_over_ssh_with_a_lab_nested_inside(lab, tmp_path):
 
     rerun = run_playbook("fleet.yml", fleet_vars(lab), json_results=True)
     assert recap(rerun) == 0
+    checked = run_playbook("fleet.yml", fleet_vars(lab), check=True, json_results=True)
+    assert recap(checked) == 0
 
     # a lab inside h1, built by lab.yml against the fleet inventory
     topology = tmp_path / "nest.yml"
