@@ -51,17 +51,25 @@ def run_module(module, args, check=False, diff=False, interpreter=None, netns=No
     argv += ["--check"] if check else []
     argv += ["--diff"] if diff else []
     proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith("{") and '"_status"' in line:
-            return json.loads(line)
+    results = task_results(proc.stdout)
+    if results:
+        return results[0]
     raise AssertionError("no result from %s (rc %s):\n%s\n%s" % (
         module, proc.returncode, proc.stdout, proc.stderr))
 
 
-def run_playbook(playbook, extra_vars=None, check=False, json_results=False):
-    """Run a playbook; with ``json_results`` return its task results (one dict each, with
-    ``_task``, ``_status``, ``changed``, ``actions``...) instead of the process."""
+def task_results(stdout):
+    """The task results (one dict each, with ``_task``, ``_host``, ``_status``, ``changed``,
+    ``actions``...) that the nslab_json callback printed, one JSON line per result."""
+    return [json.loads(line) for line in stdout.splitlines()
+            if line.startswith("{") and '"_status"' in line]
+
+
+def run_playbook(playbook, extra_vars=None, check=False, json_results=False, inventory=None):
+    """Run a playbook (on localhost, or on ``inventory``); with ``json_results`` return its
+    task results instead of the process."""
     argv = [str(BIN / "ansible-playbook"), str(ROOT / playbook)]
+    argv += ["-i", inventory] if inventory else []
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     argv += ["--check"] if check else []
@@ -71,8 +79,7 @@ def run_playbook(playbook, extra_vars=None, check=False, json_results=False):
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     if not json_results:
         return proc
-    results = [json.loads(line) for line in proc.stdout.splitlines()
-               if line.startswith("{") and '"_status"' in line]
+    results = task_results(proc.stdout)
     assert results, "no results from %s:\n%s\n%s" % (playbook, proc.stdout, proc.stderr)
     return results
 

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, ansible_env, lab_cgroup_dirs, run_playbook
+from conftest import BIN, ROOT, ansible_env, lab_cgroup_dirs, run_playbook, task_results
 
 # A range only these tests use; nothing routes to or from it.
 SUBNET = "10.213.252"
@@ -48,8 +48,7 @@ def recap(results):
 def ansible(inventory, *argv):
     proc = subprocess.run([str(BIN / "ansible"), "-i", inventory] + list(argv), cwd=ROOT,
                           env=ansible_env(), capture_output=True, text=True)
-    return [json.loads(line) for line in proc.stdout.splitlines()
-            if line.startswith("{") and '"_status"' in line], proc
+    return task_results(proc.stdout), proc
 
 
 def ssh(fleet_dir, address, command):
@@ -153,11 +152,5 @@ def test_fleet_over_ssh_with_a_lab_nested_inside(lab, tmp_path):
 
 
 def run_playbook_on(inventory, host, extra_vars):
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / "lab.yml"),
-         "-e", json.dumps(dict(extra_vars, nslab_hosts=host))],
-        cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
-    results = [json.loads(line) for line in proc.stdout.splitlines()
-               if line.startswith("{") and '"_status"' in line]
-    assert results, proc.stdout + proc.stderr
-    return results
+    return run_playbook("lab.yml", dict(extra_vars, nslab_hosts=host), json_results=True,
+                        inventory=inventory)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, ansible_env, run_module, run_playbook
+from conftest import BIN, ROOT, ansible_env, run_module, run_playbook, task_results
 
 # Ranges only these tests use (one per test's fleet); nothing routes to or from them.
 SUBNET = "10.213.251"
@@ -42,8 +42,7 @@ def run_lab_yml(inventory, topology, pattern, *args, **extra):
         [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / "lab.yml"),
          "-e", json.dumps(dict(extra, lab=str(topology), nslab_hosts=pattern))] + list(args),
         cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
-    results = [json.loads(line) for line in proc.stdout.splitlines()
-               if line.startswith("{") and '"_status"' in line]
+    results = task_results(proc.stdout)
     assert results, (proc.stdout[-3000:], proc.stderr[-3000:])
     return proc.returncode, results
 

@@ -107,7 +107,7 @@ def test_a_network_spans_two_hosts(hosts, module):
 
 
 def test_a_point_to_point_link_between_two_hosts(hosts, module):
-    lab, h1, h2 = hosts, hosts.n("h1"), hosts.n("h2")
+    lab, h1 = hosts, hosts.n("h1")
     for host in ("h1", "h2"):
         assert module("nslab_vxlan", p2p(lab, host), netns=lab.n(host))["changed"]
     inside = ip_links(lab.n("c"))["eth1"]
