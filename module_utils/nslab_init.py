@@ -53,6 +53,7 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -73,6 +74,12 @@ FORWARDED_SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUI
 # Device nodes of a minimal /dev: name -> (major, minor). Nothing else of the host's.
 DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
            "urandom": (1, 9), "tty": (5, 0)}
+# Kernel surfaces hidden from a container, as runc does: files get /dev/null bound over
+# them, directories an empty read-only tmpfs; and those made read-only.
+MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap"]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SYSCALLS = {"x86_64": {"pivot_root": 155, "capset": 126},
             "aarch64": {"pivot_root": 41, "capset": 91}}
@@ -250,17 +257,43 @@ def enter_root(root, binds=(), cgroups=None, privileged=False):
     syscall("pivot_root", b".", b".")
     _check(_libc.umount2(b".", MNT_DETACH), "detach the old root")
     os.chdir("/")
-    # Kernel knobs stay read-only inside, whatever capabilities are kept.
-    for path in ("/proc/sys", "/proc/sysrq-trigger"):
-        if not os.path.exists(path):
-            continue
-        mount(path, path, None, MS_BIND)
-        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    # Kernel knobs stay read-only inside, whatever capabilities are kept; a privileged
+    # container sees the rest of /proc and /sys as the host's root does.
+    for path in ("/proc/sys", "/proc/sysrq-trigger") if privileged else READONLY_PATHS:
+        if os.path.exists(path):
+            mount(path, path, None, MS_BIND)
+            mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV |
+                  MS_NOEXEC)
+    if not privileged:
+        for path in MASKED_PATHS:
+            mask_path(path)
     if privileged:
         # The net sysctls are the container's own net namespace's (forwarding for a lab
         # nested inside); the rest stay read-only, as they are the host's.
         mount("/proc/sys/net", "/proc/sys/net", None, MS_BIND)
         mount(None, "/proc/sys/net", None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV)
+
+
+def mask_path(path):
+    """Hide ``path`` (if the kernel has it): an empty read-only tmpfs over a directory,
+    /dev/null over anything else, so reading it gives nothing and writing fails."""
+    try:
+        is_dir = os.path.isdir(path) and not os.path.islink(path)
+        if not is_dir and not os.path.lexists(path):
+            return
+    except OSError:
+        return
+    if is_dir:
+        mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+    else:
+        mount("/dev/null", path, None, MS_BIND)
+
+
+def make_undumpable():
+    """No process of the container may ptrace this one or read its /proc/<pid>/{mem,fd,
+    environ} (it holds host descriptors and the host's environment); a child gets a
+    normal dumpable process again when it execs."""
+    _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "make the process non-dumpable")
 
 
 def container_env(config):
@@ -308,6 +341,7 @@ def run_init(config, ready_fd):
                privileged)
     # A privileged container runs setuid programs and su as a host would.
     drop_capabilities(config["capabilities"], no_new_privs=not privileged)
+    make_undumpable()
     env = container_env(config)
     command = config.get("command") or []
     # Block the signals PID 1 handles before the command exists, and take them with
@@ -487,6 +521,9 @@ def enter(config):
     """Run ``config["argv"]`` in the container whose record is ``config["record"]``, with
     stdin/stdout/stderr passed through; exit with its status."""
     try:
+        # This process keeps the host's descriptors while the command runs: nothing in the
+        # container may ptrace it (its fork is non-dumpable until it execs, too).
+        make_undumpable()
         try:
             with open(config["record"]) as handle:
                 record = json.load(handle)

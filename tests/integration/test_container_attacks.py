@@ -1,0 +1,111 @@
+"""A hostile container against nslab's runtime (issue #15, #16): each attack is run AS THE
+CONTAINER'S OWN PROCESS - its command, or a command through the door the connection plugin
+uses - on a busybox jail, and what it achieved is read back from the kernel. Where it is
+cheap, the same attack is run with the protection off (a privileged container) to show that
+the test can fail."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, proc_status
+
+pytestmark = BUSYBOX_SKIP
+
+
+@pytest.fixture
+def netns(lab, module):
+    assert module("nslab_namespace", dict(lab=lab.name, name=lab.n("a")))["changed"]
+    return lab.n("a")
+
+
+def wait_for(path, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as handle:
+                return handle.read()
+        time.sleep(0.05)
+    raise AssertionError("%s never appeared" % path)
+
+
+def run_in_node(lab, module, rootfs, netns, script, **options):
+    """Start container 'box' whose command runs ``script`` (busybox sh) and keeps running;
+    returns (module result, the script's combined output)."""
+    command = ["sh", "-c", "(%s) > /tmp/out.part 2>&1; mv /tmp/out.part /tmp/out; "
+                           "exec sleep 1000" % script]
+    args = dict(lab=lab.name, name="box", rootfs=str(rootfs), netns=netns, command=command)
+    args.update(options)
+    result = module("nslab_container", args)
+    assert result["_status"] == "ok", result.get("msg")
+    return result, wait_for(str(rootfs / "tmp" / "out"))
+
+
+def door(lab, name, command):
+    """``command`` run in the container by the nslab connection plugin (the door)."""
+    argv = [str(BIN / "ansible"), "all", "-i", "%s/%s," % (lab.name, name), "-c", "nslab",
+            "-m", "raw", "-a", command]
+    env = dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="default")
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+IRQ = sorted((d for d in os.listdir("/proc/irq") if d.isdigit()), key=int)[-1]
+SURFACES = (
+    # reads: each prints "<path> <bytes read>"
+    "for f in /proc/keys /proc/timer_list /proc/kcore /proc/sched_debug /proc/latency_stats; do "
+    "  echo \"read $f $(busybox cat $f 2>/dev/null | busybox wc -c)\"; done; "
+    "echo \"read /sys/firmware $(busybox ls -A /sys/firmware 2>/dev/null | busybox wc -l)\"; "
+    # writes of what is there already (harmless if they got through)
+    "v=$(busybox cat /proc/irq/%s/smp_affinity); "
+    "echo $v > /proc/irq/%s/smp_affinity && echo write irq ok; "
+    "busybox test -w /proc/sysrq-trigger && echo writable sysrq || echo write sysrq refused; "
+    "busybox cat /proc/1/environ > /dev/null && echo read environ ok; "
+    # opening another process's memory is the ptrace attach check
+    "busybox dd if=/proc/1/mem bs=1 count=1 skip=4096 > /dev/null && echo read mem ok; "
+    "busybox readlink /proc/1/fd/0 && echo read fd ok; "
+    "true" % (IRQ, IRQ))
+
+
+def test_kernel_surfaces_are_masked_read_only_and_pid1_is_untouchable(lab, module, rootfs,
+                                                                      netns):
+    _result, out = run_in_node(lab, module, rootfs, netns, SURFACES)
+    reads = dict(line.split()[1:] for line in out.splitlines() if line.startswith("read /"))
+    assert reads == {"/proc/keys": "0", "/proc/timer_list": "0", "/proc/kcore": "0",
+                     "/proc/sched_debug": "0", "/proc/latency_stats": "0",
+                     "/sys/firmware": "0"}, out
+    assert "/proc/irq/%s/smp_affinity: Read-only file system" % IRQ in out, out
+    assert "write irq ok" not in out
+    assert "write sysrq refused" in out, out
+    assert "read environ ok" not in out and "open '/proc/1/environ': Permission denied" in out, out
+    assert "open '/proc/1/mem': Permission denied" in out, out
+    assert "read fd ok" not in out, out
+
+
+def test_without_the_protection_the_same_reads_get_through(lab, module, rootfs, netns):
+    """A privileged container (the documented way to turn it all off) reads what the test
+    above expects hidden: the test can fail."""
+    _result, out = run_in_node(lab, module, rootfs, netns, SURFACES.replace(
+        "echo $v > /proc/irq", "true /proc/irq"), privileged=True)
+    reads = dict(line.split()[1:] for line in out.splitlines() if line.startswith("read /"))
+    assert int(reads["/proc/keys"]) > 0 and int(reads["/proc/timer_list"]) > 0, out
+    assert int(reads["/sys/firmware"]) > 0, out
+    assert "read environ ok" in out and "open '/proc/1/mem': Permission denied" not in out, out
+
+
+def test_the_doors_command_is_held_like_the_node(lab, module, rootfs, netns):
+    """The node replaces its /bin/sh (what the door runs): that program runs with the
+    node's capabilities and no_new_privs, never the host root's."""
+    script = ("busybox rm /bin/sh; "
+              "printf '#!/bin/busybox sh\\nbusybox cat /proc/self/status > /tmp/status\\n' "
+              "> /bin/sh; busybox chmod 755 /bin/sh")
+    result, _out = run_in_node(lab, module, rootfs, netns, script)
+    proc = door(lab, "box", "anything")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = dict(line.split(":\t", 1) for line in
+                  (rootfs / "tmp" / "status").read_text().splitlines() if ":\t" in line)
+    init = proc_status(result["containers"][0]["pid"])
+    assert status["CapEff"].strip() == init["CapEff"] != "000001ffffffffff"
+    assert status["CapBnd"].strip() == init["CapBnd"]
+    assert status["NoNewPrivs"].strip() == "1"
