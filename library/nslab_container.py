@@ -28,6 +28,10 @@ description:
     SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to O(command), and exits with the
     command's status when it ends, which ends the container. Without a command the init
     idles until stopped. Stopping sends SIGTERM, then SIGKILL after O(stop_timeout).
+  - The init reports the container started only once O(command) has been executed. A
+    command that cannot run (missing, not executable, a O(workdir) that does not exist) fails
+    the task with the container's name and the reason; what was started for it is removed,
+    and a rerun fails the same way.
   - The init's pid, start time and pid namespace are recorded in
     C(/run/nslab/<lab>/containers/<name>.json); a recorded pid is trusted only while all three
     match. A container whose init died is started again by the next run (a change). A
@@ -66,7 +70,9 @@ options:
     elements: str
     default: []
   env:
-    description: Environment of the command, added to C(PATH), C(HOME), C(HOSTNAME).
+    description:
+      - Environment of the command, added to C(PATH), C(HOME), C(HOSTNAME). Names are
+        letters, digits and C(_), not starting with a digit; values have no NUL byte.
     type: dict
     default: {}
   workdir:
@@ -333,6 +339,7 @@ diff:
 """
 
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
@@ -353,6 +360,8 @@ from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
              "cap_drop", "cgroup", "files", "stop_timeout", "userns", "userns_base", "privileged",
              "binds", "state"]
+# What execve takes as an environment variable's name (Docker's check is the same).
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Filled by the init (or the kernel's) own mounts: a bind there would hide or be hidden.
 INIT_MOUNTS = ("/proc", "/sys", "/dev")
 
@@ -403,6 +412,19 @@ def bind_specs(where, lab, name, binds, starting, check_mode, problems, warnings
         result.append({"path": path, "source": source,
                        "readonly": bool(bind.get("readonly", False))})
     return result
+
+
+def env_problems(where, env):
+    """Environment entries the command could not be given (a name with '=', a NUL...)."""
+    problems = []
+    for key, value in (env or {}).items():
+        if not ENV_KEY_RE.fullmatch(str(key)):
+            problems.append("%senv: name %r is not allowed; expected letters, digits and '_', "
+                            "not starting with a digit" % (where, str(key)))
+        elif "\0" in str(value):
+            problems.append("%senv.%s: the value contains a NUL byte; expected text without "
+                            "one" % (where, key))
+    return problems
 
 
 def capability_names(where, names, problems):
@@ -489,6 +511,7 @@ def build_specs(items, lab, check_mode, warnings, layout):
                 message = "%scgroup: 'nslab/%s/%s' does not exist in any hierarchy; expected " \
                           "a cgroup made by nslab_cgroup" % (where, lab, item["cgroup"])
                 (warnings if check_mode else problems).append(message)
+        problems.extend(env_problems(where, item.get("env")))
         for path in item.get("files") or {}:
             if not path.startswith("/") or os.path.normpath(path) != path or path == "/":
                 problems.append("%sfiles: '%s' is not allowed; expected an absolute, normal "

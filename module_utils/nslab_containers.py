@@ -390,7 +390,8 @@ class ContainerManager:
             launch.proc.wait(timeout=START_TIMEOUT)
             pids = [int(r.split()[1]) for r in reports if r.startswith("pid ")]
             pid = pids[0] if pids else None
-            errors = [r for r in reports if r.startswith("error")]
+            errors = [r[len("error: "):] if r.startswith("error: ") else r
+                      for r in reports if r.startswith("error")]
             if errors or "ready" not in reports or pid is None:
                 raise ContainerError("container '%s' did not start: %s" % (
                     spec.name, "; ".join(errors) or "no ready report"))

@@ -350,20 +350,7 @@ def run_init(config, ready_fd):
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     child = 0
     if command:
-        child = os.fork()
-        if child == 0:
-            os.close(ready_fd)
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])
-            set_oom_score_adj(0)
-            null = os.open("/dev/null", os.O_RDONLY)   # stdin was the init's source
-            os.dup2(null, 0)
-            os.close(null)
-            os.chdir(config.get("workdir") or "/")
-            try:
-                os.execvpe(command[0], command, env)
-            except OSError as err:
-                sys.stderr.write("nslab init: cannot run %s: %s\n" % (command[0], err))
-                os._exit(127)
+        child = start_command(command, env, config.get("workdir") or "/", ready_fd)
     report(ready_fd, "ready")
     os.close(ready_fd)
     _libc.prctl(PR_SET_NAME, b"nslab-init", 0, 0, 0)
@@ -379,6 +366,50 @@ def run_init(config, ready_fd):
                 pass
         elif signum in (signal.SIGTERM, signal.SIGINT):
             os._exit(0)
+
+
+def start_command(command, env, workdir, ready_fd):
+    """Fork and exec the container's command; return its pid once the exec has
+    succeeded. A command that cannot run raises OSError saying why: the child writes its
+    error into a close-on-exec pipe, which a successful exec closes empty."""
+    exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(ready_fd)
+            os.close(exec_r)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            set_oom_score_adj(0)
+            null = os.open("/dev/null", os.O_RDONLY)   # stdin was the init's source
+            os.dup2(null, 0)
+            os.close(null)
+            try:
+                os.chdir(workdir)
+            except OSError as err:
+                raise OSError(err.errno, "cannot enter workdir '%s': %s" % (
+                    workdir, os.strerror(err.errno)))
+            try:
+                os.execvpe(command[0], command, env)
+            except OSError as err:
+                raise OSError(err.errno, "cannot run '%s': %s" % (
+                    command[0], os.strerror(err.errno) if err.errno else err))
+        except (OSError, ValueError) as err:
+            message = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            os.write(exec_w, message.encode("utf-8", "replace")[:4000])
+        finally:
+            os._exit(127)
+    os.close(exec_w)
+    error = b""
+    while True:
+        chunk = os.read(exec_r, 4096)
+        if not chunk:
+            break
+        error += chunk
+    os.close(exec_r)
+    if error:
+        os.waitpid(child, 0)
+        raise OSError(0, error.decode("utf-8", "replace"))
+    return child
 
 
 def exit_code(status):
@@ -459,7 +490,8 @@ def main(config):
     try:
         run_init(config, ready_fd)
     except Exception as err:
-        report(ready_fd, "error: %s" % err)
+        report(ready_fd, "error: %s" % (err.strerror if isinstance(err, OSError) and
+                                        err.strerror else err))
         os._exit(1)
 
 

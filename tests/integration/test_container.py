@@ -171,7 +171,9 @@ def test_bad_input_is_refused(lab, module, rootfs):
     result = module("nslab_container", dict(lab=lab.name, containers=[
         dict(name="a", rootfs="/"), dict(name="b", rootfs="relative/path"),
         dict(name="c", rootfs=str(rootfs), cap_add=["FLY"], netns=lab.n("nope")),
-        dict(name="d")]))
+        dict(name="d"),
+        dict(name="e", rootfs=str(rootfs), env={"A=B": "x", "OK": "a\u0000b", "1X": "y",
+                                                "X\n": "z"})]))
     assert result["_status"] == "failed"
     problems = result["problems"]
     assert any(p.startswith("containers[0].rootfs: '/' is not allowed") for p in problems)
@@ -179,6 +181,11 @@ def test_bad_input_is_refused(lab, module, rootfs):
     assert any("unknown capability 'FLY'" in p for p in problems)
     assert any(p.startswith("containers[2].netns: ") and "does not exist" in p for p in problems)
     assert any(p.startswith("containers[3].rootfs: missing") for p in problems)
+    for key in ("'A=B'", "'1X'", "'X\\n'"):
+        assert any(p.startswith("containers[4].env: name %s is not allowed" % key)
+                   for p in problems), (key, problems)
+    assert "containers[4].env.OK: the value contains a NUL byte; expected text without " \
+           "one" in problems
     assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
 
 

@@ -109,3 +109,18 @@ def test_the_doors_command_is_held_like_the_node(lab, module, rootfs, netns):
     assert status["CapEff"].strip() == init["CapEff"] != "000001ffffffffff"
     assert status["CapBnd"].strip() == init["CapBnd"]
     assert status["NoNewPrivs"].strip() == "1"
+
+
+def test_a_command_that_cannot_run_fails_the_start_every_time(lab, module, rootfs, netns):
+    args = dict(lab=lab.name, name="box", rootfs=str(rootfs), netns=netns,
+                command=["no-such-program", "-x"])
+    for _run in range(2):                     # a rerun fails the same way: no flip-flop
+        result = module("nslab_container", args)
+        assert result["_status"] == "failed"
+        assert "container 'box' did not start: cannot run 'no-such-program': No such file " \
+               "or directory" in result["msg"], result["msg"]
+        assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
+        assert lab.init_pids() == []
+    bad_dir = module("nslab_container", dict(args, command=["sleep", "1"], workdir="/nowhere"))
+    assert bad_dir["_status"] == "failed"
+    assert "cannot enter workdir '/nowhere': No such file or directory" in bad_dir["msg"]
