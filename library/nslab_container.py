@@ -95,10 +95,15 @@ options:
     type: str
   files:
     description:
-      - Files written into the container's root, as absolute path to content, for example
-        C(/etc/hosts). Written before a start and whenever their content differs (no
-        restart). Written without following any symlink in the jail, so a link planted
-        inside can never redirect the write to the host.
+      - Files put into the container, as absolute path to content (at most 1 MiB each), for
+        example C(/etc/hosts). As Docker does for C(/etc/hosts), nslab keeps each file on
+        the host, in C(/run/nslab/<lab>/containers/<name>.files/) (a 0700 directory), and
+        the init binds it read-only onto its path before the command runs; a target that is
+        missing or not a regular file is replaced, inside the root, without following any
+        link. A content change rewrites nslab's copy in place - the container sees it at once,
+        without a restart; a change of which paths are listed restarts the container. The
+        container's own root is never read or written by the module, so nothing a container
+        does to its files can redirect, block or bloat the host's work.
     type: dict
     default: {}
   stop_timeout:
@@ -220,7 +225,7 @@ options:
         description: Cgroup to move the init into.
         type: str
       files:
-        description: Files written into the container's root (path to content).
+        description: Files bound read-only into the container (path to content; see O(files)).
         type: dict
         default: {}
       stop_timeout:
@@ -345,7 +350,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
 from ansible.module_utils.nslab_cgroups import detect_layout
-from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, ContainerManager,
+from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, FILE_MAX,
+                                                   ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,
                                                    files_to_write, owned_bind_dir,
                                                    plan_containers)
@@ -512,10 +518,15 @@ def build_specs(items, lab, check_mode, warnings, layout):
                           "a cgroup made by nslab_cgroup" % (where, lab, item["cgroup"])
                 (warnings if check_mode else problems).append(message)
         problems.extend(env_problems(where, item.get("env")))
-        for path in item.get("files") or {}:
-            if not path.startswith("/") or os.path.normpath(path) != path or path == "/":
+        for path, content in (item.get("files") or {}).items():
+            if not path.startswith("/") or os.path.normpath(path) != path or path == "/" or \
+                    under(path, INIT_MOUNTS):
                 problems.append("%sfiles: '%s' is not allowed; expected an absolute, normal "
-                                "path of a file like /etc/hosts" % (where, path))
+                                "path of a file like /etc/hosts, outside /proc, /sys and /dev"
+                                % (where, path))
+            elif len(str(content).encode("utf-8")) > FILE_MAX:
+                problems.append("%sfiles.%s: %d bytes is too big; expected at most %d" % (
+                    where, path, len(str(content).encode("utf-8")), FILE_MAX))
         base = item.get("userns_base")
         if item.get("userns") and (base is None or not 1 <= base <= 2 ** 32 - 65537):
             problems.append("%suserns_base: %s is out of range; expected 1 to %d" % (
@@ -571,7 +582,8 @@ def converge(module):
     store = ContainerStore(lab)
 
     states = dict((s.name, store.read(s.name)) for s in specs)
-    stale = dict((s.name, files_to_write(s)) for s in specs if s.files and s.state != "absent")
+    stale = dict((s.name, files_to_write(s, store.files_dir(s.name))) for s in specs
+                 if s.files and s.state != "absent")
     bind_dirs = dict((s.name, owned_bind_dir(lab, s.name)) for s in specs
                      if os.path.isdir(owned_bind_dir(lab, s.name)))
     actions = plan_containers(specs, states, stale, bind_dirs)

@@ -26,11 +26,13 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
+from urllib.parse import quote
 
 from ansible.module_utils import nslab_init
 from ansible.module_utils.nslab_cgroups import cgroup_relpath
@@ -50,7 +52,7 @@ DEFAULT_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETI
 START_TIMEOUT = 10.0
 CGROUP_ROOT = "/sys/fs/cgroup"
 # A record's config from before an option existed holds what it meant then: no restart.
-CONFIG_DEFAULTS = {"privileged": False, "binds": []}
+CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": []}
 NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
 
 
@@ -80,7 +82,10 @@ class ContainerSpec:
         """What defines the running container: a change here means a restart."""
         keys = ("rootfs", "netns", "hostname", "command", "env", "workdir", "capabilities",
                 "cgroup", "userns_base", "privileged", "binds")
-        return dict((k, getattr(self, k)) for k in keys)
+        config = dict((k, getattr(self, k)) for k in keys)
+        # Which files are bound in is fixed at start; their content is not (no restart).
+        config["files"] = sorted(self.files)
+        return config
 
     def config_hash(self):
         return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()
@@ -119,51 +124,65 @@ class ContainerAction:
     paths: List[str] = field(default_factory=list)
 
 
-def _open_beneath(root, path, flags, mode=0o644):
-    """Open ``path`` inside ``root`` without following any symlink on the way, so a link
-    planted in a jail can never make the host write outside it."""
-    parts = [p for p in path.split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        raise ContainerError("file path '%s' is not a normal absolute path" % path)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in parts[:-1]:
-            try:
-                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                if not flags & os.O_CREAT:
-                    raise
-                os.mkdir(part, 0o755, dir_fd=fd)
-                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = next_fd
-        return os.open(parts[-1], flags | os.O_NOFOLLOW, mode, dir_fd=fd)
-    finally:
-        os.close(fd)
+# A file nslab puts into a container (``files``) is at most this big.
+FILE_MAX = 1024 * 1024
 
 
-def read_file_in_root(root, path):
+def host_file_name(path):
+    """The name, in a container's files directory, of the host-side copy of ``path``."""
+    return quote(path, safe="")
+
+
+def read_host_file(path, limit=FILE_MAX):
+    """Content of nslab's own copy ``path``, or None if it is missing, not a regular file or
+    bigger than ``limit``: never follows a link, never blocks, never reads more than that."""
     try:
-        fd = _open_beneath(root, path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return None
     with os.fdopen(fd, "rb") as handle:
-        return handle.read().decode("utf-8", "replace")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data.decode("utf-8", "replace")
 
 
-def write_file_in_root(root, path, content):
-    fd = _open_beneath(root, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+def write_host_file(directory, path, content):
+    """Write nslab's copy of a container's file ``path`` IN PLACE (same inode), so the
+    read-only bind a running container has of it shows the new content at once."""
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise ContainerError("%s is not nslab's directory of container files" % directory)
+    os.chmod(directory, 0o700)
+    # Readable inside by any user of the container (a user namespace's root is not the
+    # host's); the 0700 directory keeps other host users out.
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fd = os.open(host_file_name(path), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW |
+                     os.O_NONBLOCK | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(content.encode("utf-8"))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ContainerError("%s/%s is not a regular file" % (directory,
+                                                                  host_file_name(path)))
+        os.fchmod(fd, 0o644)
+        data = content.encode("utf-8")
+        handle.write(data)
+        handle.truncate(len(data))
 
 
-def files_to_write(spec):
-    """Paths of ``spec.files`` whose content in the jail differs (all of them while the
-    jail does not exist yet, as in check mode before it is built)."""
-    if not os.path.isdir(spec.rootfs):
-        return sorted(spec.files)
+def files_to_write(spec, directory):
+    """Paths of ``spec.files`` whose host-side copy in ``directory`` differs or is missing.
+    The container's own root is never read: what it did to its copy does not matter."""
     return [path for path, content in sorted(spec.files.items())
-            if read_file_in_root(spec.rootfs, path) != content]
+            if read_host_file(os.path.join(directory, host_file_name(path))) != content]
 
 
 def namespace_inodes(pid):
@@ -198,6 +217,10 @@ class ContainerStore:
 
     def log_path(self, name):
         return os.path.join(self.directory(), name + ".log")
+
+    def files_dir(self, name):
+        """nslab's copies of the files bound into the container (``files``)."""
+        return os.path.join(self.directory(), name + ".files")
 
     def read(self, name):
         record = read_json(self.record_path(name))
@@ -346,6 +369,9 @@ class ContainerManager:
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         config = dict(spec.config(), ready_fd=ready_w, go_fd=go_r,
+                      files=dict((path, os.path.join(self.store.files_dir(spec.name),
+                                                     host_file_name(path)))
+                                 for path in sorted(spec.files)),
                       netns=netns_path(spec.netns) if spec.netns else None,
                       cgroup_mounts=cgroup_mounts(self.layout, self.mounts, cgroups)
                       if spec.privileged and cgroups else None)
@@ -450,6 +476,7 @@ class ContainerManager:
             return ""
         if not os.path.exists(self.store.record_path(name)):
             os.unlink(path)
+            shutil.rmtree(self.store.files_dir(name), ignore_errors=True)
             remove_empty_dirs(self.store.directory(), self.store.root)
         return tail
 
@@ -493,6 +520,7 @@ class ContainerManager:
             for path in (self.store.record_path(spec.name), self.store.log_path(spec.name)):
                 if os.path.exists(path):
                     os.unlink(path)
+            shutil.rmtree(self.store.files_dir(spec.name), ignore_errors=True)
         remove_empty_dirs(self.store.directory(), self.store.root)
 
     def apply(self, actions):
@@ -501,7 +529,8 @@ class ContainerManager:
         try:
             for action in actions:
                 for path in action.paths:
-                    write_file_in_root(action.spec.rootfs, path, action.spec.files[path])
+                    write_host_file(self.store.files_dir(action.spec.name), path,
+                                    action.spec.files[path])
             self.stop_many(specs("stop", "restart"))
             self.remove_many(specs("remove"))
             self.start_many(specs("start", "restart"))

@@ -211,6 +211,63 @@ def mount_binds(root, binds):
             os.close(parent)
 
 
+def open_file_sources(files):
+    """O_PATH descriptors of nslab's host-side copies {path inside: host file}, opened while
+    still the host's root uid (a user namespace's root could not reach them later)."""
+    fds = {}
+    for path, source in sorted((files or {}).items()):
+        fds[path] = os.open(source, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return fds
+
+
+def bind_files(root, file_fds):
+    """Bind each host-side copy read-only onto its path in the root. The target is reached
+    without following any link; one that is missing or not a regular file (a FIFO, a
+    link...) is replaced by an empty file first, inside the root."""
+    for path, source_fd in sorted(file_fds.items()):
+        parent_path, name = os.path.split(path)
+        if parent_path == "/":
+            parent = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        else:
+            grandparent, parent = open_beneath(root, parent_path)
+            os.close(grandparent)
+        try:
+            try:
+                info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if not _is_regular(info.st_mode):
+                    if _is_dir(info.st_mode):
+                        raise OSError(21, "files: %s is a directory in the container" % path)
+                    os.unlink(name, dir_fd=parent)
+                    raise FileNotFoundError
+            except FileNotFoundError:
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o644, dir_fd=parent))
+            target = os.open(name, O_PATH | os.O_NOFOLLOW, dir_fd=parent)
+            try:
+                mount("/proc/self/fd/%d" % source_fd, "/proc/self/fd/%d" % target, None,
+                      MS_BIND)
+            finally:
+                os.close(target)
+            # A fresh lookup finds the mount, whose flags the remount sets.
+            target = os.open(name, O_PATH | os.O_NOFOLLOW, dir_fd=parent)
+            try:
+                mount(None, "/proc/self/fd/%d" % target, None, MS_BIND | MS_REMOUNT |
+                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            finally:
+                os.close(target)
+        finally:
+            os.close(parent)
+            os.close(source_fd)
+
+
+def _is_regular(mode):
+    return mode & 0o170000 == 0o100000
+
+
+def _is_dir(mode):
+    return mode & 0o170000 == 0o040000
+
+
 def mount_cgroups(sys_dir, hierarchies):
     """A privileged container's cgroup hierarchies at the host's mount points, read-write.
     Mounted inside its cgroup namespace, each shows the container's own cgroup as its root,
@@ -230,12 +287,13 @@ def mount_cgroups(sys_dir, hierarchies):
     mount(None, top, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
 
 
-def enter_root(root, binds=(), cgroups=None, privileged=False):
+def enter_root(root, binds=(), cgroups=None, privileged=False, file_fds=None):
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount(root, root, None, MS_BIND | MS_REC)
     # No device node on the root filesystem works, whatever a process creates there.
     mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV)
     mount_binds(root, binds)
+    bind_files(root, file_fds or {})
     for sub in ("proc", "sys", "tmp"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -338,7 +396,7 @@ def run_init(config, ready_fd):
     socket.sethostname(config["hostname"])
     privileged = bool(config.get("privileged"))
     enter_root(config["rootfs"], config.get("binds") or [], config.get("cgroup_mounts"),
-               privileged)
+               privileged, config.get("file_fds"))
     # A privileged container runs setuid programs and su as a host would.
     drop_capabilities(config["capabilities"], no_new_privs=not privileged)
     make_undumpable()
@@ -478,6 +536,9 @@ def main(config):
             write_maps = map_ids(config["userns_base"])
             flags |= CLONE_NEWUSER
         _check(_libc.unshare(flags), "unshare")
+        # In the new mount namespace (a bind's source must be in it) and still as the
+        # host's root uid (nslab's 0700 directory is its own), even in a user namespace.
+        config["file_fds"] = open_file_sources(config.get("files"))
         if write_maps:
             write_maps()
         pid = os.fork()

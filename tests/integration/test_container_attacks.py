@@ -4,13 +4,15 @@ uses - on a busybox jail, and what it achieved is read back from the kernel. Whe
 cheap, the same attack is run with the protection off (a privileged container) to show that
 the test can fail."""
 
+import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, proc_status
+from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, proc_status, task_results
 
 pytestmark = BUSYBOX_SKIP
 
@@ -124,3 +126,53 @@ def test_a_command_that_cannot_run_fails_the_start_every_time(lab, module, rootf
     bad_dir = module("nslab_container", dict(args, command=["sleep", "1"], workdir="/nowhere"))
     assert bad_dir["_status"] == "failed"
     assert "cannot enter workdir '/nowhere': No such file or directory" in bad_dir["msg"]
+
+
+def bounded_module(args, timeout=60):
+    """nslab_container run with a time limit; returns (result, seconds, peak RSS in KiB of
+    the biggest process of the run: ansible or the module)."""
+    argv = [str(BIN / "ansible"), "localhost", "-m", "nslab_container", "-a", json.dumps(args)]
+    probe = ("import resource, subprocess, sys, time; start = time.monotonic(); "
+             "out = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=%d); "
+             "print(out.stdout); print('SECONDS', time.monotonic() - start); "
+             "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)" % timeout)
+    proc = subprocess.run([sys.executable, "-c", probe] + argv, cwd=ROOT, env=ansible_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, "the run did not finish within %d s:\n%s" % (
+        timeout, proc.stderr[-2000:])
+    tail = dict(line.split() for line in proc.stdout.splitlines()
+                if line.startswith(("SECONDS", "MAXRSS")))
+    return task_results(proc.stdout)[0], float(tail["SECONDS"]), int(tail["MAXRSS"])
+
+
+def test_a_node_that_turns_its_files_hostile_cannot_stall_or_bloat_the_host(lab, module, rootfs,
+                                                                            netns):
+    script = ("busybox rm -f /etc/hosts; echo rm=$?; busybox mkfifo /etc/hosts 2>/dev/null; "
+              "echo mkfifo=$?; busybox truncate -s 2G /etc/hosts; echo truncate=$?")
+    result, out = run_in_node(lab, module, rootfs, netns, script, files={"/etc/hosts": "1\n"})
+    # from inside: the bound file can be neither replaced nor grown
+    assert "rm=1" in out and "mkfifo=1" in out and "truncate=1" in out, out
+    pid = result["containers"][0]["pid"]
+    assert open("/proc/%d/root/etc/hosts" % pid).read() == "1\n"
+
+    # the node's own root holds a FIFO where the file goes (its upper layer is its own)
+    hosts = rootfs / "etc" / "hosts"
+    hosts.unlink()
+    os.mkfifo(str(hosts))
+    args = dict(lab=lab.name, name="box", rootfs=str(rootfs), netns=netns, files={
+        "/etc/hosts": "2\n"}, command=["sleep", "1000"])
+    for state in ("started", "restarted"):
+        result, seconds, _rss = bounded_module(dict(args, state=state))
+        assert result["_status"] == "ok", result.get("msg")
+        assert seconds < 30
+    pid = result["containers"][0]["pid"]
+    assert open("/proc/%d/root/etc/hosts" % pid).read() == "2\n"
+    assert os.path.isfile(str(hosts))              # the init replaced the FIFO inside
+
+    # a 2 GiB sparse file there: the host never reads it
+    os.truncate(str(hosts), 2 << 30)
+    result, seconds, rss = bounded_module(dict(args, files={"/etc/hosts": "3\n"},
+                                               state="restarted"))
+    assert result["_status"] == "ok", result.get("msg")
+    assert seconds < 30 and rss < 200 * 1024, (seconds, rss)
+    assert open("/proc/%d/root/etc/hosts" % result["containers"][0]["pid"]).read() == "3\n"
