@@ -36,7 +36,7 @@ description:
     C(/run/nslab/<lab>/containers/<name>.json); a recorded pid is trusted only while all three
     match. A container whose init died is started again by the next run (a change). A
     running container whose configuration differs from the request is restarted.
-  - O(state=absent) stops the container and removes its record and log. Its namespaces,
+  - O(state=absent) stops the container and removes its record, logs and files. Its namespaces,
     jail, cgroup and veths belong to their own modules (the nslab_node role removes them
     all, in order).
 version_added: "0.1.0"
@@ -110,6 +110,15 @@ options:
     description: Seconds between SIGTERM and SIGKILL when stopping.
     type: int
     default: 10
+  log_max_size:
+    description:
+      - Size at which the container's log C(/run/nslab/<lab>/containers/<name>.log) (its
+        command's stdout and stderr; mode 0600, on a tmpfs, so host RAM) is rotated into
+        C(<name>.log.1), replacing the previous one - at most twice this size per container.
+        Bytes, or a number with K, M, G (powers of 1024); at least 4096. PID 1 relays the
+        output from a pipe (no extra process). A change restarts the container.
+    type: raw
+    default: 1M
   userns:
     description:
       - Run the container in its own user namespace, as an unprivileged container. Its ids
@@ -232,6 +241,10 @@ options:
         description: Seconds between SIGTERM and SIGKILL.
         type: int
         default: 10
+      log_max_size:
+        description: Size at which its log rotates (see O(log_max_size)).
+        type: raw
+        default: 1M
       userns:
         description: Run it in its own user namespace (unprivileged).
         type: bool
@@ -349,7 +362,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
-from ansible.module_utils.nslab_cgroups import detect_layout
+from ansible.module_utils.nslab_cgroups import MAX, detect_layout, parse_size
 from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, FILE_MAX,
                                                    ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,
@@ -365,7 +378,9 @@ from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
 ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
              "cap_drop", "cgroup", "files", "stop_timeout", "userns", "userns_base", "privileged",
-             "binds", "state"]
+             "binds", "log_max_size", "state"]
+# A log smaller than a page would rotate on nearly every line.
+LOG_MIN_SIZE = 4096
 # What execve takes as an environment variable's name (Docker's check is the same).
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Filled by the init (or the kernel's) own mounts: a bind there would hide or be hidden.
@@ -518,6 +533,12 @@ def build_specs(items, lab, check_mode, warnings, layout):
                           "a cgroup made by nslab_cgroup" % (where, lab, item["cgroup"])
                 (warnings if check_mode else problems).append(message)
         problems.extend(env_problems(where, item.get("env")))
+        log_max_size, problem = parse_size(where + "log_max_size", item.get("log_max_size", "1M"),
+                                           minimum=LOG_MIN_SIZE)
+        if log_max_size == MAX:
+            log_max_size, problem = None, "%slog_max_size: 'max' is not allowed; expected a " \
+                                          "size like 1M" % where
+        problems.append(problem)
         for path, content in (item.get("files") or {}).items():
             if not path.startswith("/") or os.path.normpath(path) != path or path == "/" or \
                     under(path, INIT_MOUNTS):
@@ -543,6 +564,7 @@ def build_specs(items, lab, check_mode, warnings, layout):
             files=dict((k, str(v)) for k, v in (item.get("files") or {}).items()),
             userns_base=base if item.get("userns") else None,
             privileged=bool(item.get("privileged")), binds=binds,
+            log_max_size=log_max_size or 0,
             state=item["state"]))
     problems = [p for p in problems if p]
     if problems:
@@ -622,6 +644,7 @@ def container_options(item=False):
         cgroup=dict(type="str"),
         files=dict(type="dict", default={}),
         stop_timeout=dict(type="int", default=10),
+        log_max_size=dict(type="raw", default="1M"),
         userns=dict(type="bool", default=False),
         userns_base=dict(type="int", default=100000),
         privileged=dict(type="bool", default=False),

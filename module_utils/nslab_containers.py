@@ -37,7 +37,7 @@ from urllib.parse import quote
 from ansible.module_utils import nslab_init
 from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_errors import ApplyError, NslabError
-from ansible.module_utils.nslab_init import proc_start_time
+from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
 from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
                                               write_json_atomic)
 from ansible.module_utils.nslab_runner import netns_path
@@ -52,7 +52,7 @@ DEFAULT_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETI
 START_TIMEOUT = 10.0
 CGROUP_ROOT = "/sys/fs/cgroup"
 # A record's config from before an option existed holds what it meant then: no restart.
-CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": []}
+CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE}
 NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
 
 
@@ -75,13 +75,14 @@ class ContainerSpec:
     privileged: bool = False
     binds: List[dict] = field(default_factory=list)    # {path, source, readonly}
     files: Dict[str, str] = field(default_factory=dict)
+    log_max_size: int = LOG_MAX_SIZE     # the log rotates there, keeping one previous file
     stop_timeout: float = 10.0
     state: str = "started"
 
     def config(self):
         """What defines the running container: a change here means a restart."""
         keys = ("rootfs", "netns", "hostname", "command", "env", "workdir", "capabilities",
-                "cgroup", "userns_base", "privileged", "binds")
+                "cgroup", "userns_base", "privileged", "binds", "log_max_size")
         config = dict((k, getattr(self, k)) for k in keys)
         # Which files are bound in is fixed at start; their content is not (no restart).
         config["files"] = sorted(self.files)
@@ -217,6 +218,10 @@ class ContainerStore:
 
     def log_path(self, name):
         return os.path.join(self.directory(), name + ".log")
+
+    def log_paths(self, name):
+        """The log and its previous, rotated part."""
+        return [self.log_path(name), self.log_path(name) + ".1"]
 
     def files_dir(self, name):
         """nslab's copies of the files bound into the container (``files``)."""
@@ -378,22 +383,26 @@ class ContainerManager:
         for bind in spec.binds:
             if bind["source"].startswith(owned_bind_dir(self.store.lab, spec.name) + "/"):
                 os.makedirs(bind["source"], mode=0o755, exist_ok=True)
-        os.makedirs(self.store.directory(), exist_ok=True)
-        log = open(self.store.log_path(spec.name), "ab")
+        # Records and logs are the host's business only.
+        os.makedirs(self.store.directory(), mode=0o700, exist_ok=True)
+        os.chmod(self.store.directory(), 0o700)
+        log_fd, old_fd = (_open_log(path) for path in self.store.log_paths(spec.name))
+        config.update(log_fd=log_fd, log_old_fd=old_fd, log_max_size=spec.log_max_size)
         try:
             proc = subprocess.Popen(
                 # The last argument only labels the init in ps: nslab:<lab>:<container>.
                 [self.python, "-I", "-S", "-", "nslab:%s:%s" % (self.store.lab, spec.name)],
-                stdin=subprocess.PIPE, stdout=log,
-                stderr=subprocess.STDOUT, pass_fds=(ready_w, go_r), start_new_session=True)
+                stdin=subprocess.PIPE, stdout=log_fd, stderr=subprocess.STDOUT,
+                pass_fds=(ready_w, go_r, log_fd, old_fd), start_new_session=True,
+                # the host's environment stays out of the container's PID 1
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
         except BaseException:
             os.close(ready_r)
             os.close(go_w)
             raise
         finally:
-            log.close()
-            os.close(ready_w)
-            os.close(go_r)
+            for fd in (log_fd, old_fd, ready_w, go_r):
+                os.close(fd)
         launch = Launch(spec, proc, ready_r, cgroups)
         try:
             proc.stdin.write(init_source(config).encode())
@@ -475,7 +484,9 @@ class ContainerManager:
         except FileNotFoundError:
             return ""
         if not os.path.exists(self.store.record_path(name)):
-            os.unlink(path)
+            for log in self.store.log_paths(name):
+                if os.path.lexists(log):
+                    os.unlink(log)
             shutil.rmtree(self.store.files_dir(name), ignore_errors=True)
             remove_empty_dirs(self.store.directory(), self.store.root)
         return tail
@@ -517,8 +528,8 @@ class ContainerManager:
         self.stop_many(specs)
         for spec in specs:
             remove_owned_binds(self.store.lab, spec.name, self.mounts)
-            for path in (self.store.record_path(spec.name), self.store.log_path(spec.name)):
-                if os.path.exists(path):
+            for path in [self.store.record_path(spec.name)] + self.store.log_paths(spec.name):
+                if os.path.lexists(path):
                     os.unlink(path)
             shutil.rmtree(self.store.files_dir(spec.name), ignore_errors=True)
         remove_empty_dirs(self.store.directory(), self.store.root)
@@ -557,6 +568,14 @@ def remove_owned_binds(lab, name, mounts):
                              "unmount them first" % (directory, name, ", ".join(busy)))
     shutil.rmtree(directory)
     remove_empty_dirs(os.path.dirname(directory), DATA_ROOT)
+
+
+def _open_log(path):
+    """A container's log file for its init: mode 0600, appended to, never through a link."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def _kill_quietly(pid):

@@ -35,6 +35,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -402,31 +403,119 @@ def run_init(config, ready_fd):
     make_undumpable()
     env = container_env(config)
     command = config.get("command") or []
-    # Block the signals PID 1 handles before the command exists, and take them with
-    # sigwaitinfo: no signal can slip between a reap and the wait.
+    log_fds = [config[k] for k in ("log_fd", "log_old_fd") if config.get(k) is not None]
+    for fd in log_fds:
+        os.set_inheritable(fd, False)          # the command gets a pipe, never the files
+    # Block the signals PID 1 handles before the command exists: none is lost before the
+    # handlers are in place.
     waited = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-    child = 0
+    child, relay = 0, None
     if command:
-        child = start_command(command, env, config.get("workdir") or "/", ready_fd)
+        output_r, output_w = os.pipe2(os.O_CLOEXEC)
+        child = start_command(command, env, config.get("workdir") or "/", ready_fd, output_w)
+        os.close(output_w)
+        if len(log_fds) == 2:
+            relay = LogRelay(output_r, log_fds[0], log_fds[1],
+                             config.get("log_max_size") or LOG_MAX_SIZE)
+        else:
+            os.close(output_r)
     report(ready_fd, "ready")
     os.close(ready_fd)
     _libc.prctl(PR_SET_NAME, b"nslab-init", 0, 0, 0)
-    while True:
-        reap(child)
-        signum = signal.sigwaitinfo(waited).si_signo
-        if signum == signal.SIGCHLD:
-            continue
-        if child:
+    serve(child, relay, waited)
+
+
+LOG_MAX_SIZE = 1024 * 1024
+
+
+class LogRelay:
+    """PID 1 copies the command's stdout/stderr from a pipe into the container's log, which
+    it rotates at ``max_size`` into one previous file: at most twice that on the host. Both
+    files were opened by the module (as the host's root, mode 0600); no extra process."""
+
+    def __init__(self, pipe_fd, log_fd, old_fd, max_size):
+        self.fd, self.log_fd, self.old_fd, self.max_size = pipe_fd, log_fd, old_fd, max_size
+        os.set_blocking(pipe_fd, False)
+
+    def pump(self):
+        """Copy what the pipe holds now; False once every writer has closed it."""
+        while self.fd is not None:
             try:
-                os.kill(child, signum)
-            except ProcessLookupError:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return True
+            if not data:
+                os.close(self.fd)
+                self.fd = None
+                break
+            self.write(data)
+        return False
+
+    def write(self, data):
+        size = os.fstat(self.log_fd).st_size   # the init's own messages go there too
+        while data:
+            if size >= self.max_size:
+                self.rotate()
+                size = 0
+            chunk = data[:self.max_size - size]
+            written = os.write(self.log_fd, chunk)
+            size += written
+            data = data[written:]
+
+    def rotate(self):
+        os.ftruncate(self.old_fd, 0)
+        offset = 0
+        while True:
+            block = os.pread(self.log_fd, 65536, offset)
+            if not block:
+                break
+            os.pwrite(self.old_fd, block, offset)
+            offset += len(block)
+        os.ftruncate(self.log_fd, 0)       # O_APPEND: the next write lands at 0
+
+
+def serve(child, relay, waited):
+    """PID 1's loop: reap every zombie, forward signals to the command, relay its output,
+    and exit with its status when it ends (after copying what it left in the pipe). One
+    select over the relay pipe and a signal wakeup pipe: a signal that comes between a
+    reap and the select still wakes it."""
+    pending = []
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    for signum in waited:
+        signal.signal(signum, lambda number, _frame: pending.append(number))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, waited)
+    while True:
+        status = reap(child)
+        if status is not None:
+            if relay:
+                relay.pump()
+            os._exit(status)
+        while pending:
+            signum = pending.pop(0)
+            if signum == signal.SIGCHLD:
+                continue
+            if child:
+                try:
+                    os.kill(child, signum)
+                except ProcessLookupError:
+                    pass
+            elif signum in (signal.SIGTERM, signal.SIGINT):
+                os._exit(0)
+        watched = [wake_r] + ([relay.fd] if relay and relay.fd is not None else [])
+        ready = select.select(watched, [], [])[0]
+        if wake_r in ready:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
                 pass
-        elif signum in (signal.SIGTERM, signal.SIGINT):
-            os._exit(0)
+        if relay and relay.fd in ready:
+            relay.pump()
 
 
-def start_command(command, env, workdir, ready_fd):
+def start_command(command, env, workdir, ready_fd, output_fd):
     """Fork and exec the container's command; return its pid once the exec has
     succeeded. A command that cannot run raises OSError saying why: the child writes its
     error into a close-on-exec pipe, which a successful exec closes empty."""
@@ -441,6 +530,8 @@ def start_command(command, env, workdir, ready_fd):
             null = os.open("/dev/null", os.O_RDONLY)   # stdin was the init's source
             os.dup2(null, 0)
             os.close(null)
+            os.dup2(output_fd, 1)
+            os.dup2(output_fd, 2)
             try:
                 os.chdir(workdir)
             except OSError as err:
@@ -476,16 +567,16 @@ def exit_code(status):
 
 
 def reap(child):
-    """Reap every process that has ended; exit with the command's status when it ends."""
+    """Reap every process that has ended; the command's exit code once it has ended."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return None
         if pid == 0:
-            return
+            return None
         if child and pid == child:
-            os._exit(exit_code(status))
+            return exit_code(status)
 
 
 def map_ids(userns_base):

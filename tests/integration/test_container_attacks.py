@@ -176,3 +176,24 @@ def test_a_node_that_turns_its_files_hostile_cannot_stall_or_bloat_the_host(lab,
     assert result["_status"] == "ok", result.get("msg")
     assert seconds < 30 and rss < 200 * 1024, (seconds, rss)
     assert open("/proc/%d/root/etc/hosts" % result["containers"][0]["pid"]).read() == "3\n"
+
+
+def test_a_node_flooding_its_output_leaves_at_most_twice_log_max_size(lab, module, rootfs,
+                                                                      netns):
+    flood = ("busybox dd if=/dev/zero bs=65536 count=3200; echo flood over; "
+             "echo done > /tmp/done; exec sleep 1000")         # 200 MiB to stdout
+    result = module("nslab_container", dict(lab=lab.name, name="box", rootfs=str(rootfs),
+                                            netns=netns, command=["sh", "-c", flood]))
+    assert result["_status"] == "ok", result.get("msg")
+    wait_for(str(rootfs / "tmp" / "done"), timeout=120)
+    log = result["containers"][0]["log"]
+    deadline = time.monotonic() + 10
+    while b"flood over" not in open(log, "rb").read() and time.monotonic() < deadline:
+        time.sleep(0.1)                       # the relay copies what is left in the pipe
+    sizes = [os.path.getsize(path) for path in (log, log + ".1")]
+    assert all(size <= 1024 * 1024 for size in sizes) and sum(sizes) > 1024 * 1024, sizes
+    assert b"flood over" in open(log, "rb").read()         # the newest output is kept
+    for path in (log, log + ".1", os.path.dirname(log)):
+        assert os.stat(path).st_mode & 0o077 == 0, path    # closed to other host users
+    gone = module("nslab_container", dict(lab=lab.name, name="box", state="absent"))
+    assert gone["changed"] and not os.path.exists(log + ".1")
