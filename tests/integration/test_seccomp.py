@@ -249,3 +249,63 @@ def test_probes_are_fast():
     start = time.monotonic()
     run_probes(True)
     assert time.monotonic() - start < 5
+
+
+INIT_SOURCE = (ROOT / "module_utils" / "nslab_init.py").read_text()
+# What the init does before running a container's command, then the attack from inside:
+# a new user namespace gives back every capability, with them a new cgroup namespace and
+# a mount of the cgroup v1 pids hierarchy, whose root is the container's own cgroup, and
+# its limit is rewritten.
+ATTACK = r'''
+import json, os, subprocess, sys
+config = json.loads(sys.argv[1])
+with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as handle:
+    handle.write(str(os.getpid()))
+drop_capabilities(config["capabilities"])              # nslab_init's; sets no_new_privs
+if config["filter"]:
+    seccomp_install(config["capabilities"])
+attack = subprocess.run(
+    ["unshare", "-U", "-r", "-C", "-m", "sh", "-c",
+     'mount -t cgroup -o pids cgroup "$0" && echo max > "$0/pids.max"', config["mnt"]],
+    capture_output=True, text=True)
+print(json.dumps([attack.returncode, attack.stderr.strip()]))
+'''
+
+
+def pids_hierarchy():
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields, _, rest = line.partition(" - ")
+            fstype, _source, options = rest.split()[:3]
+            if fstype == "cgroup" and "pids" in options.split(","):
+                return fields.split()[4]
+    return None
+
+
+@pytest.mark.parametrize("filtered", [False, True], ids=["unfiltered", "filtered"])
+def test_a_container_cannot_raise_its_own_pids_limit(lab, tmp_path, filtered):
+    """Without the filter the attack works (so this test can fail); with it the limit
+    holds. The cgroup is this test's own, below nslab/<lab>; the mount happens in the
+    attacker's private mount namespace."""
+    hierarchy = pids_hierarchy()
+    if not hierarchy:
+        pytest.skip("no cgroup v1 pids hierarchy")
+    cgroup = os.path.join(hierarchy, "nslab", lab.name, "attacker")
+    os.makedirs(cgroup)
+    with open(os.path.join(cgroup, "pids.max"), "w") as handle:
+        handle.write("20")
+    (tmp_path / "mnt").mkdir()
+    config = {"filter": filtered, "capabilities": DEFAULT_CAPABILITIES, "cgroup": cgroup,
+              "mnt": str(tmp_path / "mnt")}
+    proc = subprocess.run([PYTHON, "-I", "-S", "-", json.dumps(config)],
+                          input=SOURCE + "\n" + INIT_SOURCE + "\n" + ATTACK,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    returncode, stderr = json.loads(proc.stdout)
+    with open(os.path.join(cgroup, "pids.max")) as handle:
+        limit = handle.read().strip()
+    if filtered:
+        assert returncode != 0 and "Operation not permitted" in stderr
+        assert limit == "20"
+    else:
+        assert (returncode, limit) == (0, "max"), stderr

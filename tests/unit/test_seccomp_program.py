@@ -340,20 +340,38 @@ def test_install_on_an_unsupported_machine_raises_oserror(monkeypatch):
 def test_source_defines_only_prefixed_names():
     """The init's source is this file and nslab_init's concatenated: no clashes."""
     import ast
+    names = module_level_names(nslab_seccomp.__file__)
+    assert names
+    bad = [n for n in names if not n.startswith(("seccomp_", "SECCOMP_", "_seccomp_"))]
+    assert not bad
     with open(nslab_seccomp.__file__) as handle:
+        tree = ast.parse(handle.read())
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    for node in imports:
+        assert isinstance(node, ast.Import)      # no "from ansible.module_utils import"
+        assert all(a.name in ("ctypes", "os", "struct") for a in node.names)
+
+
+def module_level_names(path):
+    """Names a file binds at module level (imports aside: the same module under the same
+    name is no clash)."""
+    import ast
+    with open(path) as handle:
         tree = ast.parse(handle.read())
     names = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.For):
-            names.add(node.target.id)
-    assert names
-    bad = [n for n in names if not n.startswith(("seccomp_", "SECCOMP_", "_seccomp_"))]
-    assert not bad
-    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    for node in imports:
-        assert isinstance(node, ast.Import)      # no "from ansible.module_utils import"
-        assert all(a.name in ("ctypes", "os", "struct") for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.For)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def test_no_name_clashes_with_nslab_init():
+    from ansible.module_utils import nslab_init
+    ours = module_level_names(nslab_seccomp.__file__)
+    theirs = module_level_names(nslab_init.__file__)
+    assert len(ours) > 40 and len(theirs) > 40
+    assert not ours & theirs
