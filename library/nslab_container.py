@@ -119,6 +119,19 @@ options:
         output from a pipe (no extra process). A change restarts the container.
     type: raw
     default: 1M
+  seccomp:
+    description:
+      - V(default) filters the system calls of every process of the container (its init,
+        its command, whatever enters through the nslab connection plugin) with nslab's
+        default seccomp filter (module_utils C(nslab_seccomp), modelled on Docker's default
+        profile) - among others no new namespaces and no mounts without C(SYS_ADMIN) (a
+        user namespace would give every capability back inside), no kernel keyrings, no
+        kexec or module loading, no C(bpf)/C(perf_event_open) without their capabilities.
+      - V(unconfined) runs it without a filter. A O(privileged) container never has one.
+        A change restarts the container.
+    type: str
+    choices: [default, unconfined]
+    default: default
   userns:
     description:
       - Run the container in its own user namespace, as an unprivileged container. Its ids
@@ -245,6 +258,11 @@ options:
         description: Size at which its log rotates (see O(log_max_size)).
         type: raw
         default: 1M
+      seccomp:
+        description: Its syscall filter (see O(seccomp)).
+        type: str
+        choices: [default, unconfined]
+        default: default
       userns:
         description: Run it in its own user namespace (unprivileged).
         type: bool
@@ -378,7 +396,7 @@ from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
 ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",
              "cap_drop", "cgroup", "files", "stop_timeout", "userns", "userns_base", "privileged",
-             "binds", "log_max_size", "state"]
+             "binds", "log_max_size", "seccomp", "state"]
 # A log smaller than a page would rotate on nearly every line.
 LOG_MIN_SIZE = 4096
 # What execve takes as an environment variable's name (Docker's check is the same).
@@ -564,7 +582,7 @@ def build_specs(items, lab, check_mode, warnings, layout):
             files=dict((k, str(v)) for k, v in (item.get("files") or {}).items()),
             userns_base=base if item.get("userns") else None,
             privileged=bool(item.get("privileged")), binds=binds,
-            log_max_size=log_max_size or 0,
+            log_max_size=log_max_size or 0, seccomp=item.get("seccomp") or "default",
             state=item["state"]))
     problems = [p for p in problems if p]
     if problems:
@@ -645,6 +663,7 @@ def container_options(item=False):
         files=dict(type="dict", default={}),
         stop_timeout=dict(type="int", default=10),
         log_max_size=dict(type="raw", default="1M"),
+        seccomp=dict(type="str", default="default", choices=["default", "unconfined"]),
         userns=dict(type="bool", default=False),
         userns_base=dict(type="int", default=100000),
         privileged=dict(type="bool", default=False),

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 from urllib.parse import quote
 
-from ansible.module_utils import nslab_init
+from ansible.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_errors import ApplyError, NslabError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
@@ -52,7 +52,8 @@ DEFAULT_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETI
 START_TIMEOUT = 10.0
 CGROUP_ROOT = "/sys/fs/cgroup"
 # A record's config from before an option existed holds what it meant then: no restart.
-CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE}
+CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE,
+                   "seccomp": "default"}
 NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
 
 
@@ -76,13 +77,14 @@ class ContainerSpec:
     binds: List[dict] = field(default_factory=list)    # {path, source, readonly}
     files: Dict[str, str] = field(default_factory=dict)
     log_max_size: int = LOG_MAX_SIZE     # the log rotates there, keeping one previous file
+    seccomp: str = "default"             # or "unconfined": no syscall filter
     stop_timeout: float = 10.0
     state: str = "started"
 
     def config(self):
         """What defines the running container: a change here means a restart."""
         keys = ("rootfs", "netns", "hostname", "command", "env", "workdir", "capabilities",
-                "cgroup", "userns_base", "privileged", "binds", "log_max_size")
+                "cgroup", "userns_base", "privileged", "binds", "log_max_size", "seccomp")
         config = dict((k, getattr(self, k)) for k in keys)
         # Which files are bound in is fixed at start; their content is not (no restart).
         config["files"] = sorted(self.files)
@@ -330,9 +332,10 @@ START_BATCH = 32     # inits started at once: each holds two pipes until it repo
 
 
 def init_source(config):
+    """The init's script: nslab_seccomp's source (the filter) then nslab_init's."""
     global INIT_SOURCE
     if INIT_SOURCE is None:
-        INIT_SOURCE = inspect.getsource(nslab_init)
+        INIT_SOURCE = inspect.getsource(nslab_seccomp) + "\n" + inspect.getsource(nslab_init)
     return "%s\nmain(%r)\n" % (INIT_SOURCE, config)
 
 

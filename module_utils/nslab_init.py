@@ -348,6 +348,20 @@ def mask_path(path):
         mount("/dev/null", path, None, MS_BIND)
 
 
+def confined(config):
+    """Whether the container's processes get nslab's default seccomp filter."""
+    return not config.get("privileged") and config.get("seccomp", "default") != "unconfined"
+
+
+def install_seccomp(capabilities):
+    """nslab_seccomp's filter (after no_new_privs): its source precedes this file's when the
+    init or the door runs as a script; imported as a module, it is imported here."""
+    install = globals().get("seccomp_install")
+    if install is None:
+        from ansible.module_utils.nslab_seccomp import seccomp_install as install
+    install(capabilities)
+
+
 def make_undumpable():
     """No process of the container may ptrace this one or read its /proc/<pid>/{mem,fd,
     environ} (it holds host descriptors and the host's environment); a child gets a
@@ -400,6 +414,8 @@ def run_init(config, ready_fd):
                privileged, config.get("file_fds"))
     # A privileged container runs setuid programs and su as a host would.
     drop_capabilities(config["capabilities"], no_new_privs=not privileged)
+    if confined(config):
+        install_seccomp(config["capabilities"])
     make_undumpable()
     env = container_env(config)
     command = config.get("command") or []
@@ -726,6 +742,8 @@ def enter(config):
             _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "parent death signal")
             drop_capabilities(record["config"]["capabilities"],
                               no_new_privs=not record["config"].get("privileged"))
+            if confined(record["config"]):
+                install_seccomp(record["config"]["capabilities"])
             os.execvpe(config["argv"][0], config["argv"], container_env(record["config"]))
         except OSError as err:
             sys.stderr.write("%scannot run %s: %s\n" % (ENTER_PREFIX, config["argv"][0], err))

@@ -20,8 +20,11 @@ description:
     container's cgroups (its memory, CPU and pids limits hold what the task runs), all its
     namespaces (mount, pid, net, uts, ipc, cgroup, and its user namespace if it has one), so
     its root and C(/proc) are the container's, and runs the command as the container's
-    root with the container's capability set (the bounding set too), no_new_privs and the
-    container's environment - not the host's.
+    root with the container's capability set (the bounding set too), no_new_privs, its
+    seccomp filter (unless the container is privileged or C(seccomp=unconfined)) and the
+    container's environment - not the host's. The door's own process, which keeps the
+    host's descriptors while the command runs, is non-dumpable, so nothing inside can ptrace
+    it.
   - Files are copied through the same door (C(cat) inside the container reads or writes
     them), never through the jail's path on the host, so a symlink inside the container
     resolves inside it and cannot redirect a write to the host.
@@ -107,6 +110,8 @@ display = Display()
 STATE_ROOT = "/run/nslab"
 # What nslab's names may look like (nslab_validate): no path separators, no dot-names.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The door's script, in this order: the seccomp filter, then the door itself.
+DOOR_MODULES = ("nslab_seccomp", "nslab_init")
 # nslab_init's door reports a failure to get in with this status and stderr prefix.
 ENTER_FAILED = 125
 ENTER_PREFIX = b"nslab enter: "
@@ -160,14 +165,19 @@ class Connection(ConnectionBase):
 
     @classmethod
     def door_source(cls):
+        """nslab_seccomp's source (the filter the door installs) followed by nslab_init's."""
         if cls._door_source is None:
-            path = module_utils_loader.find_plugin("nslab_init", ".py")
-            if not path:
-                raise AnsibleError("nslab connection: nslab_init is not on the module_utils "
-                                   "path; add nslab's module_utils directory to it "
-                                   "(module_utils in ansible.cfg, or ANSIBLE_MODULE_UTILS)")
-            with open(path) as handle:
-                cls._door_source = handle.read()
+            parts = []
+            for name in DOOR_MODULES:
+                path = module_utils_loader.find_plugin(name, ".py")
+                if not path:
+                    raise AnsibleError("nslab connection: %s is not on the module_utils "
+                                       "path; add nslab's module_utils directory to it "
+                                       "(module_utils in ansible.cfg, or "
+                                       "ANSIBLE_MODULE_UTILS)" % name)
+                with open(path) as handle:
+                    parts.append(handle.read())
+            cls._door_source = "\n".join(parts)
         return cls._door_source
 
     def _connect(self):

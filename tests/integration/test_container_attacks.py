@@ -6,6 +6,7 @@ the test can fail."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -111,6 +112,7 @@ def test_the_doors_command_is_held_like_the_node(lab, module, rootfs, netns):
     assert status["CapEff"].strip() == init["CapEff"] != "000001ffffffffff"
     assert status["CapBnd"].strip() == init["CapBnd"]
     assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"                  # the node's filter, too
 
 
 def test_a_command_that_cannot_run_fails_the_start_every_time(lab, module, rootfs, netns):
@@ -197,3 +199,54 @@ def test_a_node_flooding_its_output_leaves_at_most_twice_log_max_size(lab, modul
         assert os.stat(path).st_mode & 0o077 == 0, path    # closed to other host users
     gone = module("nslab_container", dict(lab=lab.name, name="box", state="absent"))
     assert gone["changed"] and not os.path.exists(log + ".1")
+
+
+ESCAPE = ("busybox mkdir -p /mnt/m /mnt/p; "
+          "/usr/bin/unshare -U -r -C -m sh -c 'busybox mount -t cgroup -o memory x /mnt/m && "
+          "echo 4G > /mnt/m/memory.limit_in_bytes'; echo memory=$?; "
+          "/usr/bin/unshare -U -r -C -m sh -c 'busybox mount -t cgroup -o pids x /mnt/p && "
+          "echo max > /mnt/p/pids.max'; echo pids=$?")
+
+
+def bring_host_binary(rootfs, name):
+    """Copy the host's ``name`` and the libraries it links into the jail, as a node can
+    bring any tool of its own."""
+    binary = shutil.which(name)
+    if not binary:
+        pytest.skip("needs the host's %s" % name)
+    ldd = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    for path in [binary] + [w for w in ldd.split() if w.startswith("/")]:
+        target = rootfs / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.realpath(path), str(target))
+
+
+def cgroup_value(lab, controller, key):
+    with open("/sys/fs/cgroup/%s/nslab/%s/box/%s" % (controller, lab.name, key)) as handle:
+        return handle.read().strip()
+
+
+@pytest.mark.parametrize("seccomp", ["default", "unconfined"])
+def test_a_node_cannot_raise_its_own_cgroup_limits(lab, module, rootfs, netns, seccomp):
+    """Issue #15's escape: a new user namespace (and a cgroup namespace it owns) gives the
+    node's root every capability again, enough to mount its cgroup v1 hierarchies and raise
+    its limits. The seccomp
+    filter refuses the user namespace; unconfined, the attack works (the test can fail)."""
+    if not os.path.isdir("/sys/fs/cgroup/memory") or not os.path.isdir("/sys/fs/cgroup/pids"):
+        pytest.skip("needs the cgroup v1 memory and pids hierarchies")
+    result = module("nslab_cgroup", dict(lab=lab.name, name="box", memory="64M", pids=64))
+    assert result["_status"] == "ok", result.get("msg")
+    before = cgroup_value(lab, "memory", "memory.limit_in_bytes"), cgroup_value(
+        lab, "pids", "pids.max")
+    assert before == (str(64 << 20), "64")
+    bring_host_binary(rootfs, "unshare")     # busybox's unshare has no cgroup namespace
+    _result, out = run_in_node(lab, module, rootfs, netns, ESCAPE, cgroup="box",
+                               seccomp=seccomp)
+    after = cgroup_value(lab, "memory", "memory.limit_in_bytes"), cgroup_value(
+        lab, "pids", "pids.max")
+    if seccomp == "default":
+        assert "memory=0" not in out and "pids=0" not in out, out
+        assert after == before, out
+    else:
+        assert "memory=0" in out and "pids=0" in out, out
+        assert after == (str(4 << 30), "max")
