@@ -193,6 +193,14 @@ def open_beneath(root, path):
         fd = next_fd
 
 
+def locked_flags(path):
+    """The read-only/nosuid/nodev/noexec flags of the mount at ``path`` (statvfs's ST_* bits
+    are these MS_* values). A remount must keep them: in a user namespace the kernel locks
+    the flags of mounts it inherited (the host's jail is nosuid,nodev) and refuses to clear
+    them (EPERM)."""
+    return os.statvfs(path).f_flag & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
 def mount_binds(root, binds):
     """Bind each host directory onto its path in the root (not recursively: nothing
     mounted below the source comes along); no device node on it works."""
@@ -205,8 +213,9 @@ def mount_binds(root, binds):
             # the parent finds the mount, whose flags the remount sets.
             fd = os.open(os.path.basename(bind["path"]), O_PATH | os.O_DIRECTORY |
                          os.O_NOFOLLOW, dir_fd=parent)
+            target = "/proc/self/fd/%d" % fd
             flags = MS_BIND | MS_REMOUNT | MS_NODEV | (MS_RDONLY if bind["readonly"] else 0)
-            mount(None, "/proc/self/fd/%d" % fd, None, flags)
+            mount(None, target, None, flags | locked_flags(target))
         finally:
             os.close(fd)
             os.close(parent)
@@ -292,7 +301,7 @@ def enter_root(root, binds=(), cgroups=None, privileged=False, file_fds=None):
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount(root, root, None, MS_BIND | MS_REC)
     # No device node on the root filesystem works, whatever a process creates there.
-    mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV)
+    mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV | locked_flags(root))
     mount_binds(root, binds)
     bind_files(root, file_fds or {})
     for sub in ("proc", "sys", "tmp"):

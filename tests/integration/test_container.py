@@ -255,3 +255,18 @@ def test_userns_makes_an_unprivileged_container(lab, module, netns):
     assert out[1] == "write=1"                                # ...that cannot touch the jail
     assert out[2] == "0"                                      # no host cgroup hierarchy in /sys
     assert open("/proc/%d/root/etc/hosts" % pid).read() == "10.0.0.1 box\n"
+
+
+def test_userns_container_on_a_nosuid_nodev_jail(lab, module, netns):
+    """The host mounts jails nosuid,nodev: in the container's user namespace those flags are
+    locked, and the init's remount of its root must keep them (or the start fails EPERM)."""
+    assert module("nslab_jail", dict(lab=lab.name, name="box", source="busybox"))["changed"]
+    root = "/var/lib/nslab/%s/jails/box/root" % lab.name
+    subprocess.run(["mount", "-o", "remount,nosuid,nodev", root], check=True)
+    result = module("nslab_container", dict(lab=lab.name, name="box", jail="box", netns=netns,
+                                            userns=True, userns_base=200000,
+                                            command=["sleep", "1000"]))
+    assert result["_status"] == "ok", result.get("msg")
+    pid = result["containers"][0]["pid"]
+    options = dict((m.split()[4], m.split()[5]) for m in open("/proc/%d/mountinfo" % pid))["/"]
+    assert {"nosuid", "nodev"} <= set(options.split(",")), options
