@@ -335,9 +335,12 @@ EXAMPLES = r"""
       - {path: /var/lib/nslab}
     command: [/usr/sbin/sshd, -D, -e]
 
-- name: Run a command inside a running container
-  ansible.builtin.command: nsenter --target {{ result.containers[0].pid }} --all hostname
-  changed_when: false
+# Run a command inside a running container through nslab's door, the nslab connection
+# plugin (with the container's cgroups, capabilities, no_new_privs and seccomp filter):
+#   ansible all -i 'demo/apt103,' -c nslab -m raw -a 'hostname'
+# or a play with "hosts: demo/apt103" and "connection: nslab". Not "nsenter --target PID
+# --all": that runs the container's own binaries with every capability of the host's root
+# and no filter - a root-only admin bypass, never the routine way in.
 """
 
 RETURN = r"""

@@ -12,20 +12,26 @@ It runs in two stages:
    cgroups, join the container's net namespace, unshare mnt/uts/ipc/cgroup/pid namespaces
    (the cgroup namespace is rooted at the container's cgroup because it is unshared after
    the move), fork PID 1 and exit;
-2. as PID 1: make every mount private, bind the jail root onto itself and the host
-   directories of its binds into it, mount /proc, a read-only /sys (a privileged
-   container's cgroup hierarchies read-write on top) and a minimal /dev into it,
-   ``pivot_root`` into it and detach the old root (so no path leads back to the host's
-   files, unlike a plain chroot), set the hostname, drop capabilities to the kept set and
-   set no_new_privs (unless privileged), report ready, then
-   run the command and stay as its init: reap every zombie and forward SIGTERM/SIGINT/
-   SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to it. When the command exits, PID 1 exits with its
-   status and the kernel ends everything else in the namespace.
+2. as PID 1: make every mount private, bind the jail root onto itself, the host
+   directories of its binds and nslab's host-side copies of its files (read-only) into
+   it, mount /proc, a read-only /sys (a privileged container's cgroup hierarchies
+   read-write on top) and a minimal /dev into it, ``pivot_root`` into it and detach the
+   old root (so no path leads back to the host's files, unlike a plain chroot), mask and
+   make read-only the kernel surfaces runc does (unless privileged), set the hostname,
+   drop capabilities to the kept set and set no_new_privs, install nslab_seccomp's
+   filter (unless privileged or unconfined), become non-dumpable, start the command and
+   report ready once it has been executed (a close-on-exec pipe carries the error of one
+   that could not run), then stay as its init: reap every zombie, forward SIGTERM/SIGINT/
+   SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to it and relay its output into the rotated log. When
+   the command exits, PID 1 exits with its status and the kernel ends everything else in
+   the namespace.
 
 Python keeps running after ``pivot_root`` because everything it needs is loaded before.
 
 ``enter(CONFIG)`` is the other entry point: the door into a running container that nslab's
-connection plugin uses (``nsenter`` plus what nsenter does not do). It checks that the
+connection plugin uses (``nsenter`` plus what nsenter does not do: bare ``nsenter --all``
+runs the container's own binaries with the host root's capabilities and no filter, a
+root-only admin bypass, never the way in). It checks that the
 recorded init is still that process, joins the container's cgroups and all its namespaces,
 and runs a command there as the container's root with the container's capabilities,
 no_new_privs and environment, so what runs through it is held like the container itself.
