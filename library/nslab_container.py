@@ -35,7 +35,11 @@ description:
   - The init's pid, start time and pid namespace are recorded in
     C(/run/nslab/<lab>/containers/<name>.json); a recorded pid is trusted only while all three
     match. A container whose init died is started again by the next run (a change). A
-    running container whose configuration differs from the request is restarted.
+    running container whose configuration differs from the request is restarted, and so is
+    one whose init is cut off from its lab - its net namespace is not the one at the
+    O(netns)'s path (deleted and made again), it is no longer in its O(cgroup) (moved out,
+    the cgroup removed and made again) or its root is not the jail's root (unmounted and
+    mounted again) - with the reason in RV(actions).
   - O(state=absent) stops the container and removes its record, logs and files. Its namespaces,
     jail, cgroup and veths belong to their own modules (the nslab_node role removes them
     all, in order).
@@ -387,8 +391,8 @@ from ansible.module_utils.nslab_cgroups import MAX, detect_layout, parse_size
 from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, FILE_MAX,
                                                    ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,
-                                                   files_to_write, owned_bind_dir,
-                                                   plan_containers)
+                                                   files_to_write, health_problem,
+                                                   owned_bind_dir, plan_containers)
 from ansible.module_utils.nslab_errors import NslabError, ValidationError
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_jails import JailStore, jail_view
@@ -629,7 +633,9 @@ def converge(module):
                  if s.files and s.state != "absent")
     bind_dirs = dict((s.name, owned_bind_dir(lab, s.name)) for s in specs
                      if os.path.isdir(owned_bind_dir(lab, s.name)))
-    actions = plan_containers(specs, states, stale, bind_dirs)
+    broken = dict((s.name, health_problem(states[s.name].record, s, layout, lab))
+                  for s in specs if s.state == "started" and states[s.name].running)
+    actions = plan_containers(specs, states, stale, bind_dirs, broken)
     after = states
     if actions and not module.check_mode:
         ContainerManager(store, layout, mounts=mounts).apply(actions)

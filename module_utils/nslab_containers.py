@@ -208,6 +208,50 @@ def is_recorded_process(record):
         return False
 
 
+def health_problem(record, spec, layout, lab):
+    """Why a running init no longer is the container ``spec`` asks for, or None: its net
+    namespace is not the one now at the netns's path (deleted and made again), it is not
+    in its cgroup (moved out, the cgroup removed and made again), or its root is not the
+    jail's root (unmounted and mounted again). Such an init runs, but cut off from its lab."""
+    pid = record["pid"]
+    try:
+        if spec.netns:
+            try:
+                wanted = os.stat(netns_path(spec.netns)).st_ino
+            except FileNotFoundError:
+                return "its net namespace %s is gone" % spec.netns
+            if os.stat("/proc/%d/ns/net" % pid).st_ino != wanted:
+                return "its net namespace was replaced"
+        if spec.cgroup and layout is not None:
+            where = init_cgroup_paths(pid)
+            wanted = "/" + cgroup_relpath(lab, spec.cgroup)
+            for hierarchy in layout.hierarchies:
+                if not os.path.isdir(hierarchy.path(cgroup_relpath(lab, spec.cgroup))):
+                    continue
+                keys = [""] if hierarchy.version == 2 else list(hierarchy.controllers)
+                paths = [where[k] for k in keys if k in where]
+                if paths and paths[0] != wanted and not paths[0].startswith(wanted + "/"):
+                    return "it is no longer in its cgroup %s" % wanted.lstrip("/")
+        if spec.rootfs:
+            have, want = os.stat("/proc/%d/root" % pid), os.stat(spec.rootfs)
+            if (have.st_dev, have.st_ino) != (want.st_dev, want.st_ino):
+                return "its root is no longer the jail's root"
+    except (FileNotFoundError, ProcessLookupError):
+        return None           # the init is gone: the next read sees it as died
+    return None
+
+
+def init_cgroup_paths(pid):
+    """/proc/<pid>/cgroup -> {controller (or "" for cgroup v2): path}."""
+    paths = {}
+    with open("/proc/%d/cgroup" % pid) as handle:
+        for line in handle:
+            _id, controllers, path = line.rstrip("\n").split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                paths[controller] = path
+    return paths
+
+
 class ContainerStore:
     def __init__(self, lab, root=STATE_ROOT):
         self.lab, self.root = lab, root
@@ -238,10 +282,12 @@ class ContainerStore:
                               died=not running and record.get("running", False))
 
 
-def plan_containers(specs, states, stale_files=None, bind_dirs=None):
+def plan_containers(specs, states, stale_files=None, bind_dirs=None, broken=None):
     """Desired specs vs. recorded/live states -> ContainerActions. ``stale_files``:
     {name: [paths whose content differs]} (see ``files_to_write``); ``bind_dirs``:
-    {name: its existing directory of nslab's own binds} (see ``owned_bind_dir``)."""
+    {name: its existing directory of nslab's own binds} (see ``owned_bind_dir``);
+    ``broken``: {name: why its running init is not the container's any more} (see
+    ``health_problem``)."""
     actions = []
     for spec in specs:
         state = states[spec.name]
@@ -271,8 +317,10 @@ def plan_containers(specs, states, stale_files=None, bind_dirs=None):
         recorded = state.record["config"]
         changed = [k for k, v in spec.config().items()
                    if recorded.get(k, CONFIG_DEFAULTS.get(k)) != v]
-        if spec.state == "restarted" or changed:
-            why = " (%s changed)" % ", ".join(changed) if changed else ""
+        problem = (broken or {}).get(spec.name)
+        if spec.state == "restarted" or changed or problem:
+            why = " (%s changed)" % ", ".join(changed) if changed else (
+                " (%s)" % problem if problem else "")
             actions.append(ContainerAction("restart container '%s'%s" % (spec.name, why),
                                            "restart", spec))
     return actions

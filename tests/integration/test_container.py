@@ -1,6 +1,7 @@
 """nslab_container against the real kernel: isolation proved from the kernel's side
 (/proc/<pid>/...) and from inside the container (its command writes what it saw)."""
 
+import glob
 import os
 import shutil
 import subprocess
@@ -270,3 +271,47 @@ def test_userns_container_on_a_nosuid_nodev_jail(lab, module, netns):
     pid = result["containers"][0]["pid"]
     options = dict((m.split()[4], m.split()[5]) for m in open("/proc/%d/mountinfo" % pid))["/"]
     assert {"nosuid", "nodev"} <= set(options.split(",")), options
+
+
+def test_a_container_cut_off_from_its_netns_or_cgroup_is_restarted(lab, module, rootfs, netns):
+    """Issue #16: its net namespace deleted and made again, or its cgroup emptied, removed
+    and made again: the init still runs, in the dead namespace or the parent cgroup. The
+    next converge restarts it (a change, saying why); the one after changes nothing."""
+    assert module("nslab_cgroup", dict(lab=lab.name, name="box", pids=64))["_status"] == "ok"
+    args = container(lab, rootfs, netns, command=["sleep", "1000"], cgroup="box")
+    pid = module("nslab_container", args)["containers"][0]["pid"]
+    assert module("nslab_container", args)["changed"] is False
+
+    sh("ip", "netns", "del", netns)
+    assert module("nslab_namespace", dict(lab=lab.name, name=netns))["changed"]
+    healed = module("nslab_container", args)
+    assert healed["actions"] == ["restart container 'box' (its net namespace was replaced)"]
+    pid = healed["containers"][0]["pid"]
+    assert os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat("/run/netns/" + netns).st_ino
+    assert module("nslab_container", args)["changed"] is False
+
+    dirs = glob.glob("/sys/fs/cgroup/*/nslab/%s/box" % lab.name)
+    assert dirs
+    for directory in dirs:               # its processes moved to the lab's cgroup, then rmdir
+        for _attempt in range(50):
+            procs = open(os.path.join(directory, "cgroup.procs")).read().split()
+            if not procs:
+                break
+            for proc in procs:
+                try:
+                    with open(os.path.join(os.path.dirname(directory), "cgroup.procs"),
+                              "w") as handle:
+                        handle.write(proc)
+                except ProcessLookupError:
+                    pass
+        os.rmdir(directory)
+    assert module("nslab_cgroup", dict(lab=lab.name, name="box", pids=64))["changed"]
+    check = module("nslab_container", args, check=True)
+    assert check["actions"] == ["restart container 'box' (it is no longer in its cgroup "
+                                "nslab/%s/box)" % lab.name]
+    healed = module("nslab_container", args)
+    assert healed["actions"] == check["actions"]
+    pid = healed["containers"][0]["pid"]
+    for directory in dirs:
+        assert str(pid) in open(os.path.join(directory, "cgroup.procs")).read().split()
+    assert module("nslab_container", args)["changed"] is False

@@ -94,3 +94,22 @@ def test_cgroup_mounts_are_the_hierarchies_holding_the_container():
     pure = "30 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
     assert cgroup_mounts(v2, parse_mountinfo(pure), ["/sys/fs/cgroup/nslab/l/a"]) == [
         {"mount": "/sys/fs/cgroup", "fstype": "cgroup2", "options": "nsdelegate"}]
+
+
+def test_a_running_init_cut_off_from_its_lab_is_restarted_with_the_reason():
+    spec = ContainerSpec("a", rootfs="/j", netns="lab-a")
+    running = {"a": state("a", spec.config(), running=True)}
+    actions = plan_containers([spec], running, broken={"a": "its net namespace was replaced"})
+    assert [(a.verb, a.summary) for a in actions] == [
+        ("restart", "restart container 'a' (its net namespace was replaced)")]
+    assert plan_containers([spec], running, broken={"a": None}) == []
+
+
+def test_a_record_from_before_files_logs_and_seccomp_does_not_restart():
+    spec = ContainerSpec("a", rootfs="/j")
+    old = dict((k, v) for k, v in spec.config().items()
+               if k not in ("files", "log_max_size", "seccomp"))
+    assert plan(spec, state("a", old, running=True)) == []
+    spec.seccomp = "unconfined"
+    assert plan(spec, state("a", old, running=True)) == [
+        ("restart", "restart container 'a' (seccomp changed)")]
