@@ -199,15 +199,18 @@ def open_beneath(root, path):
         fd = next_fd
 
 
-def locked_flags(path):
-    """The read-only/nosuid/nodev/noexec flags of the mount at ``path`` (statvfs's ST_* bits
-    are these MS_* values). A remount must keep them: in a user namespace the kernel locks
-    the flags of mounts it inherited (the host's jail is nosuid,nodev) and refuses to clear
-    them (EPERM)."""
+def locked_flags(path, userns):
+    """In a user namespace, the read-only/nosuid/nodev/noexec flags of the mount at
+    ``path`` (statvfs's ST_* bits are these MS_* values): there the kernel locks the flags of
+    mounts it inherited (the host's jail is nosuid,nodev) and refuses a remount that
+    clears them (EPERM). Outside one, none: the host's root may clear them (a privileged
+    container's root runs setuid programs)."""
+    if not userns:
+        return 0
     return os.statvfs(path).f_flag & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_binds(root, binds):
+def mount_binds(root, binds, userns=False):
     """Bind each host directory onto its path in the root (not recursively: nothing
     mounted below the source comes along); no device node on it works."""
     for bind in binds:
@@ -221,7 +224,7 @@ def mount_binds(root, binds):
                          os.O_NOFOLLOW, dir_fd=parent)
             target = "/proc/self/fd/%d" % fd
             flags = MS_BIND | MS_REMOUNT | MS_NODEV | (MS_RDONLY if bind["readonly"] else 0)
-            mount(None, target, None, flags | locked_flags(target))
+            mount(None, target, None, flags | locked_flags(target, userns))
         finally:
             os.close(fd)
             os.close(parent)
@@ -303,12 +306,12 @@ def mount_cgroups(sys_dir, hierarchies):
     mount(None, top, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
 
 
-def enter_root(root, binds=(), cgroups=None, privileged=False, file_fds=None):
+def enter_root(root, binds=(), cgroups=None, privileged=False, file_fds=None, userns=False):
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount(root, root, None, MS_BIND | MS_REC)
     # No device node on the root filesystem works, whatever a process creates there.
-    mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV | locked_flags(root))
-    mount_binds(root, binds)
+    mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV | locked_flags(root, userns))
+    mount_binds(root, binds, userns)
     bind_files(root, file_fds or {})
     for sub in ("proc", "sys", "tmp"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
@@ -426,7 +429,7 @@ def run_init(config, ready_fd):
     socket.sethostname(config["hostname"])
     privileged = bool(config.get("privileged"))
     enter_root(config["rootfs"], config.get("binds") or [], config.get("cgroup_mounts"),
-               privileged, config.get("file_fds"))
+               privileged, config.get("file_fds"), config.get("userns_base") is not None)
     # A privileged container runs setuid programs and su as a host would.
     drop_capabilities(config["capabilities"], no_new_privs=not privileged)
     if confined(config):
