@@ -100,6 +100,12 @@ def broken(lab, case):
                       "nodes.a.limits.cpu_weight: 'high' is a string; expected an integer",
                       "nodes.a.jail: unknown key 'pth'",
                       "nodes.b.limits: ['memory', '32M'] is a list; expected a mapping"]
+    if case == "lab-name":
+        # nslab_info reads every lab instead (it would refuse the name): one error, by path
+        spec["lab"] = lab.name + "\n"
+        spec["nodes"]["a"]["hostname"] = "a_1"
+        return spec, ["lab: lab name '%s\\n' is invalid" % lab.name,
+                      "nodes.a.hostname: hostname 'a_1' is invalid"]
     if case == "nat-string":
         spec["networks"]["lan"]["nat"] = "false"
         return spec, ["networks.lan.nat: 'false' is a string; expected true or false"]
@@ -126,7 +132,8 @@ def broken(lab, case):
 
 
 @BUSYBOX_SKIP
-@pytest.mark.parametrize("case", ["names-hostname-caps-env-limits-jail-types", "nat-string",
+@pytest.mark.parametrize("case", ["names-hostname-caps-env-limits-jail-types", "lab-name",
+                                  "nat-string",
                                   "host-critical-subnets", "host-uplink-subnet",
                                   "jail-command"])
 def test_a_bad_topology_fails_before_anything_changes(lab, tmp_path, case):
