@@ -286,11 +286,21 @@ def _limits(where, limits, problems, resolve):
                     entries.append(dict((k, v) for k, v in entry.items() if k in IO_KEYS))
             value = entries
         typed[key] = value
-    problems.extend(parse_limits(typed, where + ".", resolve)[1])
+    for key, value in typed.items():
+        try:
+            problems.extend(parse_limits({key: value}, where + ".", resolve)[1])
+        except (ValueError, OverflowError):
+            # nan, inf or a number too large for a float: the parsers cannot take it
+            problems.append(_wrong("%s.%s" % (where, key), value,
+                                   LIMIT_TYPES[key][1] + ", a finite number"))
 
 
 def _disk(where, value, problems):
-    if isinstance(value, (bool, float)) or value == "max" or parse_size(where, value)[1]:
+    try:
+        bad = isinstance(value, (bool, float)) or value == "max" or parse_size(where, value)[1]
+    except (ValueError, OverflowError):           # a number too large for a float
+        bad = True
+    if bad:
         problems.append(_wrong(where, value, "a size like 512M or 2G (K, M, G, T: powers of "
                                "1024)"))
 

@@ -88,6 +88,15 @@ BAD = [
      "expected an integer from 1"),
     ("nodes/web1/limits/cpuset", "1-0", "nodes.web1.limits.cpuset: '1-0' is not a list of CPUs",
      "like 0-1,3"),
+    ("nodes/web1/limits/cpus", float("nan"), "nodes.web1.limits.cpus: nan is a number",
+     "a finite number"),
+    ("nodes/web1/limits/cpus", "inf", "nodes.web1.limits.cpus: 'inf' is a string",
+     "a finite number"),
+    ("nodes/web1/limits/pids", "nan", "nodes.web1.limits.pids: 'nan' is a string",
+     "a finite number"),
+    ("nodes/web1/limits/memory", "9" * 400 + "M", "nodes.web1.limits.memory: '999",
+     "a finite number"),
+    ("nodes/web1/disk", "9" * 400 + "M", "nodes.web1.disk: '999", "a size like 512M"),
     ("nodes/web1/limits/memroy", "64M", "nodes.web1.limits: unknown key 'memroy'",
      "expected one of cpu_weight"),
     ("nodes/web1/limits/io", [{"device": 8}], "nodes.web1.limits.io[0].device: 8 is an "
@@ -195,7 +204,7 @@ def test_the_good_topology_is_valid():
 
 
 @pytest.mark.parametrize("path,value,start,fragment", BAD,
-                         ids=["%s=%r" % (b[0], b[1])[:60] for b in BAD])
+                         ids=[("%s=%r" % (b[0], b[1]))[:60] for b in BAD])
 def test_a_bad_input_is_one_problem_naming_its_path_and_the_expected_form(
         path, value, start, fragment):
     problems = validate(with_change(path, value))
