@@ -368,7 +368,7 @@ def _jail(node_where, defaults_jail, node_jail, problems):
     if not jail:
         return
     source = jail.get("source")
-    if source not in JAIL_SOURCES:
+    if not isinstance(source, str) or source not in JAIL_SOURCES:
         problems.append("%s: %s is not a jail source; expected one of %s" % (
             where("source"), _show(source), ", ".join(SOURCES)))
         return

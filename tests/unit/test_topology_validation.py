@@ -321,3 +321,58 @@ def test_absent_plans_from_what_the_host_has_not_from_the_file():
     assert removal_plan("demo", {})["remove"] == dict(
         (k, []) for k in ("containers", "namespaces", "bridges", "veths", "jails", "cgroups",
                           "vxlans"))
+
+
+def paths(value, prefix=()):
+    """Every path (tuple of keys and indexes) into a nested value."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from paths(item, prefix + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from paths(item, prefix + (index,))
+
+
+ANY_VALUE = [None, True, 0, -1, 1.5, float("nan"), "", "x\n", "max", [], {}, ["a"], [1],
+             {"k": "v"}, {1: 2}]
+
+
+RICH = copy.deepcopy(GOOD)
+RICH["nodes"]["web1"]["jail"] = {"source": "debootstrap", "suite": "bookworm", "variant": "minbase",
+                            "include": ["iproute2"], "mirror": "http://deb.debian.org/debian",
+                            "overlay": True}
+RICH["nodes"]["web2"].update(jail={"source": "tarball", "path": "/srv/r.tar",
+                                   "keep_setuid": False}, disk="1G", host="h1",
+                             limits={"io": [{"device": "/dev/null", "read_bps": "1M"}],
+                                     "cpuset": "0", "swap": 0})
+RICH["networks"]["lan"].update(vni=7, isolate_host=True, antispoof=True)
+RICH["links"].append(["web1:eth2", "web2:eth2"])
+
+
+def any_disk(device):
+    """A stand-in for nslab_cgroup's block_device: every string names disk 8:0."""
+    return "8:0", None
+
+
+def test_no_value_anywhere_makes_the_validator_or_the_compiler_raise():
+    checked = 0
+    for base in (GOOD, RICH):
+        assert validate(base, resolve=any_disk) == []
+        for path in paths(base):
+            for value in ANY_VALUE:
+                spec = copy.deepcopy(base)
+                if not path:
+                    spec = value
+                else:
+                    target = spec
+                    for key in path[:-1]:
+                        target = target[key]
+                    target[path[-1]] = value
+                problems = validate(spec, resolve=any_disk)          # raises nothing
+                assert all(isinstance(p, str) and ": " in p for p in problems), (path, value)
+                assert not any(e in p for p in problems for e in PYTHON_ERRORS), problems
+                if not problems:
+                    compile_lab(spec)              # a valid topology compiles
+                checked += 1
+    assert checked > 1500
