@@ -3,10 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A lab's topology file: validated as a whole, then turned into what each host builds.
 
-Pure: no kernel access. ``validate`` lists every problem of a topology at once;
-``compile_lab`` turns a valid one into the object lists the modules converge
-(namespaces, bridges, veths, jails, cgroups, containers), so a lab costs a fixed number
-of module runs per host whatever its size.
+Pure: no kernel access. ``validate`` lists every problem of a topology at once, by the
+key's path: every key any module will receive, its type, range and form, with the
+modules' own parsers and vocabularies (nslab_cgroups, nslab_sources, nslab_init), and
+the host's own addresses as the caller read them; ``compile_lab`` turns a valid one into
+the object lists the modules converge (namespaces, bridges, veths, jails, cgroups,
+containers), so a lab costs a fixed number of module runs per host whatever its size;
+``removal_plan`` is what state=absent removes, from what a host has of the lab alone.
 
 Addresses are sticky: an address a node already has (``current``, read from the hosts) is
 kept while it is still valid, so adding or removing a node never renumbers the others.
