@@ -7,8 +7,10 @@ directory of this hybrid machine's cgroup2 mount (/sys/fs/cgroup/unified)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -16,7 +18,7 @@ from ansible.module_utils.nslab_cgroups import Hierarchy, Layout, detect_layout
 from ansible.module_utils.nslab_devices import (CONTAINER_DEVICES, PROGRAM_NAME, Bpf,
                                                 DeviceRule, assemble, restrict_devices)
 from ansible.module_utils.nslab_mountinfo import read_mountinfo
-from conftest import STATE_ROOT
+from conftest import BUSYBOX, BUSYBOX_APPLETS, BUSYBOX_SKIP, STATE_ROOT
 
 V1_DEVICES = "/sys/fs/cgroup/devices"
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -227,3 +229,67 @@ def test_v2_device_program_stops_mknod_and_open_of_host_devices(lab, attack, uni
     assert sorted(n for n, _i in programs(leaf)) == ["nslab_devices", "other_devices"]
     assert restrict_devices(layout, relpath, False) == []
     assert attack([leaf]) == DENIED
+
+
+# --- a container, end to end ------------------------------------------------------------------
+
+# /dev is the one place in a container where device nodes work (a tmpfs without nodev).
+MKNOD_ATTACK = ("busybox mknod /dev/vcsx c 7 0 2>>/tmp/err; echo mknod=$? > /tmp/out; "
+                "head -c 1 /dev/vcsx > /dev/null 2>>/tmp/err; echo open=$? >> /tmp/out; "
+                "echo x > /dev/null; echo null=$? >> /tmp/out; echo done >> /tmp/out; "
+                "exec sleep 1000")
+
+
+def busybox_root(root):
+    """A minimal busybox jail (as conftest's rootfs fixture makes one), one per container."""
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, str(root / "bin" / "busybox"))
+    for applet in BUSYBOX_APPLETS:
+        os.symlink("busybox", str(root / "bin" / applet))
+    (root / "tmp").mkdir()
+    return root
+
+
+def wait_for_done(path, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and read(path).endswith("done\n"):
+            return read(path)
+        time.sleep(0.05)
+    raise AssertionError("%s never said done" % path)
+
+
+@BUSYBOX_SKIP
+@pytest.mark.skipif(not os.path.isfile(os.path.join(V1_DEVICES, "devices.list")),
+                    reason="no cgroup v1 devices hierarchy on this host")
+def test_container_with_cap_mknod_cannot_reach_the_host_console(lab, module, tmp_path):
+    """cap_add MKNOD: mknod of vcs in its /dev fails; a privileged container (every device,
+    as Docker's --privileged) shows the same commands do read the host's console."""
+    roots = dict((name, busybox_root(tmp_path / name)) for name in ("box", "priv"))
+    assert module("nslab_namespace", dict(lab=lab.name, name=lab.n("d")))["changed"]
+    assert module("nslab_cgroup", dict(lab=lab.name, cgroups=[
+        {"name": "box"}, {"name": "priv"}]))["changed"]
+    result = module("nslab_container", dict(lab=lab.name, containers=[
+        dict(name="box", rootfs=str(roots["box"]), netns=lab.n("d"), cgroup="box",
+             cap_add=["MKNOD"], command=["sh", "-c", MKNOD_ATTACK]),
+        dict(name="priv", rootfs=str(roots["priv"]), netns=lab.n("d"), cgroup="priv",
+             privileged=True, command=["sh", "-c", MKNOD_ATTACK])]))
+    assert result["_status"] == "ok", result.get("msg")
+    box = wait_for_done(str(roots["box"] / "tmp/out"))
+    assert box == "mknod=1\nopen=1\nnull=0\ndone\n", box
+    assert "Operation not permitted" in read(str(roots["box"] / "tmp/err"))
+    assert wait_for_done(str(roots["priv"] / "tmp/out")) == "mknod=0\nopen=0\nnull=0\ndone\n"
+    # what the kernel holds for each
+    leaf = os.path.join(V1_DEVICES, "nslab", lab.name)
+    assert read(os.path.join(leaf, "box", "devices.list")) == CONTAINER_LIST
+    assert read(os.path.join(leaf, "priv", "devices.list")) == "a *:* rwm\n"
+    # its init and command are in the devices cgroup
+    pid = result["containers"][0]["pid"]
+    assert "devices:/nslab/%s/box" % lab.name in read("/proc/%d/cgroup" % pid)
+    # a rerun changes nothing
+    again = module("nslab_container", dict(lab=lab.name, containers=[
+        dict(name="box", rootfs=str(roots["box"]), netns=lab.n("d"), cgroup="box",
+             cap_add=["MKNOD"], command=["sh", "-c", MKNOD_ATTACK]),
+        dict(name="priv", rootfs=str(roots["priv"]), netns=lab.n("d"), cgroup="priv",
+             privileged=True, command=["sh", "-c", MKNOD_ATTACK])]))
+    assert again["changed"] is False
