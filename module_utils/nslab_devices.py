@@ -294,6 +294,16 @@ class Bpf:
         return name, info.raw[8:16].hex()
 
 
+_BPF = []
+
+
+def _bpf():
+    """One Bpf per process (finding libc runs ldconfig: milliseconds)."""
+    if not _BPF:
+        _BPF.append(Bpf())
+    return _BPF[0]
+
+
 @dataclass
 class AttachedProgram:
     prog_id: int
@@ -339,20 +349,34 @@ def _close(programs):
             program.fd = None
 
 
+# Programs this process loaded, by their instructions: (fd, tag). A lab starts many
+# containers with one policy; the verifier then runs once (2-6 ms each, measured), and one
+# program is attached to every cgroup. The fds close when the module's process ends.
+_LOADED = {}
+
+
+def loaded_program(bpf, rules):
+    """(fd, tag) of the program of ``rules``, loaded once per process."""
+    instructions = assemble(rules)
+    if instructions not in _LOADED:
+        prog_fd = bpf.load(instructions)
+        _LOADED[instructions] = (prog_fd, bpf.info(prog_fd)[1])
+    return _LOADED[instructions]
+
+
 def restrict_v2(directory, rules, check_mode=False, bpf=None, label=None):
     """Attach (or replace, or detach) nslab's device program on a cgroup v2 directory.
     Returns the action sentences (naming the cgroup as ``label``, else its directory)."""
-    bpf = bpf or Bpf()
+    bpf = bpf or _bpf()
     label = label or directory
     cgroup_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    prog_fd, attached = None, []
+    prog_fd, attached = None, []        # prog_fd stays open in _LOADED
     try:
         attached = attached_programs(bpf, cgroup_fd)
         wanted_tag = None
         if rules != [ALLOW_ALL]:
-            # Loading is free of lasting effects (freed on close): it gives the kernel's tag.
-            prog_fd = bpf.load(assemble(rules))
-            wanted_tag = bpf.info(prog_fd)[1]
+            # Loading has no lasting effect (freed on close) and gives the kernel's tag.
+            prog_fd, wanted_tag = loaded_program(bpf, rules)
         verb, stale = plan_v2(attached, wanted_tag)
         if verb is None:
             return []
@@ -379,8 +403,6 @@ def restrict_v2(directory, rules, check_mode=False, bpf=None, label=None):
             " (bpf(2) needs CAP_SYS_ADMIN or CAP_BPF)" if err.errno == errno.EPERM else ""))
     finally:
         _close(attached)
-        if prog_fd is not None:
-            os.close(prog_fd)
         os.close(cgroup_fd)
 
 
