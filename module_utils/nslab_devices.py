@@ -104,7 +104,9 @@ def parse_devices_list(text):
 
 def plan_v1(directory, current, desired):
     """Pure: [(file, text)] that turn the ``current`` rules into ``desired`` (nothing when
-    they are the same set). Deny-all first: allow lines are exceptions to it."""
+    they are the same set). Deny-all first: allow lines are exceptions to it. An allow-all
+    cgroup lists ``a *:* rwm`` even with deny exceptions (the kernel prints no exceptions
+    then): nslab never writes such exceptions, so it reads as allow-all."""
     if set(current) == set(desired):
         return []
     if desired == [ALLOW_ALL]:
