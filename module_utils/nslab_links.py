@@ -129,13 +129,16 @@ def configure_iface(kind, iface, current, alias):
                 add("detach %s from bridge '%s'" % (label, have),
                     _step(CONFIGURE, iface, ["link", "set"] + dev + ["nomaster"], undo))
     have_addrs = set(current.managed_addresses()) if current is not None else set()
+    # Removals first: deleting a subnet's primary address also deletes the secondaries
+    # of that subnet (promote_secondaries is off by default), so a new address added
+    # before the old one goes would go with it.
+    for addr in sorted(have_addrs - set(iface.addresses)):
+        add("remove address %s from %s" % (addr, label),
+            _step(ADDRESS, iface, ["addr", "del", addr] + dev, ["addr", "add", addr] + dev))
     for addr in iface.addresses:
         if addr not in have_addrs:
             add("add address %s to %s" % (addr, label),
                 _step(ADDRESS, iface, ["addr", "add", addr] + dev, ["addr", "del", addr] + dev))
-    for addr in sorted(have_addrs - set(iface.addresses)):
-        add("remove address %s from %s" % (addr, label),
-            _step(ADDRESS, iface, ["addr", "del", addr] + dev, ["addr", "add", addr] + dev))
     if current is not None and not current.up:
         add("bring %s up" % label,
             _step(UP, iface, ["link", "set"] + dev + ["up"], ["link", "set"] + dev + ["down"]))
