@@ -192,6 +192,7 @@ class NftPlan:
     replace: List[KernelRule] = field(default_factory=list)
     delete: List[KernelRule] = field(default_factory=list)
     drop_table: bool = False
+    was_empty: bool = False          # the table had no rule (or did not exist) before
 
     def __bool__(self):
         return bool(self.add or self.replace or self.delete)
@@ -203,7 +204,7 @@ def plan_rules(table, wanted, current, owned):
     ``owned(comment)`` says whether a kernel rule not in ``wanted`` belongs to this run
     (and so goes); every other rule stays as it is. A wanted rule is kept only if exactly
     one kernel rule has its comment and the same content."""
-    plan = NftPlan(table)
+    plan = NftPlan(table, was_empty=not current)
     by_comment = {}
     for rule in current:
         by_comment.setdefault(rule.comment, []).append(rule)
@@ -264,6 +265,9 @@ def undo_script(plan, after, part="all"):
     remove the ones it added; ``after`` is the table as read after applying."""
     table, commands = plan.table, []
     removed = []
+    if part in ("all", "add") and plan.was_empty and len(after) == len(plan.add):
+        # The table holds only what the plan added: it goes as it came.
+        return [{"delete": {"table": _table_json(table)}}]
     if part in ("all", "add"):
         added = set((r.comment, r.signature()) for r in plan.add)
         commands += [_delete_json(table, r) for r in after

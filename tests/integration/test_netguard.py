@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import sh
+from conftest import nft_rules, sh
 
 pytestmark = pytest.mark.skipif(shutil.which("nft") is None,
                                 reason="nft (Debian package nftables) is not installed")
@@ -144,3 +144,127 @@ def test_removing_an_isolated_bridge_removes_its_rule(host, module):
     assert sh("nft", "list", "table", "inet", "nslab", netns=hostns,
               check=False).returncode != 0
     assert module("nslab_bridge", dict(args, state="absent"), netns=hostns)["changed"] is False
+
+
+SPOOF = r"""
+import socket, struct, sys
+mac = lambda text: bytes.fromhex(text.replace(":", ""))
+own_mac, victim_mac, victim_ip, target_ip = sys.argv[1:5]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+everyone = b"\xff" * 6
+# An ARP request to the host that claims the victim's IP for this node's MAC...
+arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac(own_mac),
+                  socket.inet_aton(victim_ip), b"\0" * 6, socket.inet_aton(target_ip))
+s.send(everyone + mac(own_mac) + b"\x08\x06" + arp)
+# ...and a frame that claims the victim's MAC (the bridge learns its port from it).
+s.send(everyone + mac(victim_mac) + b"\x88\xb5" + b"nslab spoofing test".ljust(46, b"\0"))
+"""
+
+
+def eth0_mac(netns):
+    return json.loads(sh("ip", "-j", "link", "show", "eth0", netns=netns).stdout)[0]["address"]
+
+
+def neighbour_mac(hostns, bridge, ip):
+    entries = json.loads(sh("ip", "-j", "neigh", "show", ip, "dev", bridge,
+                            netns=hostns).stdout or "[]")
+    return entries[0].get("lladdr") if entries else None
+
+
+def fdb_port(hostns, bridge, mac):
+    entries = json.loads(sh("bridge", "-j", "fdb", "show", "br", bridge,
+                            netns=hostns).stdout or "[]")
+    ports = [e["ifname"] for e in entries if e.get("mac") == mac and "self" not in
+             e.get("flags", [])]
+    return ports[0] if ports else None
+
+
+def nodes_on_bridge(lab, module, antispoof):
+    hostns = lab.n("host")
+    assert module("nslab_namespace", dict(lab=lab.name, namespaces=[
+        dict(name=lab.n("a")), dict(name=lab.n("b"))]), netns=hostns)["changed"]
+    assert module("nslab_bridge", dict(lab=lab.name, name=lab.n("br"),
+                                       addresses=[BRIDGE_IP + "/22"]), netns=hostns)["changed"]
+    return dict(lab=lab.name, veths=[
+        dict(name=lab.n("va"), bridge=lab.n("br"), antispoof=antispoof,
+             peer=dict(name="eth0", netns=lab.n("a"), addresses=[NODE_A_IP + "/22"])),
+        dict(name=lab.n("vb"), bridge=lab.n("br"), antispoof=antispoof,
+             peer=dict(name="eth0", netns=lab.n("b"), addresses=[NODE_B_IP + "/22"]))])
+
+
+@pytest.mark.parametrize("antispoof", [False, True])
+def test_a_node_cannot_poison_its_neighbours_arp_or_the_bridge_fdb(host, module, antispoof):
+    lab, hostns, bridge = host, host.n("host"), host.n("br")
+    a, b = lab.n("a"), lab.n("b")
+    pairs = nodes_on_bridge(lab, module, antispoof)
+    assert module("nslab_veth", pairs, netns=hostns)["changed"] is True
+    mac_a, mac_b = eth0_mac(a), eth0_mac(b)
+    assert pings(a, NODE_B_IP) and pings(hostns, NODE_B_IP) and pings(b, BRIDGE_IP)
+    assert neighbour_mac(hostns, bridge, NODE_B_IP) == mac_b
+    assert fdb_port(hostns, bridge, mac_b) == lab.n("vb")
+    time.sleep(1.2)     # past the neighbour entry's locktime (1 s): an update may override
+
+    sh(sys.executable, "-c", SPOOF, mac_a, mac_b, NODE_B_IP, BRIDGE_IP, netns=a)
+    time.sleep(0.2)
+    poisoned = neighbour_mac(hostns, bridge, NODE_B_IP) == mac_a
+    stolen = fdb_port(hostns, bridge, mac_b) == lab.n("va")
+    # Without the guard both lies are learnt (so this test can fail); with it, neither.
+    assert (poisoned, stolen) == (not antispoof, not antispoof), (
+        neighbour_mac(hostns, bridge, NODE_B_IP), fdb_port(hostns, bridge, mac_b), mac_a, mac_b)
+    sh("ip", "neigh", "flush", "dev", bridge, netns=hostns)
+    assert pings(b, NODE_A_IP) and pings(hostns, NODE_A_IP)   # honest traffic flows
+
+
+def test_antispoof_rules_converge_and_go_with_their_pair(host, module):
+    lab, hostns = host, host.n("host")
+    pairs = nodes_on_bridge(lab, module, True)
+    check = module("nslab_veth", pairs, netns=hostns, check=True, diff=True)
+    assert check["changed"] is True
+    assert check["diff"]["after"]["host/%s" % lab.n("va")]["antispoof"] is True
+    assert nft_comments(hostns) == []                       # check mode made nothing
+
+    result = module("nslab_veth", pairs, netns=hostns)
+    mac_a = eth0_mac(lab.n("a"))
+    assert ("guard port '%s' of bridge '%s' against spoofing: source MAC %s, ARP sender "
+            "IPv4 %s" % (lab.n("va"), lab.n("br"), mac_a, NODE_A_IP)
+            ) in result["actions"]
+    assert result["veths"][0]["antispoof"] is True
+    assert result["veths"][0]["peer"]["mac"] == mac_a
+    assert len(nft_comments(hostns)) == 6
+    assert module("nslab_veth", pairs, netns=hostns)["changed"] is False
+
+    # A node that changes its MAC (it has CAP_NET_ADMIN) is cut off; the next run sets it back.
+    sh("ip", "link", "set", "eth0", "address", "02:00:00:00:00:99", netns=lab.n("a"))
+    assert not pings(lab.n("a"), NODE_B_IP)
+    again = module("nslab_veth", pairs, netns=hostns)
+    assert again["actions"] == ["set MAC of veth 'eth0' in netns '%s' from 02:00:00:00:00:99 "
+                                "to %s" % (lab.n("a"), mac_a)]
+    assert pings(lab.n("a"), NODE_B_IP)
+
+    # A changed address changes the rule; turning the guard off removes the rules.
+    moved = json.loads(json.dumps(pairs))
+    moved["veths"][0]["peer"]["addresses"] = ["10.213.184.21/22"]
+    changed = module("nslab_veth", moved, netns=hostns)
+    assert ("update the guard of port '%s' of bridge '%s' against spoofing: source MAC %s, "
+            "ARP sender IPv4 10.213.184.21" % (lab.n("va"), lab.n("br"), mac_a)
+            ) in changed["actions"]
+    assert pings(lab.n("a"), NODE_B_IP)      # the new address is the ARP sender allowed
+    assert len(nft_comments(hostns)) == 6
+    off = module("nslab_veth", dict(moved, veths=[dict(moved["veths"][0], antispoof=False)]),
+                 netns=hostns)
+    assert off["actions"] == ["remove the anti-spoofing rules of port '%s' of bridge '%s'" % (
+        lab.n("va"), lab.n("br"))]
+    assert off["veths"][0]["antispoof"] is False
+    assert len(nft_comments(hostns)) == 3
+
+    gone = module("nslab_veth", dict(pairs, veths=[dict(v, state="absent")
+                                                   for v in pairs["veths"]]), netns=hostns)
+    assert "remove the anti-spoofing rules of port '%s' of bridge '%s'" % (
+        lab.n("vb"), lab.n("br")) in gone["actions"]
+    assert sh("nft", "list", "table", "bridge", "nslab", netns=hostns,
+              check=False).returncode != 0                  # the emptied table went
+
+
+def nft_comments(hostns):
+    return [c for c, _h in nft_rules("bridge", netns=hostns)]

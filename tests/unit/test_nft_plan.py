@@ -124,3 +124,11 @@ def test_only_a_node_plugged_into_a_bridge_has_a_port_to_guard():
     assert VethSpec(port, Iface("p1", master=UNMANAGED)).bridge_port() == (
         port, Iface("p1", master=UNMANAGED))
 
+
+
+def test_undo_of_a_first_rule_removes_the_table_it_came_with():
+    wanted = [isolate_rule("l", "br0")]
+    plan = plan_rules(HOST_TABLE, wanted, [], everything)
+    after = kernel(HOST_TABLE, "nft_inet_nslab.json")
+    assert undo_script(plan, after) == [{"delete": {"table": {"family": "inet",
+                                                              "name": "nslab"}}}]
