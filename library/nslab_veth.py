@@ -503,8 +503,9 @@ def converge(module):
         apply_script(runner, nft, script(guard_plan, "add"))
         try:
             done = apply_plan(runner, actions)
-        except ApplyError as err:
-            undo_guard(runner, nft, guard_plan, "add", err.rollback_errors)
+        except NslabError as err:
+            undo_guard(runner, nft, guard_plan, "add",
+                       err.rollback_errors if isinstance(err, ApplyError) else [])
             raise
         try:
             apply_script(runner, nft, script(guard_plan, "delete"))

@@ -268,3 +268,26 @@ def test_antispoof_rules_converge_and_go_with_their_pair(host, module):
 
 def nft_comments(hostns):
     return [c for c, _h in nft_rules("bridge", netns=hostns)]
+
+
+def test_removing_a_bridge_removes_its_ports_rules(host, module):
+    """A lab torn down by deleting its namespaces (their veths go with them, nslab_veth
+    never runs) leaves its ports' rules to the bridge's removal."""
+    lab, hostns = host, host.n("host")
+    pairs = nodes_on_bridge(lab, module, True)
+    assert module("nslab_veth", pairs, netns=hostns)["changed"] is True
+    assert module("nslab_namespace", dict(lab=lab.name, namespaces=[
+        dict(name=lab.n("a")), dict(name=lab.n("b"))], state="absent"),
+        netns=hostns)["changed"] is True
+    assert len(nft_comments(hostns)) == 6
+    args = dict(lab=lab.name, name=lab.n("br"), state="absent")
+    check = module("nslab_bridge", args, netns=hostns, check=True)
+    assert len(nft_comments(hostns)) == 6
+    gone = module("nslab_bridge", args, netns=hostns)
+    assert gone["actions"] == check["actions"] == [
+        "delete bridge '%s'" % lab.n("br")] + [
+        "remove the anti-spoofing rules of port '%s' of bridge '%s'" % (lab.n(v), lab.n("br"))
+        for v in ("va", "vb")]
+    assert sh("nft", "list", "table", "bridge", "nslab", netns=hostns,
+              check=False).returncode != 0
+    assert module("nslab_bridge", args, netns=hostns)["changed"] is False
