@@ -2,6 +2,8 @@
 command proving the jail sees only its own files, 50 overlay jails in one invocation,
 reruns, changed sources, bad input, rollback, and debootstrap once with its cache."""
 
+import glob
+import json
 import os
 import shutil
 import stat
@@ -28,6 +30,12 @@ def listing(root):
         for name in dirs + names:
             found.add(os.path.join(directory, name)[len(root):])
     return found
+
+
+def mount_options(point):
+    with open("/proc/self/mountinfo") as handle:
+        return next(line.split()[5].split(",") for line in handle
+                    if line.split()[4] == point)
 
 
 def seen_from_inside(result):
@@ -110,7 +118,7 @@ def test_missing_host_binary_and_bad_names_and_paths_leave_nothing(lab, module):
          "binaries: 'nosuchbinary' not found on PATH"),
         (dict(name="t", source="tarball", path="/srv/../etc/passwd"),
          "path: path '/srv/../etc/passwd' is not in normal form"),
-        (dict(name="d", source="directory", path="/"), "path: '/' is (or holds, or is inside)"),
+        (dict(name="d", source="directory", path="/"), "path: '/' resolves to '/', the host's root"),
         (dict(name="b", source="busybox", path="/bin/ls"), "is dynamically linked"),
         (dict(name="c", command=["true"], state="unmounted"), "command: ['true'] needs"),
     ]
@@ -146,19 +154,30 @@ def test_tarball_source_and_a_changed_tarball_rebuilds(lab, module, tmp_path):
 
 
 @needs_busybox
-def test_directory_source_is_used_as_is_and_never_written(lab, module, tmp_path):
+def test_directory_source_is_copied_and_never_written(lab, module, tmp_path):
     tree = str(tmp_path / "tree")
     busybox_tree(tree, "mine")
     before = listing(tree)
     writes = module("nslab_jail", dict(lab=lab.name, name="d", source="directory", path=tree,
                                        command=["sh", "-c", "echo x > /new; cat /etc/marker"]))
     assert writes["_status"] == "ok", writes.get("msg")
-    assert writes["jails"][0]["base"] == tree
+    base = writes["jails"][0]["base"]
+    assert base.startswith(os.path.join(lab.data_dir, "bases", "directory-"))
+    assert writes["jails"][0]["command_result"]["stdout"] == "mine"
+    assert writes["stripped"] == [{"base_id": writes["jails"][0]["base_id"],
+                                   "device_nodes": 0, "setuid_setgid": 0}]
     assert writes["jails"][0]["command_result"]["changed"] is True     # measured, not guessed
     assert listing(tree) == before                      # /new, /dev, /proc... are in upper
-    assert os.path.exists(os.path.join(lab.data_dir, "jails", "d", "upper", "new"))
+    assert os.path.exists(os.path.join(lab.data_dir, "jails", "d", "layer", "upper", "new"))
     reads = module("nslab_jail", dict(lab=lab.name, name="d", command=["cat", "/new"]))
     assert reads["changed"] is False and reads["jails"][0]["command_result"]["stdout"] == "x\n"
+    # an edited source tree is a new base (the jail is rebuilt from it)
+    with open(os.path.join(tree, "etc", "marker"), "w") as handle:
+        handle.write("edited")
+    edited = module("nslab_jail", dict(lab=lab.name, name="d", source="directory", path=tree,
+                                       command=["cat", "/etc/marker"]))
+    assert edited["jails"][0]["base_id"] != writes["jails"][0]["base_id"]
+    assert edited["jails"][0]["command_result"]["stdout"] == "edited"
 
 
 @needs_busybox
@@ -190,8 +209,11 @@ def test_unmounted_keeps_the_writable_layer_and_copy_jails(lab, module):
                                      command=["sh", "-c", "echo c > /c"]))
     root = copy["jails"][0]["root"]
     assert copy["jails"][0]["overlay"] is False and copy["changed"] is True
-    assert mounts_under(os.path.dirname(root)) == [root + "/dev", root + "/dev/pts"]
+    # its copy, private below layer/, bound at root nosuid,nodev
+    assert mounts_under(os.path.dirname(root)) == [root, root + "/dev", root + "/dev/pts"]
     assert open(root + "/c").read() == "c\n"
+    assert open(os.path.join(lab.data_dir, "jails", "c", "layer", "copy", "c")).read() == "c\n"
+    assert {"nosuid", "nodev"} <= set(mount_options(root))
     # both jails share the one busybox base
     assert len(os.listdir(os.path.join(lab.data_dir, "bases"))) == 1
 
@@ -313,3 +335,59 @@ def test_converges_under_python39(lab, module):
     gone = module("nslab_jail", dict(lab=lab.name, name="p", state="absent"),
                   interpreter=interpreter)
     assert gone["changed"] is True and not os.path.exists(lab.data_dir)
+
+
+def make_old_layout(lab, name, overlay):
+    """Turn a jail made now into one of the layout before issue #15: layers directly in the
+    jail directory, no ``layout`` in jail.json, an overlay mounted without nosuid,nodev."""
+    jail = os.path.join(lab.data_dir, "jails", name)
+    for point in reversed(mounts_under(jail)):
+        sh("umount", point)
+    if overlay:
+        for part in ("upper", "work"):
+            os.rename(os.path.join(jail, "layer", part), os.path.join(jail, part))
+    else:
+        os.rmdir(os.path.join(jail, "root"))
+        os.rename(os.path.join(jail, "layer", "copy"), os.path.join(jail, "root"))
+    os.rmdir(os.path.join(jail, "layer"))
+    record = json.load(open(os.path.join(jail, "jail.json")))
+    del record["layout"]
+    json.dump(record, open(os.path.join(jail, "jail.json"), "w"))
+    os.chmod(jail, 0o755)
+    if overlay:
+        lower = glob.glob(os.path.join(lab.data_dir, "bases", "*", "rootfs"))[0]
+        sh("mount", "-t", "overlay", "overlay", "-o", "lowerdir=%s,upperdir=%s/upper,workdir="
+           "%s/work" % (lower, jail, jail), os.path.join(jail, "root"))
+
+
+@needs_busybox
+def test_jails_of_the_old_layout_are_migrated_in_place_keeping_their_files(lab, module):
+    jails = [dict(name="ov", command=["sh", "-c", "echo kept > /k"]),
+             dict(name="cp", overlay=False, command=["sh", "-c", "echo kept > /k"])]
+    assert module("nslab_jail", dict(lab=lab.name, jails=jails))["_status"] == "ok"
+    make_old_layout(lab, "ov", overlay=True)
+    make_old_layout(lab, "cp", overlay=False)
+    for path in (lab.data_dir, os.path.join(lab.data_dir, "bases")):
+        os.chmod(path, 0o755)
+    plain = [dict(name="ov", command=["cat", "/k"]),
+             dict(name="cp", overlay=False, command=["cat", "/k"])]
+    planned = module("nslab_jail", dict(lab=lab.name, jails=plain), check=True)
+    assert planned["changed"] is True
+    assert stat.S_IMODE(os.stat(lab.data_dir).st_mode) == 0o755          # check mode: as was
+
+    migrated = module("nslab_jail", dict(lab=lab.name, jails=plain))
+    assert migrated["_status"] == "ok", migrated.get("msg")
+    assert migrated["actions"] == planned["actions"] == [
+        "restrict %s to mode 0711 (was 0755)" % lab.data_dir,
+        "restrict %s/bases to mode 0700 (was 0755)" % lab.data_dir,
+        "move the writable layer of jail 'ov' below its private layer/ directory (0700) "
+        "and remount it nosuid,nodev",
+        "move the writable layer of jail 'cp' below its private layer/ directory (0700) "
+        "and remount it nosuid,nodev"]
+    assert [j["command_result"]["stdout"] for j in migrated["jails"]] == ["kept\n", "kept\n"]
+    for jail in migrated["jails"]:
+        assert {"nosuid", "nodev"} <= set(mount_options(jail["root"]))
+        layer = os.path.join(os.path.dirname(jail["root"]), "layer")
+        assert stat.S_IMODE(os.stat(layer).st_mode) == 0o700
+    assert os.path.isfile(os.path.join(lab.data_dir, "jails", "ov", "layer", "upper", "k"))
+    assert module("nslab_jail", dict(lab=lab.name, jails=plain))["changed"] is False
