@@ -13,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import time
 
 import pytest
 
@@ -173,3 +174,28 @@ def test_a_directory_source_that_resolves_to_the_host_is_refused(lab, module, tm
         assert "path: '%s' resolves to '%s'" % (tmp_path / name, target) in result["msg"]
         assert not os.path.lexists(lab.data_dir)
     assert mounts_under(lab.data_dir) == []
+
+
+def test_setuid_inside_a_privileged_container_still_works_and_stays_inert_on_the_host(
+        lab, module):
+    """nosuid is the host mount's: the container's init re-binds its root without it."""
+    made = module("nslab_jail", dict(lab=lab.name, name="p", source="host",
+                                     binaries=["sh", "head", "setpriv", "sleep"]))
+    assert made["_status"] == "ok", made.get("msg")
+    root = made["jails"][0]["root"]
+    plant_setuid_copy(root)
+    assert module("nslab_namespace", dict(lab=lab.name, name=lab.n("p")))["changed"]
+    script = ("setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c "
+              "'exec /tmp/x -n 9 /proc/self/status' > /tmp/out 2>&1; exec sleep 1000")
+    started = module("nslab_container", dict(lab=lab.name, name="p", jail="p",
+                                             netns=lab.n("p"), privileged=True,
+                                             command=["sh", "-c", script]))
+    assert started["_status"] == "ok", started.get("msg")
+    out = os.path.join("/proc/%d/root/tmp/out" % started["containers"][0]["pid"])
+    for _ in range(100):
+        if os.path.exists(out) and "Uid:" in open(out).read():
+            break
+        time.sleep(0.05)
+    uids = [line.split()[1:] for line in open(out) if line.startswith("Uid:")][0]
+    assert uids[:2] == ["65534", "0"]          # real nobody, effective root: setuid worked
+    assert euid_of_run(os.path.join(root, "tmp", "x")) == 65534      # on the host: inert
