@@ -128,6 +128,16 @@ options:
       - V(true), the jail's root is an overlay over the shared base; V(false), a copy of it.
       - When unset, an existing jail keeps its layout and a new one is an overlay.
     type: bool
+  disk:
+    description:
+      - Limit what the jail's writable layer (its overlay upper layer, or its copy) may hold,
+        for example V(512M) or V(2G) (powers of 1024; at least 16M). The layer is then a
+        sparse ext4 image file (C(layer.img) in the jail's directory, made with C(mkfs.ext4)
+        from e2fsprogs) loop-mounted C(nosuid,nodev); a write beyond it fails with ENOSPC
+        inside the container instead of filling the host's file system.
+      - V(0) means no limit. When unset, an existing jail keeps its limit and a new one has
+        none. A changed value rebuilds the jail - its writable layer is discarded.
+    type: str
   state:
     description:
       - V(present), the jail exists and is mounted, ready to chroot or pivot_root into.
@@ -199,6 +209,9 @@ options:
       overlay:
         description: Overlay (V(true)) or copy (V(false)) of the base.
         type: bool
+      disk:
+        description: Size limit of the writable layer (see O(disk)).
+        type: str
       state:
         description: V(present), V(unmounted) or V(absent).
         type: str
@@ -253,6 +266,12 @@ EXAMPLES = r"""
     suite: bookworm
     include: [iproute2]
 
+- name: A jail whose writable layer may hold at most 512 MiB (an ext4 image file)
+  nslab_jail:
+    lab: demo
+    name: capped
+    disk: 512M
+
 - name: Keep a jail's files but unmount it
   nslab_jail:
     lab: demo
@@ -304,6 +323,9 @@ jails:
     overlay:
       description: Whether the root is an overlay (else a copy).
       type: bool
+    disk:
+      description: The writable layer's size limit in bytes, or null when it has none.
+      type: int
     mounted:
       description: Whether the overlay, C(/dev) and C(/dev/pts) are all mounted.
       type: bool
@@ -333,7 +355,7 @@ from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, li
                                                 main_of)
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_jails import (JailApplier, JailCommandError, JailSpec,
-                                              JailStore, jail_view, plan_jails,
+                                              JailStore, jail_view, parse_disk, plan_jails,
                                               predicted_view, run_in_jail)
 from ansible.module_utils.nslab_sources import (SOURCES, VARIANTS, RootfsBuilder,
                                                 SourceResolver)
@@ -341,8 +363,8 @@ from ansible.module_utils.nslab_validate import abspath_problem, object_name_pro
 
 SOURCE_KEYS = ["source", "path", "binaries", "suite", "mirror", "variant", "include",
                "keep_setuid"]
-ITEM_KEYS = ["name"] + SOURCE_KEYS + ["overlay", "state", "command"]
-DIFF_KEYS = ["state", "source", "base_id", "overlay", "mounted"]
+ITEM_KEYS = ["name"] + SOURCE_KEYS + ["overlay", "disk", "state", "command"]
+DIFF_KEYS = ["state", "source", "base_id", "overlay", "disk", "mounted"]
 
 
 def check_names(items):
@@ -359,7 +381,7 @@ def check_names(items):
         raise ValidationError(problems)
 
 
-def build_specs(items, resolver, store, state):
+def build_specs(items, resolver, store, state, which=lambda name: None):
     """Validate every item and resolve its source; raise once with every problem.
 
     An existing jail whose item sets no source option keeps its base and an unset
@@ -374,7 +396,15 @@ def build_specs(items, resolver, store, state):
         overlay = item["overlay"]
         if overlay is None:
             overlay = current.record["overlay"] if current.exists else True
-        spec = JailSpec(item["name"], item["state"], overlay=overlay, command=command)
+        disk = current.record.get("disk") if current.exists else None
+        if item.get("disk") is not None:
+            disk, problem = parse_disk(where, item["disk"])
+            problems.append(problem)
+        if disk and item["state"] != "absent" and not which("mkfs.ext4"):
+            problems.append("%sdisk: needs mkfs.ext4 (Debian package e2fsprogs), not found "
+                            "on PATH" % where)
+        spec = JailSpec(item["name"], item["state"], overlay=overlay, command=command,
+                        disk=disk)
         specs.append(spec)
         if item["state"] == "absent":
             continue
@@ -427,7 +457,7 @@ def converge(module):
     names = [item["name"] for item in items]
     state = store.read(names)
     specs = build_specs(items, SourceResolver(run, module.get_bin_path, params["cache_dir"]),
-                        store, state)
+                        store, state, module.get_bin_path)
     actions = plan_jails(specs, state, store)
     after, stripped = state, []
     if actions and not module.check_mode:
@@ -466,6 +496,7 @@ def jail_options(item=False):
         include=dict(type="list", elements="str"),
         keep_setuid=dict(type="bool"),
         overlay=dict(type="bool"),
+        disk=dict(type="str"),
         state=dict(type="str", choices=["present", "unmounted", "absent"]),
         command=dict(type="list", elements="str"),
     )

@@ -14,6 +14,8 @@ Layout, all under nslab's own directory (nothing else is ever changed or removed
   /var/lib/nslab/<lab>/jails/<name>/              0711
   /var/lib/nslab/<lab>/jails/<name>/jail.json     record: lab, name, base, overlay, layout
   /var/lib/nslab/<lab>/jails/<name>/layer/        0700: upper/ and work/, or copy/
+  /var/lib/nslab/<lab>/jails/<name>/layer.img     0600: with ``disk``, an ext4 image
+                                                  loop-mounted nosuid,nodev at layer/
   /var/lib/nslab/<lab>/jails/<name>/root/         its root: the overlay, or copy/ bound here
 
 What a container writes lands in its writable layer on the host, so no other host user may
@@ -24,6 +26,11 @@ host is a usable setuid program or device. The directories down to ``root/`` sta
 traversable (0711, not listable): a user-namespace container's init, an unprivileged host
 uid, must reach its root. Jails of the older layout (layers directly in the jail directory,
 record without ``layout``) are migrated in place on the next run: renames, no data lost.
+
+A jail with ``disk`` (bytes) has its writable layer in a sparse ext4 image of that size
+(e2fsprogs' mkfs.ext4, the ``mount`` binary's loop setup, released by the kernel when the
+image is unmounted): what a container writes cannot fill the host's file system. A changed
+size rebuilds the jail (its writable layer is discarded), as a changed base does.
 
 A base is content-addressed by its source (see nslab_sources), built once per lab and shared
 by every jail of the lab built from the same source; it is removed when no jail of the lab
@@ -109,6 +116,7 @@ class JailSpec:
     command: Optional[List[str]] = None
     base_id: Optional[str] = None       # the base it stands on (from source or record)
     lowerdir: Optional[str] = None      # that base's root filesystem
+    disk: Optional[int] = None          # size of its writable layer's image; None: no limit
 
 
 @dataclass
@@ -142,6 +150,7 @@ class JailAction:
     overlay: bool = True
     mount: bool = False
     source: Optional[Source] = None     # build: what to build the base from
+    disk: Optional[int] = None          # create: the writable layer's image size
     path: Optional[str] = None          # restrict: the directory
     mode: Optional[int] = None          # restrict: its mode
 
@@ -260,11 +269,19 @@ def root_mount_ok(store, name, overlay, lowerdir, top):
         os.path.basename(store.jail_dir(name)), "layer", "copy"))
 
 
-def missing_mounts(store, name, overlay, lowerdir, mounts):
-    """What a mounted jail lacks: 'overlay' or 'root' (then everything is remounted),
-    '/dev', '/dev/pts'. ``mounts`` are those below the jail's directory."""
+def layer_mount_ok(top):
+    return (top is not None and top.fstype == "ext4"
+            and {"nosuid", "nodev"} <= set(top.options.split(",")))
+
+
+def missing_mounts(store, name, overlay, lowerdir, mounts, disk=None):
+    """What a mounted jail lacks: 'layer' (its disk image), 'overlay' or 'root' (then
+    everything above is remounted), '/dev', '/dev/pts'. ``mounts`` are those below the
+    jail's directory."""
     root = store.jail_path(name, "root")
     by_point = dict((m.mount_point, m) for m in mounts)
+    if disk and not layer_mount_ok(by_point.get(store.layer(name))):
+        return ["layer", "overlay" if overlay else "root", "/dev", "/dev/pts"]
     if not root_mount_ok(store, name, overlay, lowerdir, by_point.get(root)):
         return ["overlay" if overlay else "root", "/dev", "/dev/pts"]
     missing = []
@@ -310,19 +327,22 @@ def plan_jails(specs, state, store):
                                       base_id=base_id, source=spec.source))
         mount = spec.state == "present"
         kind = "an overlay" if spec.overlay else "a copy"
-        if current.exists and (current.record.get("base"), current.record.get("overlay")) != (
-                base_id, spec.overlay):
+        if current.exists and (current.record.get("base"), current.record.get("overlay"),
+                               current.record.get("disk")) != (base_id, spec.overlay, spec.disk):
             actions.append(JailAction(REMOVE, "remove", (
-                "remove jail '%s' to rebuild it as %s of base %s (was %s of %s); its "
+                "remove jail '%s' to rebuild it as %s of base %s%s (was %s of %s%s); its "
                 "writable layer is discarded" % (
-                    spec.name, kind, base_id,
+                    spec.name, kind, base_id, disk_words(spec.disk),
                     "an overlay" if current.record.get("overlay") else "a copy",
-                    current.record.get("base"))), spec.name))
+                    current.record.get("base"), disk_words(current.record.get("disk")))),
+                spec.name))
             current = JailState(spec.name, None)
         if not current.exists:
-            actions.append(JailAction(CREATE, "create", "create jail '%s' as %s of base %s%s" % (
-                spec.name, kind, base_id, " and mount it" if mount else ""), spec.name,
-                spec.lowerdir, base_id, spec.overlay, mount))
+            actions.append(JailAction(CREATE, "create", "create jail '%s' as %s of base %s%s%s"
+                                      % (spec.name, kind, base_id, disk_words(spec.disk),
+                                         " and mount it" if mount else ""), spec.name,
+                                      spec.lowerdir, base_id, spec.overlay, mount,
+                                      disk=spec.disk))
             continue
         if current.record.get("layout") != LAYOUT:
             actions.append(JailAction(CREATE, "migrate", (
@@ -332,11 +352,11 @@ def plan_jails(specs, state, store):
             continue
         if mount:
             missing = missing_mounts(store, spec.name, spec.overlay, spec.lowerdir,
-                                     current.mounts)
+                                     current.mounts, spec.disk)
             if missing:
                 actions.append(JailAction(MOUNT, "mount", "mount %s of jail '%s'" % (
                     ", ".join(missing), spec.name), spec.name, spec.lowerdir, base_id,
-                    spec.overlay))
+                    spec.overlay, disk=spec.disk))
         elif current.mounts:
             actions.append(JailAction(REMOVE, "unmount", "unmount jail '%s' (%d mounts)" % (
                 spec.name, len(current.mounts)), spec.name))
@@ -349,6 +369,27 @@ def plan_jails(specs, state, store):
         actions.append(JailAction(RELEASE, "release", "remove base %s (no jail of lab '%s' "
                                   "uses it)" % (base_id, store.lab), base_id=base_id))
     return sorted(actions, key=lambda a: a.phase)
+
+
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MIN_DISK = 16 << 20
+
+
+def parse_disk(where, value):
+    """``disk`` ("512M", "2G", "0" for no limit) -> (bytes or None, problem or None)."""
+    text = str(value).strip().upper().replace("IB", "").rstrip("B")
+    if text.isdigit() and int(text) == 0:
+        return None, None
+    unit = text[-1:] if text[-1:] in SIZE_UNITS else ""
+    number = text[:len(text) - len(unit)]
+    if not number.isdigit() or int(number) * SIZE_UNITS[unit] < MIN_DISK:
+        return None, ("%sdisk: %r is not a size of at least 16M; expected e.g. 512M or 2G "
+                      "(K, M, G, T are powers of 1024), or 0 for no limit" % (where, value))
+    return int(number) * SIZE_UNITS[unit], None
+
+
+def disk_words(disk):
+    return " with a %d MiB disk" % (disk >> 20) if disk else ""
 
 
 # --- views ------------------------------------------------------------------------------
@@ -366,7 +407,8 @@ def jail_view(store, name, state):
     record = current.record
     base = state.bases.get(record["base"]) or {}
     mounted = bool(base) and not missing_mounts(store, name, record["overlay"],
-                                                base.get("rootfs"), current.mounts)
+                                                base.get("rootfs"), current.mounts,
+                                                record.get("disk"))
     return {
         "state": "present" if mounted else "unmounted",
         "root": store.jail_path(name, "root"),
@@ -374,6 +416,7 @@ def jail_view(store, name, state):
         "base_id": record["base"],
         "source": base.get("source"),
         "overlay": record["overlay"],
+        "disk": record.get("disk"),
         "mounted": mounted,
         "stamp": stamp_of(base),
     }
@@ -390,6 +433,7 @@ def predicted_view(store, spec, state):
         "base_id": spec.base_id,
         "source": base["source"],
         "overlay": spec.overlay,
+        "disk": spec.disk,
         "mounted": spec.state == "present",
         "stamp": stamp_of(base),
     }
@@ -460,14 +504,49 @@ def mount_root(store, name, overlay, lowerdir):
         raise
 
 
-def mount_jail(store, name, overlay, lowerdir, new=False):
+def make_disk_image(image, size):
+    """A sparse ext4 image of ``size`` bytes (no reserved blocks: it is all the jail's)."""
+    with open(image, "xb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.truncate(size)
+    run_tool(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", image],
+             "format %s" % image)
+
+
+def mount_layer(image, layer):
+    """The image loop-mounted nosuid,nodev at ``layer``, closed to other users. The mount
+    binary sets up the loop device with autoclear: unmounting releases it."""
+    run_tool(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", image, layer],
+             "mount %s" % image)
+    os.chmod(layer, PRIVATE)
+
+
+def run_tool(argv, what):
+    proc = subprocess.run([shutil.which(argv[0]) or argv[0]] + argv[1:], capture_output=True,
+                          env=dict(os.environ, LC_ALL="C"))
+    if proc.returncode != 0:
+        raise JailError("cannot %s: %s exited %d: %s" % (what, argv[0], proc.returncode,
+                                                          proc.stderr.decode("utf-8",
+                                                                             "replace").strip()))
+
+
+def mount_jail(store, name, overlay, lowerdir, new=False, disk=None):
     """Mount what a jail lacks; return the mount points made (undone on failure). A
     ``new`` jail has no mounts: the mount table (which grows with every jail) is not read."""
     root = store.jail_path(name, "root")
-    missing = ["root", "/dev", "/dev/pts"] if new else missing_mounts(
-        store, name, overlay, lowerdir, mounts_below(read_mountinfo(), store.jail_dir(name)))
+    if new:
+        missing = (["layer"] if disk else []) + ["root", "/dev", "/dev/pts"]
+    else:
+        missing = missing_mounts(store, name, overlay, lowerdir, mounts_below(
+            read_mountinfo(), store.jail_dir(name)), disk)
     made = []
     try:
+        if missing[0] == "layer":
+            if not new:
+                unmount_below(store.layer(name))
+            mount_layer(store.jail_path(name, "layer.img"), store.layer(name))
+            made.append(store.layer(name))
+            missing = missing[1:]
         if missing[:1] in (["root"], ["overlay"]):
             if not new:
                 unmount_below(root)
@@ -562,24 +641,31 @@ class JailApplier:
             os.mkdir(os.path.join(temp, "root"), WRITABLE)
             layer = os.path.join(temp, "layer")
             os.mkdir(layer, PRIVATE)
+            if action.disk:
+                image = os.path.join(temp, "layer.img")
+                make_disk_image(image, action.disk)
+                mount_layer(image, layer)
             if action.overlay:
                 for part in ("upper", "work"):
                     os.mkdir(os.path.join(layer, part), WRITABLE)
             else:
                 self.runner.run([shutil.which("cp") or "cp", "-a", "--reflink=auto", lowerdir,
                                  os.path.join(layer, "copy")])
+            if action.disk:      # mounted again at its final path by mount_jail
+                sc.umount2(layer, 0)
         record = {"lab": self.store.lab, "name": name, "base": action.base_id,
-                  "overlay": action.overlay, "layout": LAYOUT}
+                  "overlay": action.overlay, "layout": LAYOUT, "disk": action.disk}
         # Traversable, not listable: a container in a user namespace is an ordinary host
         # user, and must reach its root through this directory to bind it.
         self._into_place(self._temp_dir(self.store.jails_dir, name, TRAVERSE), final,
                          "jail.json", record, fill)
         self.undo.append((action.summary, lambda: remove_tree(final)))
         if action.mount:
-            mount_jail(self.store, name, action.overlay, lowerdir, new=True)
+            mount_jail(self.store, name, action.overlay, lowerdir, new=True, disk=action.disk)
 
     def _mount(self, action):
-        made = mount_jail(self.store, action.name, action.overlay, action.lowerdir)
+        made = mount_jail(self.store, action.name, action.overlay, action.lowerdir,
+                          disk=action.disk)
 
         def undo():
             for point in reversed(made):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 import time
 import urllib.request
@@ -391,3 +392,52 @@ def test_jails_of_the_old_layout_are_migrated_in_place_keeping_their_files(lab, 
         assert stat.S_IMODE(os.stat(layer).st_mode) == 0o700
     assert os.path.isfile(os.path.join(lab.data_dir, "jails", "ov", "layer", "upper", "k"))
     assert module("nslab_jail", dict(lab=lab.name, jails=plain))["changed"] is False
+
+
+def loop_devices_of(image):
+    return [line for line in sh("losetup", "-a").stdout.splitlines()
+            if "(%s)" % image in line]
+
+
+@needs_busybox
+def test_a_disk_limit_caps_the_writable_layer_and_goes_with_the_jail(lab, module):
+    args = dict(lab=lab.name, name="q", disk="32M")
+    made = module("nslab_jail", args, diff=True)
+    assert made["_status"] == "ok", made.get("msg")
+    jail = os.path.join(lab.data_dir, "jails", "q")
+    image, layer, root = jail + "/layer.img", jail + "/layer", made["jails"][0]["root"]
+    assert made["jails"][0]["disk"] == 32 << 20 and made["diff"]["after"]["q"]["disk"] == 32 << 20
+    assert os.stat(image).st_size == 32 << 20 and os.stat(image).st_blocks * 512 < 32 << 20
+    assert stat.S_IMODE(os.stat(image).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(layer).st_mode) == 0o700
+    assert mounts_under(jail) == [layer, root, root + "/dev", root + "/dev/pts"]
+    assert {"nosuid", "nodev"} <= set(mount_options(layer)) and len(loop_devices_of(image)) == 1
+    # a container writing 48 MiB gets ENOSPC, and nothing lands outside the image
+    proc = subprocess.run(["chroot", root, "sh", "-c",
+                           "dd if=/dev/zero of=/big bs=1M count=48 2>&1"], capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and "No space left on device" in proc.stdout
+    assert os.path.getsize(layer + "/upper/big") < 32 << 20
+    assert module("nslab_jail", args)["changed"] is False
+
+    down = module("nslab_jail", dict(args, state="unmounted"))
+    assert down["actions"] == ["unmount jail 'q' (4 mounts)"]
+    assert mounts_under(jail) == [] and loop_devices_of(image) == []
+    up = module("nslab_jail", dict(lab=lab.name, name="q"))          # disk unset: kept
+    assert up["actions"] == ["mount layer, overlay, /dev, /dev/pts of jail 'q'"]
+    assert os.path.exists(root + "/big")
+
+    bigger = module("nslab_jail", dict(args, disk="64M"))
+    assert [a.split(" ")[0] for a in bigger["actions"]] == ["remove", "create"]
+    assert "with a 64 MiB disk" in bigger["actions"][1]
+    assert not os.path.exists(root + "/big")                       # rebuilt: layer discarded
+    gone = module("nslab_jail", dict(args, state="absent"))
+    assert gone["_status"] == "ok" and not os.path.exists(lab.data_dir)
+    assert loop_devices_of(image) == []
+
+
+def test_a_bad_disk_size_is_refused_naming_it(lab, module):
+    result = module("nslab_jail", dict(lab=lab.name, jails=[dict(name="q", disk="1M")]))
+    assert result["_status"] == "failed"
+    assert "jails[0].disk: '1M' is not a size of at least 16M" in result["msg"]
+    assert not os.path.exists(lab.data_dir)

@@ -211,3 +211,39 @@ def test_a_failed_build_leaves_no_temporary_directory(tmp_path):
     with pytest.raises(ApplyError, match="No space left"):
         JailApplier(store, Failing(), run=None).apply(actions)
     assert not tmp_path.exists()
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("512M", 512 << 20), ("2G", 2 << 30), ("2GiB", 2 << 30), ("16m", 16 << 20),
+    ("16777216", 16 << 20), ("0", None), (0, None)])
+def test_parse_disk_sizes(value, expected):
+    assert nslab_jails.parse_disk("disk", value) == (expected, None)
+
+
+@pytest.mark.parametrize("value", ["15M", "1K", "-5M", "lots", "1.5G", "", "5X"])
+def test_parse_disk_refuses_what_is_not_a_size_of_16m(value):
+    size, problem = nslab_jails.parse_disk("jails[3].", value)
+    assert size is None and problem.startswith("jails[3].disk: %r is not a size" % value)
+
+
+def test_a_jail_with_a_disk_needs_its_layer_mounted_first():
+    lowerdir = STORE.rootfs(busybox())
+    layer = MountEntry(9, 0, "/", STORE.layer("a"), "rw,nosuid,nodev", [], "ext4",
+                       "/dev/loop0", "rw")
+    full = [layer] + mounted("a", lowerdir)
+    assert missing_mounts(STORE, "a", True, lowerdir, full, 32 << 20) == []
+    assert missing_mounts(STORE, "a", True, lowerdir, full[1:], 32 << 20) == [
+        "layer", "overlay", "/dev", "/dev/pts"]
+
+
+def test_a_changed_disk_rebuilds_the_jail():
+    source = busybox()
+    state = lab([("a", source.base_id, True, [])], {source.base_id: base_record(source)})
+    jail = spec("a")
+    jail.disk = 64 << 20
+    actions = plan_jails([jail], state, STORE)
+    assert verbs(actions) == [("remove", "a"), ("create", "a")]
+    assert actions[1].disk == 64 << 20
+    assert actions[0].summary == (
+        "remove jail 'a' to rebuild it as an overlay of base %s with a 64 MiB disk (was an "
+        "overlay of %s); its writable layer is discarded" % (source.base_id, source.base_id))
