@@ -33,6 +33,13 @@ def listing(root):
     return found
 
 
+def lab_actions(result):
+    """The run's actions but the restriction of shared directories (/var/lib/nslab, the
+    cache), which another lab or module may have made with wider modes just before."""
+    return [a for a in result["actions"] if not a.startswith("restrict ")
+            or "/bases " in a or "/jails " in a]
+
+
 def mount_options(point):
     with open("/proc/self/mountinfo") as handle:
         return next(line.split()[5].split(",") for line in handle
@@ -64,8 +71,8 @@ def write_tarball(path, tree):
 def test_check_mode_creates_nothing(lab, module):
     result = module("nslab_jail", dict(lab=lab.name, name="a"), check=True, diff=True)
     assert result["_status"] == "ok" and result["changed"] is True
-    assert [a.split(" ", 2)[:2] for a in result["actions"]] == [["build", "base"],
-                                                                ["create", "jail"]]
+    assert [a.split(" ", 2)[:2] for a in lab_actions(result)] == [["build", "base"],
+                                                                  ["create", "jail"]]
     assert result["diff"]["before"] == {"a": {"state": "absent"}}
     assert result["diff"]["after"]["a"]["mounted"] is True
     assert not os.path.exists(lab.data_dir)
@@ -226,7 +233,7 @@ def test_fifty_overlay_jails_from_one_base_in_one_invocation(lab, module):
     result = module("nslab_jail", dict(lab=lab.name, jails=jails))
     took = time.monotonic() - start
     assert result["_status"] == "ok", result.get("msg")
-    assert len(result["actions"]) == 51 and result["actions"][0].startswith("build base")
+    assert len(lab_actions(result)) == 51 and lab_actions(result)[0].startswith("build base")
     assert all(j["mounted"] and j["base"] == result["jails"][0]["base"]
                for j in result["jails"])
     assert len(mounts_under(lab.data_dir)) == 150
@@ -313,7 +320,7 @@ def test_debootstrap_once_then_from_the_cache(lab, module):
     start = time.monotonic()
     second = module("nslab_jail", args)
     took = time.monotonic() - start
-    assert "extract the cached tarball" in second["actions"][0]
+    assert "extract the cached tarball" in lab_actions(second)[0]
     assert second["jails"][0]["command_result"]["stdout"].startswith("12.")
     assert took < 30, took
     # apt inside sees the jail's own dpkg database, not the host's
