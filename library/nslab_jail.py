@@ -27,7 +27,8 @@ description:
     itself is never written to; a changed tree resolves to a new base)."
   - A V(tarball) or V(directory) base is stripped of device nodes (a jail's C(/dev) is a
     tmpfs nslab makes) and of setuid/setgid bits (unless O(keep_setuid)); the counts are
-    returned in RV(stripped). A debootstrap base keeps Debian's own setuid programs.
+    returned in RV(stripped). A V(debootstrap) base loses the device nodes debootstrap
+    made in its C(/dev) and keeps Debian's own setuid programs.
   - A V(directory) source and a V(tarball) path are resolved (symlinks followed) before they
     are checked. A directory that resolves to C(/), to a host system directory (C(/etc),
     C(/usr), C(/var), C(/home)...), into C(/proc), C(/sys), C(/dev), C(/boot), C(/etc) or
@@ -338,8 +339,9 @@ jails:
       type: dict
       sample: {cmd: [ls, /], rc: 0, stdout: "bin\ndev\netc\n", stderr: "", changed: false}
 stripped:
-  description: For each base built in this run from a tarball or directory, what was
-    removed from it - device nodes, and files whose setuid/setgid bits were cleared.
+  description: For each base built in this run from a tarball, directory or debootstrap,
+    what was removed from it - device nodes, and files whose setuid/setgid bits were cleared
+    (never for debootstrap).
   returned: always
   type: list
   elements: dict

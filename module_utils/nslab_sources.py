@@ -25,7 +25,8 @@ Sources:
 A tarball or directory base is stripped after it is made (``strip_special``): device nodes
 are removed (a jail's /dev is a tmpfs nslab makes) and setuid/setgid bits cleared unless
 the source sets ``keep_setuid``. Such files come from outside nslab; on the host they would
-be usable by anyone who reaches them. A debootstrap base keeps Debian's own setuid programs.
+be usable by anyone who reaches them. A debootstrap base loses the device nodes debootstrap
+made in its /dev and keeps Debian's own setuid programs (its cached tarball is kept as is).
 
 A directory source is resolved (realpath) before any check, and refused when it is the
 host's root, a host system directory, or inside or above nslab's own trees: a symlink to
@@ -473,6 +474,8 @@ class RootfsBuilder:
         stripped = None
         if source.kind in ("tarball", "directory"):
             stripped = strip_special(dest, source.spec.get("keep_setuid", False))
+        elif source.kind == "debootstrap":      # Debian's setuid programs stay
+            stripped = strip_special(dest, keep_setuid=True)
         ensure_mount_points(dest)
         return stripped
 

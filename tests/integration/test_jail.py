@@ -321,6 +321,14 @@ def test_debootstrap_once_then_from_the_cache(lab, module):
     second = module("nslab_jail", args)
     took = time.monotonic() - start
     assert "extract the cached tarball" in lab_actions(second)[0]
+    # debootstrap's /dev nodes are not kept; Debian's setuid programs are
+    assert second["stripped"][0]["device_nodes"] > 0
+    assert second["stripped"][0]["setuid_setgid"] == 0
+    base = second["jails"][0]["base"]
+    assert os.stat(base + "/usr/bin/passwd").st_mode & stat.S_ISUID
+    assert not [n for n in os.listdir(base + "/dev")
+                if stat.S_ISCHR(os.lstat(base + "/dev/" + n).st_mode)
+                or stat.S_ISBLK(os.lstat(base + "/dev/" + n).st_mode)]
     assert second["jails"][0]["command_result"]["stdout"].startswith("12.")
     assert took < 30, took
     # apt inside sees the jail's own dpkg database, not the host's
