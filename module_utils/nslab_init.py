@@ -227,7 +227,12 @@ def enter_root(root, binds=(), cgroups=None, privileged=False):
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount(root, root, None, MS_BIND | MS_REC)
     # No device node on the root filesystem works, whatever a process creates there.
-    mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV)
+    try:
+        mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV)
+    except PermissionError:
+        # In a user namespace the host mount's flags are locked: nslab_jail mounts every
+        # jail root nosuid,nodev on the host, and a remount must keep them.
+        mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV | MS_NOSUID)
     mount_binds(root, binds)
     for sub in ("proc", "sys", "tmp"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
