@@ -59,9 +59,22 @@ options:
         turn it off again.
     type: bool
     default: false
+  isolate_host:
+    description:
+      - Nodes on the bridge reach no address of the host except the bridge's own (the
+        host side of the lab network, their gateway). Packets that arrive on the bridge
+        for any other local address of the host (its uplink, loopback, other bridges, IPv4
+        and IPv6) are dropped, by one nftables rule in nslab's own table C(inet nslab)
+        (chain C(input)), named by its comment C(nslab:<lab>:<bridge>:isolate-host).
+      - Traffic the host forwards (routing, O(nat)) is not affected, nor are replies to
+        connections the host opens from the bridge's address.
+      - Needs the C(nft) command (Debian package C(nftables)).
+    type: bool
+    default: false
   state:
     description:
-      - V(present) creates or updates, V(absent) deletes. The default for items of
+      - V(present) creates or updates, V(absent) deletes (with its rules in nslab's
+        nftables tables, including the anti-spoofing rules of its ports, see nslab_veth). The default for items of
         O(bridges) that do not set their own.
     type: str
     choices: [present, absent]
@@ -98,6 +111,10 @@ options:
         description: Masquerade the bridge's IPv4 subnets to the host's uplink.
         type: bool
         default: false
+      isolate_host:
+        description: Nodes on the bridge reach no address of the host but the bridge's.
+        type: bool
+        default: false
       state:
         description: V(present) or V(absent); defaults to the top-level O(state).
         type: str
@@ -107,7 +124,7 @@ extends_documentation_fragment:
   - nslab
 requirements:
   - iproute2 and util-linux (nsenter) on the target
-  - nftables (C(nft)) only with O(nat=true)
+  - nftables (C(nft)) only with O(nat=true) or O(isolate_host=true)
 notes:
   - The bridge lives in the host's network namespace. Host-wide settings such as
     C(net.bridge.bridge-nf-call-iptables) or ARP table sizes are not changed.
@@ -129,6 +146,13 @@ EXAMPLES = r"""
     bridges:
       - {name: nslab-demo-lan, addresses: [10.213.1.1/24, "fd00:213:1::1/64"], ipv6: true}
       - {name: nslab-demo-dmz, mtu: 9000, stp: true}
+
+- name: A lab network whose nodes cannot reach the host's other addresses
+  nslab_bridge:
+    lab: demo
+    name: nslab-demo-lan
+    addresses: [10.213.1.1/24]
+    isolate_host: true
 
 - name: Remove a bridge
   nslab_bridge:
@@ -161,6 +185,7 @@ bridges:
       stp: false
       ipv6: false
       nat: false
+      isolate_host: false
       ifindex: 7
       owner: "nslab:demo:bridge"
 diff:
@@ -178,12 +203,15 @@ from ansible.module_utils.nslab_links import (BridgeSpec, Iface, address_problem
                                               plan_bridges)
 from ansible.module_utils.nslab_nat import (enable_forwarding, forwarding_enabled, nat_subnets,
                                             plan_nat, read_rules, rule_comment)
+from ansible.module_utils.nslab_nft import (BRIDGE_TABLE, HOST_TABLE, ISOLATE, PORT,
+                                            apply_script, isolate_rule, parse_comment,
+                                            plan_rules, read_table, script, undo_script)
 from ansible.module_utils.nslab_plan import apply_plan, rollback
 from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
                                                  interface_addresses)
 
-VIEW_KEYS = ["state", "kind", "mtu", "mac", "up", "addresses", "stp", "ipv6", "nat", "ifindex",
-             "owner"]
+VIEW_KEYS = ["state", "kind", "mtu", "mac", "up", "addresses", "stp", "ipv6", "nat",
+             "isolate_host", "ifindex", "owner"]
 
 
 def build_specs(items):
@@ -203,7 +231,8 @@ def build_specs(items):
             iface=Iface(name=item["name"], mtu=item.get("mtu"),
                         mac=item["mac"].lower() if item.get("mac") else None,
                         addresses=addresses, ipv6=bool(item.get("ipv6"))),
-            stp=bool(item.get("stp")), nat=bool(item.get("nat")), state=item["state"]))
+            stp=bool(item.get("stp")), nat=bool(item.get("nat")),
+            isolate_host=bool(item.get("isolate_host")), state=item["state"]))
     problems = [p for p in problems if p]
     if problems:
         raise ValidationError(problems)
@@ -213,7 +242,8 @@ def build_specs(items):
 def diff_keys(item):
     keys = ["state"]
     if item["state"] == "present":
-        keys += ["addresses", "stp", "ipv6", "nat"] + [k for k in ("mtu", "mac") if item.get(k)]
+        keys += ["addresses", "stp", "ipv6", "nat", "isolate_host"] + [
+            k for k in ("mtu", "mac") if item.get(k)]
     return keys
 
 
@@ -230,12 +260,54 @@ def nat_state(rules, lab, name):
     return any(c.startswith("nslab:%s:%s:" % (lab, name)) for c in rules)
 
 
+def plan_filters(specs, lab, host_rules, bridge_rules):
+    """Plans for nslab's filter tables: the isolation rule of each bridge with
+    isolate_host, and for a bridge that goes, every rule named after it (its isolation
+    and its ports' anti-spoofing rules). Returns (summaries, [NftPlan])."""
+    managed = set(s.iface.name for s in specs)
+    absent = set(s.iface.name for s in specs if s.state == "absent")
+
+    def owned_host(comment):
+        parsed = parse_comment(comment)
+        return bool(parsed) and parsed[0] == lab and parsed[1] in managed and (
+            parsed[2] == ISOLATE or parsed[1] in absent)
+
+    def owned_bridge(comment):
+        parsed = parse_comment(comment)
+        return bool(parsed) and parsed[0] == lab and parsed[1] in absent
+
+    wanted = [isolate_rule(lab, s.iface.name) for s in specs
+              if s.state == "present" and s.isolate_host]
+    host_plan = plan_rules(HOST_TABLE, wanted, host_rules, owned_host)
+    bridge_plan = plan_rules(BRIDGE_TABLE, [], bridge_rules, owned_bridge)
+    summaries = []
+    for rule in host_plan.add:
+        summaries.append("isolate the host from bridge '%s': its nodes reach only the "
+                         "bridge's own addresses" % parse_comment(rule.comment)[1])
+    for rule in host_plan.delete:
+        _lab, bridge, what, _port, _check = parse_comment(rule.comment)
+        if what == ISOLATE:
+            summaries.append("stop isolating the host from bridge '%s'" % bridge)
+    for rule in bridge_plan.delete:
+        _lab, bridge, what, port, _check = parse_comment(rule.comment)
+        summary = "remove the anti-spoofing rules of port '%s' of bridge '%s'" % (port, bridge)
+        if what == PORT and summary not in summaries:
+            summaries.append(summary)
+    return summaries, [p for p in (host_plan, bridge_plan) if p]
+
+
+def isolate_state(rules, lab, name):
+    wanted = isolate_rule(lab, name)
+    return any(r.comment == wanted.comment and r.signature == wanted.signature()
+               for r in rules)
+
+
 def converge(module):
     params = module.params
     lab = params["lab"]
     check_lab(params)
     items = items_from_params(params, "bridges", ["name", "addresses", "mtu", "mac", "stp",
-                                                  "ipv6", "nat", "state"])
+                                                  "ipv6", "nat", "isolate_host", "state"])
     specs = build_specs(items)
     runner = runner_for(module)
 
@@ -247,6 +319,11 @@ def converge(module):
     if wanted and nft is None:
         problems.append("nat: true needs the nft command on the target; expected the "
                         "nftables package to be installed")
+    isolating = [s.iface.name for s in specs if s.state == "present" and s.isolate_host]
+    if isolating and nft is None:
+        problems.append("isolate_host: true (bridge %s) needs the nft command on the target; "
+                        "expected the nftables package to be installed" % ", ".join(
+                            "'%s'" % n for n in isolating))
     if problems:
         raise ValidationError(problems)
     actions = plan_bridges(specs, links, lab)
@@ -254,51 +331,72 @@ def converge(module):
     # With no nft there can be no nslab rules to remove.
     rules = read_rules(runner, nft) if nft else {}
     nat_summaries, nat_script = plan_nat(wanted, rules, lab, [s.iface.name for s in specs])
+    host_rules = read_table(runner, nft, HOST_TABLE) if nft else []
+    # Only a bridge that goes needs its ports' rules.
+    bridge_rules = read_table(runner, nft, BRIDGE_TABLE) if nft and any(
+        s.state == "absent" for s in specs) else []
+    filter_summaries, filter_plans = plan_filters(specs, lab, host_rules, bridge_rules)
     turn_on_forwarding = bool(wanted) and not forwarding_enabled()
-    summaries = [a.summary for a in actions] + nat_summaries
+    summaries = [a.summary for a in actions] + nat_summaries + filter_summaries
     if turn_on_forwarding:
         summaries.append("enable IPv4 forwarding (net.ipv4.ip_forward=1, host-wide)")
         module.warn("nat: IPv4 forwarding was off; nslab turned it on for the whole host "
                     "and will not turn it off again")
 
-    after_links, after_rules = links, rules
+    after_links, after_rules, after_host_rules = links, rules, host_rules
     if summaries and not module.check_mode:
         done = apply_plan(runner, actions)
+        filtered = False
         try:
+            apply_script(runner, nft, [c for p in filter_plans for c in script(p)])
+            filtered = True
             if nat_script:
                 runner.run([nft, "-f", "-"], data="\n".join(nat_script) + "\n")
             if turn_on_forwarding:
                 enable_forwarding()
         except (NslabError, OSError) as err:
-            undone, errors = rollback(runner, done)
-            raise ApplyError(err, [], undone, errors)
+            errors = []
+            if filtered:
+                try:
+                    apply_script(runner, nft, [
+                        c for p in filter_plans
+                        for c in undo_script(p, read_table(runner, nft, p.table))])
+                except NslabError as undo_err:
+                    errors.append("restoring nslab's nftables rules: %s" % undo_err)
+            undone, link_errors = rollback(runner, done)
+            raise ApplyError(err, [], undone, errors + link_errors)
         after_links = runner.read_links()
         after_rules = read_rules(runner, nft) if nft else {}
+        after_host_rules = read_table(runner, nft, HOST_TABLE) if nft else []
 
-    def view(name, bridge_links, bridge_rules, keys):
+    def view(name, bridge_links, bridge_rules, filter_rules, keys):
         state = link_view(bridge_links.get(name), keys)
         if "nat" in keys and state["state"] == "present":
             state["nat"] = nat_state(bridge_rules, lab, name)
+        if "isolate_host" in keys and state["state"] == "present":
+            state["isolate_host"] = isolate_state(filter_rules, lab, name)
         return state
 
     result = {
         "changed": bool(summaries),
         "actions": summaries,
         "bridges": [dict(name=s.iface.name, **view(s.iface.name, after_links, after_rules,
-                                                   VIEW_KEYS)) for s in specs],
+                                                   after_host_rules, VIEW_KEYS))
+                    for s in specs],
     }
     if module._diff:
         before, after = {}, {}
         for item, spec in zip(items, specs):
             keys = diff_keys(item)
-            before[spec.iface.name] = view(spec.iface.name, links, rules, keys)
+            before[spec.iface.name] = view(spec.iface.name, links, rules, host_rules, keys)
             if module.check_mode:
                 after[spec.iface.name] = (
                     desired_view(spec.iface, keys, stp=spec.stp, nat=spec.nat and bool(
-                        nat_subnets(spec.iface.addresses)))
+                        nat_subnets(spec.iface.addresses)), isolate_host=spec.isolate_host)
                     if spec.state == "present" else {"state": "absent"})
             else:
-                after[spec.iface.name] = view(spec.iface.name, after_links, after_rules, keys)
+                after[spec.iface.name] = view(spec.iface.name, after_links, after_rules,
+                                              after_host_rules, keys)
         result["diff"] = {"before": before, "after": after}
     return result
 
@@ -312,6 +410,7 @@ def bridge_options(item=False):
         stp=dict(type="bool", default=False),
         ipv6=dict(type="bool", default=False),
         nat=dict(type="bool", default=False),
+        isolate_host=dict(type="bool", default=False),
         state=dict(type="str", choices=["present", "absent"]),
     )
     return options

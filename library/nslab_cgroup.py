@@ -15,7 +15,11 @@ description:
     consume.
   - A cgroup O(name) of lab O(lab) is the directory C(nslab/<lab>/<name>) in every cgroup
     hierarchy that holds one of nslab's controllers (memory, cpu, cpuacct, cpuset, pids,
-    blkio/io). The module never creates, changes or deletes a cgroup anywhere else.
+    blkio/io, and devices on cgroup v1). The module never creates, changes or deletes a cgroup
+    anywhere else.
+  - The cgroup's C(devices) directory (cgroup v1) has no option in this module. It starts with
+    its parent's rules, and nslab_container sets a container's device rules when it starts it
+    (on cgroup v2 as an eBPF program on the cgroup).
   - The layout is detected from C(/proc/self/mountinfo) and the v2 root's
     C(cgroup.controllers) - cgroup v2 (unified), cgroup v1, or hybrid (v1 controllers beside a
     cgroup2 mount) - and returned as RV(layout). The same options work on every layout; each

@@ -23,10 +23,32 @@ description:
     itself (the jailkit approach; works offline on any Linux host); V(debootstrap), a
     Debian or Ubuntu suite from the host's configured mirror, cached as a tarball under
     O(cache_dir) so the next base from it is an extraction, not a download; V(tarball), an
-    existing root filesystem archive; V(directory), an existing tree used as is (it becomes
-    the overlay's lower layer and is never written to)."
+    existing root filesystem archive; V(directory), a copy of an existing tree (the tree
+    itself is never written to; a changed tree resolves to a new base)."
+  - A V(tarball) or V(directory) base is stripped of device nodes (a jail's C(/dev) is a
+    tmpfs nslab makes) and of setuid/setgid bits (unless O(keep_setuid)); the counts are
+    returned in RV(stripped). A V(debootstrap) base loses the device nodes debootstrap
+    made in its C(/dev) and keeps Debian's own setuid programs.
+  - A V(directory) source and a V(tarball) path are resolved (symlinks followed) before they
+    are checked. A directory that resolves to C(/), to a host system directory (C(/etc),
+    C(/usr), C(/var), C(/home)...), into C(/proc), C(/sys), C(/dev), C(/boot), C(/etc) or
+    C(/run), or into or above nslab's own trees (C(/var/lib/nslab), C(/run/nslab), the
+    cache) is refused; a tarball must resolve to a regular file.
   - Busybox and host bases get a minimal C(/etc) (passwd, group, hosts, and the host's
     resolv.conf). Every base gets empty C(/proc), C(/sys), C(/dev) and C(/tmp).
+  - "Host side: no other host user can use what a container writes. C(/var/lib/nslab),
+    the lab, its C(jails) directory and each jail directory are 0711 (traversable, not
+    listable: a user-namespace container's init, an unprivileged host uid, must reach its
+    root); C(bases) and each jail's C(layer) (its overlay C(upper) and C(work), or its
+    C(copy)) are 0700, as is the debootstrap cache. A jail's root is mounted C(nosuid,nodev)
+    on the host: a setuid file or device node a container makes is inert there. Inside, a
+    non-userns container's init clears C(nosuid) (setuid works as before); in a
+    user-namespace container the kernel keeps the host mount's C(nosuid)."
+  - Jails made by an older nslab (layers directly in the jail directory) are migrated in
+    place on the next run (renames; the writable layer is kept) and remounted
+    C(nosuid,nodev); directories with wider modes are restricted. Both are reported as
+    changes. Removal uses coreutils C(rm -rf --one-file-system) (fts - no recursion limit,
+    never follows a link) after everything below is unmounted.
   - Bases live in C(/var/lib/nslab/<lab>/bases/<source>-<hash>), content-addressed by the
     source options and a fingerprint of what they are built from (sha256 of the busybox,
     of each host binary and library, of the archive). A rerun with the same source does
@@ -37,7 +59,8 @@ description:
   - With O(overlay=true) a jail's root is an overlayfs (lower layer the base, its own
     upper and work directories), mounted with mount(2) - a hundred jails from one base cost
     a few directories and mounts. With O(overlay=false) the root is a private copy of the
-    base (C(cp -a)), for file systems that cannot hold an overlay upper layer.
+    base (C(cp -a)) bind-mounted at C(root), for file systems that cannot hold an overlay
+    upper layer.
   - A mounted jail (V(present)) has its overlay and a small tmpfs C(/dev) with only
     null, zero, full, random, urandom and tty (made with mknod), ptmx on a new devpts
     instance, shm, and the fd/stdin/stdout/stderr links; device nodes never sit on disk and
@@ -94,11 +117,28 @@ options:
     description: For O(source=debootstrap), extra packages to install.
     type: list
     elements: str
+  keep_setuid:
+    description:
+      - For O(source=tarball) and O(source=directory), keep the setuid and setgid bits of
+        the source's files in the base (they are cleared when unset or V(false)). Device
+        nodes are dropped either way. Part of the base's identity - changing it builds a
+        new base.
+    type: bool
   overlay:
     description:
       - V(true), the jail's root is an overlay over the shared base; V(false), a copy of it.
       - When unset, an existing jail keeps its layout and a new one is an overlay.
     type: bool
+  disk:
+    description:
+      - Limit what the jail's writable layer (its overlay upper layer, or its copy) may hold,
+        for example V(512M) or V(2G) (powers of 1024; at least 16M). The layer is then a
+        sparse ext4 image file (C(layer.img) in the jail's directory, made with C(mkfs.ext4)
+        from e2fsprogs) loop-mounted C(nosuid,nodev); a write beyond it fails with ENOSPC
+        inside the container instead of filling the host's file system.
+      - V(0) means no limit. When unset, an existing jail keeps its limit and a new one has
+        none. A changed value rebuilds the jail - its writable layer is discarded.
+    type: str
   state:
     description:
       - V(present), the jail exists and is mounted, ready to chroot or pivot_root into.
@@ -115,7 +155,13 @@ options:
         C(/dev/null). Returned in RV(jails[].command_result). Needs O(state=present).
       - It counts as a change only if it changed the jail's files (its writable layer is
         compared before and after). It is not run in check mode. A non-zero exit fails the
-        task. Not a security boundary (see the description).
+        task.
+      - B(It runs as the host's root with every capability, in the host's namespaces) - a
+        plain chroot, not a container. It can mount in the host's mount namespace, see and
+        signal every host process, use the host's network, and leave the chroot. It is a
+        tool for the host's administrator on a jail they trust, never for a jail's content
+        or a topology someone else wrote (lab topologies refuse it); use nslab_container to
+        run a jail's programs.
     type: list
     elements: str
   cache_dir:
@@ -158,15 +204,21 @@ options:
         description: Extra debootstrap packages.
         type: list
         elements: str
+      keep_setuid:
+        description: Keep setuid/setgid bits of a tarball or directory source.
+        type: bool
       overlay:
         description: Overlay (V(true)) or copy (V(false)) of the base.
         type: bool
+      disk:
+        description: Size limit of the writable layer (see O(disk)).
+        type: str
       state:
         description: V(present), V(unmounted) or V(absent).
         type: str
         choices: [present, unmounted, absent]
       command:
-        description: Command to run with chroot in this jail.
+        description: Command to run with chroot in this jail, as host root (see O(command)).
         type: list
         elements: str
 extends_documentation_fragment:
@@ -214,6 +266,12 @@ EXAMPLES = r"""
     source: debootstrap
     suite: bookworm
     include: [iproute2]
+
+- name: A jail whose writable layer may hold at most 512 MiB (an ext4 image file)
+  nslab_jail:
+    lab: demo
+    name: capped
+    disk: 512M
 
 - name: Keep a jail's files but unmount it
   nslab_jail:
@@ -266,6 +324,9 @@ jails:
     overlay:
       description: Whether the root is an overlay (else a copy).
       type: bool
+    disk:
+      description: The writable layer's size limit in bytes, or null when it has none.
+      type: int
     mounted:
       description: Whether the overlay, C(/dev) and C(/dev/pts) are all mounted.
       type: bool
@@ -277,6 +338,14 @@ jails:
       returned: when O(command) is set
       type: dict
       sample: {cmd: [ls, /], rc: 0, stdout: "bin\ndev\netc\n", stderr: "", changed: false}
+stripped:
+  description: For each base built in this run from a tarball, directory or debootstrap,
+    what was removed from it - device nodes, and files whose setuid/setgid bits were cleared
+    (never for debootstrap).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{base_id: tarball-0c1d2e3f4a5b, device_nodes: 2, setuid_setgid: 1}]
 diff:
   description: Before and after, keyed by jail name.
   returned: when diff mode is on
@@ -288,15 +357,16 @@ from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, li
                                                 main_of)
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_jails import (JailApplier, JailCommandError, JailSpec,
-                                              JailStore, jail_view, plan_jails,
+                                              JailStore, jail_view, parse_disk, plan_jails,
                                               predicted_view, run_in_jail)
 from ansible.module_utils.nslab_sources import (SOURCES, VARIANTS, RootfsBuilder,
                                                 SourceResolver)
 from ansible.module_utils.nslab_validate import abspath_problem, object_name_problem
 
-SOURCE_KEYS = ["source", "path", "binaries", "suite", "mirror", "variant", "include"]
-ITEM_KEYS = ["name"] + SOURCE_KEYS + ["overlay", "state", "command"]
-DIFF_KEYS = ["state", "source", "base_id", "overlay", "mounted"]
+SOURCE_KEYS = ["source", "path", "binaries", "suite", "mirror", "variant", "include",
+               "keep_setuid"]
+ITEM_KEYS = ["name"] + SOURCE_KEYS + ["overlay", "disk", "state", "command"]
+DIFF_KEYS = ["state", "source", "base_id", "overlay", "disk", "mounted"]
 
 
 def check_names(items):
@@ -313,7 +383,7 @@ def check_names(items):
         raise ValidationError(problems)
 
 
-def build_specs(items, resolver, store, state):
+def build_specs(items, resolver, store, state, which=lambda name: None):
     """Validate every item and resolve its source; raise once with every problem.
 
     An existing jail whose item sets no source option keeps its base and an unset
@@ -328,7 +398,15 @@ def build_specs(items, resolver, store, state):
         overlay = item["overlay"]
         if overlay is None:
             overlay = current.record["overlay"] if current.exists else True
-        spec = JailSpec(item["name"], item["state"], overlay=overlay, command=command)
+        disk = current.record.get("disk") if current.exists else None
+        if item.get("disk") is not None:
+            disk, problem = parse_disk(where, item["disk"])
+            problems.append(problem)
+        if disk and item["state"] != "absent" and not which("mkfs.ext4"):
+            problems.append("%sdisk: needs mkfs.ext4 (Debian package e2fsprogs), not found "
+                            "on PATH" % where)
+        spec = JailSpec(item["name"], item["state"], overlay=overlay, command=command,
+                        disk=disk)
         specs.append(spec)
         if item["state"] == "absent":
             continue
@@ -377,20 +455,22 @@ def converge(module):
 
     def run(argv, data=None):
         return module.run_command(argv, data=data, environ_update={"LC_ALL": "C", "LANG": "C"})
-    store = JailStore(params["lab"])
+    store = JailStore(params["lab"], cache_dir=params["cache_dir"])
     names = [item["name"] for item in items]
     state = store.read(names)
     specs = build_specs(items, SourceResolver(run, module.get_bin_path, params["cache_dir"]),
-                        store, state)
+                        store, state, module.get_bin_path)
     actions = plan_jails(specs, state, store)
-    after = state
+    after, stripped = state, []
     if actions and not module.check_mode:
-        JailApplier(store, RootfsBuilder(run, module.get_bin_path), run).apply(actions)
-        after = store.read(names)
+        applier = JailApplier(store, RootfsBuilder(run, module.get_bin_path), run)
+        applier.apply(actions)
+        after, stripped = store.read(names), applier.stripped
 
     result = {
         "changed": bool(actions),
         "actions": [a.summary for a in actions],
+        "stripped": stripped,
         "jails": [dict(name=n, **jail_view(store, n, after)) for n in names],
     }
     if module._diff:
@@ -416,7 +496,9 @@ def jail_options(item=False):
         mirror=dict(type="str"),
         variant=dict(type="str", choices=VARIANTS),
         include=dict(type="list", elements="str"),
+        keep_setuid=dict(type="bool"),
         overlay=dict(type="bool"),
+        disk=dict(type="str"),
         state=dict(type="str", choices=["present", "unmounted", "absent"]),
         command=dict(type="list", elements="str"),
     )

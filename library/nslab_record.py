@@ -104,7 +104,7 @@ def get_argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=get_argument_spec(), supports_check_mode=True)
-    run_module(module, "keep the lab's plan", keep_record)
+    run_module(module, "keep the lab's plan", keep_record, lock=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,21 @@ description:
     the next free one on a clash. The MTU of every stretched segment is the smallest
     underlay MTU of the fleet minus 50 (IPv4 underlay) or 70 (IPv6), unless a smaller
     C(mtu) is given. Both are reported in RV(lab.networks) and RV(lab.links).
-  - Reads and changes nothing on the target; it never reports a change.
+  - Validation knows every key any module will receive, with its type (a boolean is a YAML
+    boolean, not the string V("false"); a mapping is a mapping), range and form; names are
+    matched whole; hostnames follow RFC 1123; capabilities are those nslab_container knows;
+    limits are parsed by nslab_cgroup's own parsers; jail keys are those nslab_jail takes
+    for the jail's source, and a jail C(command) (it would run as the host's root in a
+    plain chroot) is refused. Every problem names the key's path, the bad value and the
+    expected form.
+  - A subnet that is 0.0.0.0/0-like, loopback, link-local, multicast or reserved, or that
+    meets an address the target host has on an interface nslab does not own (read with
+    C(ip -j addr) on that host, so each host of a lab checks its own view), is refused.
+  - With O(state=absent) only the lab's name is taken from the topology; the rest of it
+    may be invalid. Everything the host has of the lab (O(current), or this host's item
+    of O(fleet)) is returned in RV(lab.remove), and the other lists are empty.
+  - Reads the host's addresses and changes nothing on the target; it never reports a
+    change.
 version_added: "0.1.0"
 author: nslab contributors
 options:
@@ -75,6 +89,14 @@ options:
     description: The host to compile for (its share), one of O(fleet); required with
       O(fleet).
     type: str
+  state:
+    description:
+      - V(present) validates the whole topology and compiles it.
+      - V(absent) plans the lab's removal from what the host has of it; of the topology
+        only C(lab) is read and checked.
+    type: str
+    choices: [present, absent]
+    default: present
 extends_documentation_fragment:
   - action_common_attributes
 attributes:
@@ -91,16 +113,23 @@ seealso:
 EXAMPLES = r"""
 - name: This host's share of a lab over the fleet
   nslab_topology:
-    topology: "{{ lookup('ansible.builtin.file', 'labs/wide.yml') | from_yaml }}"
+    topology: "{{ lookup('nslab_topology_file', 'labs/wide.yml') }}"
     fleet: "{{ fleet_info.results }}"    # nslab_info looped over the hosts, delegated
     host: "{{ inventory_hostname }}"
   register: topology
 
 - name: Validate and compile the topology on the controller
   nslab_topology:
-    topology: "{{ lookup('ansible.builtin.file', 'labs/demo.yml') | from_yaml }}"
+    topology: "{{ lookup('nslab_topology_file', 'labs/demo.yml') }}"
   delegate_to: localhost
   run_once: true
+  register: topology
+
+- name: Plan the removal of a lab from what the host has, whatever the rest of the file says
+  nslab_topology:
+    topology: "{{ lookup('nslab_topology_file', 'labs/demo.yml') }}"
+    current: "{{ info.labs.demo | default({}) }}"    # nslab_info's view of the lab
+    state: absent
   register: topology
 """
 
@@ -162,8 +191,18 @@ lab:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_errors import ValidationError
-from ansible.module_utils.nslab_ansible import run_module
-from ansible.module_utils.nslab_topology import compile_lab, validate
+from ansible.module_utils.nslab_ansible import run_module, runner_for
+from ansible.module_utils.nslab_owner import parse_alias
+from ansible.module_utils.nslab_topology import compile_lab, removal_plan, validate
+from ansible.module_utils.nslab_validate import lab_problem
+
+
+def host_addresses(module):
+    """(interface, address/prefix) of the host's addresses on interfaces nslab does not
+    own: a lab subnet must not meet them."""
+    links = runner_for(module).read_links()
+    return [(link.name, address) for link in links.values() if parse_alias(link.alias) is None
+            for address in link.managed_addresses()]
 
 
 def fleet_members(results, lab):
@@ -187,9 +226,24 @@ def fleet_members(results, lab):
     return members
 
 
+def current_of_host(module, fleet):
+    """What this host has of the lab: its item of the fleet, else O(current)."""
+    for member in fleet:
+        if member["name"] == module.params["host"]:
+            return member.get("current") or {}
+    return module.params["current"]
+
+
 def compile_topology(module):
     topology = module.params["topology"]
-    problems = validate(topology)
+    if module.params["state"] == "absent":
+        problem = lab_problem("topology.lab", topology.get("lab"))
+        if problem:
+            raise ValidationError(problem)
+        fleet = fleet_members(module.params["fleet"], topology["lab"])
+        return {"changed": False,
+                "lab": removal_plan(topology["lab"], current_of_host(module, fleet))}
+    problems = validate(topology, host_addresses(module))
     if problems:
         raise ValidationError(problems)
     fleet = fleet_members(module.params["fleet"], topology["lab"])
@@ -210,6 +264,7 @@ def get_argument_spec():
         current=dict(type="dict", default={}),
         fleet=dict(type="list", elements="dict", default=[]),
         host=dict(type="str"),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
     )
 
 

@@ -26,6 +26,8 @@ description:
     yet is only warned about, so a whole lab can be checked before it is built. A pair to
     remove whose namespace no longer exists went with it, so removing a lab twice is safe.
   - IPv6 address generation is off on both ends unless O(ipv6=true).
+  - A pair that plugs a node into a bridge (one end attached to a bridge, the other not)
+    is guarded against MAC and ARP spoofing unless O(antispoof=false); see there.
   - If applying fails half way, every step already done is undone, newest first.
 version_added: "0.1.0"
 author: nslab contributors
@@ -77,6 +79,31 @@ options:
     description: IPv6 address generation (link-local, SLAAC) on both ends.
     type: bool
     default: false
+  antispoof:
+    description:
+      - For a pair with one end on a bridge (the port) and the other not (the node end),
+        frames entering the bridge from the port must carry the node end's MAC as source,
+        and ARP from it must carry that MAC as sender and one of the node end's IPv4
+        O(peer.addresses) (or 0.0.0.0, an ARP probe) as sender IP. Anything else is
+        dropped before the bridge learns from it, so a node cannot poison its neighbours'
+        ARP caches or the bridge's forwarding table. IP source addresses are not checked
+        (a node may route others' traffic).
+      - The node end's MAC is the one given in its C(mac), else one derived from lab,
+        namespace and name (locally administered, stable across rebuilds), set at creation
+        and kept. It is known before the link exists, so the rules are in place before the
+        port is, and it is never taken from the kernel, where a node could have changed it.
+      - Three rules per port in nslab's own table C(bridge nslab) (chain C(prerouting)),
+        named by their comment C(nslab:<lab>:<bridge>:port:<port>:<check>), removed with
+        the pair, or by the next run once the port is gone (its namespace deleted), or
+        with the bridge (see nslab_bridge).
+      - A node with C(CAP_NET_ADMIN) can still change its MAC or add addresses; its
+        frames are then dropped (until the next run sets the MAC back). ARP of VLAN-tagged
+        frames and IPv6 neighbour discovery are not inspected (only their source MAC is).
+        A node end with no IPv4 address may send ARP probes only; set O(antispoof=false)
+        for a node that configures its own addresses (DHCP).
+      - Needs the C(nft) command (Debian package C(nftables)) when a pair has a port.
+    type: bool
+    default: true
   state:
     description: V(present) or V(absent). The default for items of O(veths).
     type: str
@@ -134,6 +161,10 @@ options:
         description: IPv6 address generation on both ends.
         type: bool
         default: false
+      antispoof:
+        description: Guard the bridge port of a node against MAC and ARP spoofing.
+        type: bool
+        default: true
       state:
         description: V(present) or V(absent); defaults to the top-level O(state).
         type: str
@@ -143,6 +174,7 @@ extends_documentation_fragment:
   - nslab
 requirements:
   - iproute2 and util-linux (nsenter) on the target
+  - nftables (C(nft)) for pairs on a bridge with O(antispoof=true)
 seealso:
   - module: nslab_bridge
   - module: nslab_namespace
@@ -167,6 +199,14 @@ EXAMPLES = r"""
          peer: {name: eth0, netns: demo-apt101, addresses: [10.213.1.11/24]}}
       - {name: eth1, netns: demo-apt101, addresses: [10.213.9.1/30],
          peer: {name: eth1, netns: demo-apt103, addresses: [10.213.9.2/30]}}
+
+- name: A node that runs its own DHCP client, so its addresses are not known here
+  nslab_veth:
+    lab: demo
+    name: nsl-demo-102
+    bridge: nslab-demo-lan
+    antispoof: false
+    peer: {name: eth0, netns: demo-apt102}
 
 - name: Remove a pair (both ends go)
   nslab_veth:
@@ -194,10 +234,12 @@ veths:
       mtu: 1500
       master: nslab-demo-lan
       addresses: []
+      antispoof: true
       peer:
         name: eth0
         netns: demo-apt101
         state: present
+        mac: 6a:1f:0c:5e:93:d2
         addresses: [10.213.1.11/24]
 diff:
   description: Before and after, keyed by C(netns/name) of the first end.
@@ -208,13 +250,16 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of, runner_for)
-from ansible.module_utils.nslab_errors import ValidationError
+from ansible.module_utils.nslab_errors import ApplyError, NslabError, ValidationError
 from ansible.module_utils.nslab_iproute import link_view
-from ansible.module_utils.nslab_links import (Iface, VethSpec, address_problems, desired_view,
-                                              plan_veths)
+from ansible.module_utils.nslab_links import (Iface, VethSpec, address_problems, derived_mac,
+                                              desired_view, plan_veths)
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_owner import parse_alias
-from ansible.module_utils.nslab_plan import apply_plan
+from ansible.module_utils.nslab_nft import (BRIDGE_TABLE, PORT, apply_script, parse_comment,
+                                            plan_rules, port_rules, read_table, script,
+                                            undo_script)
+from ansible.module_utils.nslab_plan import apply_plan, rollback
 from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
                                                  nsname_problem, interface_addresses)
 
@@ -261,7 +306,8 @@ def build_specs(items):
                 problems.append("%sname: interface '%s'%s is listed twice" % (
                     where, iface.name, iface.where()))
             seen.add(key)
-        specs.append(VethSpec(end=end, peer=peer, state=item["state"]))
+        specs.append(VethSpec(end=end, peer=peer, state=item["state"],
+                              antispoof=bool(item.get("antispoof"))))
     problems = [p for p in problems if p]
     if problems:
         raise ValidationError(problems)
@@ -319,13 +365,73 @@ def bridge_problems(specs, host_links, lab, check_mode, warnings):
     return problems
 
 
+def guarded_ports(specs, lab):
+    """[(spec, port, node end)] of the pairs to guard; a node end without a MAC of its own
+    gets its derived one (set at creation, converged afterwards)."""
+    guarded = []
+    for spec in specs:
+        ends = spec.bridge_port() if spec.state == "present" and spec.antispoof else None
+        if ends:
+            port, node = ends
+            if not node.mac:
+                node.mac = derived_mac(lab, node.netns, node.name)
+            guarded.append((spec, port, node))
+    return guarded
+
+
+def plan_antispoof(specs, guarded, lab, current, host_links):
+    """(summaries, NftPlan) for the bridge table: the rules of ``guarded`` ports; the
+    rules of this run's other ports, and of this lab's ports that no longer exist, go."""
+    run_ports = set(i.name for s in specs for i in (s.end, s.peer) if i.name and not i.netns)
+    wanted = [r for _spec, port, node in guarded
+              for r in port_rules(lab, port.master, port.name, node.mac, node.addresses)]
+
+    def owned(comment):
+        parsed = parse_comment(comment)
+        return bool(parsed) and parsed[0] == lab and parsed[2] == PORT and (
+            parsed[3] in run_ports or parsed[3] not in host_links)
+
+    plan = plan_rules(BRIDGE_TABLE, wanted, current, owned)
+    summaries = []
+    changed_ports = set(parse_comment(r.comment)[3] for r in plan.add)
+    replaced_ports = set(parse_comment(r.comment)[3] for r in plan.replace)
+    for _spec, port, node in guarded:
+        if port.name in changed_ports:
+            ips = [r for r in port_rules(lab, port.master, port.name, node.mac,
+                                         node.addresses)][2].matches[1].values[1:]
+            summaries.append("%s port '%s' of bridge '%s' against spoofing: source MAC %s, "
+                             "ARP sender IPv4 %s" % (
+                                 "update the guard of" if port.name in replaced_ports
+                                 else "guard", port.name, port.master, node.mac,
+                                 ", ".join(ips) or "none (probes only)"))
+    for rule in plan.delete:
+        _lab, bridge, _what, port, _check = parse_comment(rule.comment)
+        summary = "remove the anti-spoofing rules of port '%s' of bridge '%s'" % (port, bridge)
+        if summary not in summaries:
+            summaries.append(summary)
+    return summaries, plan
+
+
+def antispoof_state(spec, lab, rules):
+    """Whether the kernel has every rule that guards the pair's port (None: no port)."""
+    ends = spec.bridge_port()
+    if not ends or not ends[1].mac:
+        return None if not ends else False
+    port, node = ends
+    have = set((r.comment, r.signature) for r in rules)
+    return all((r.comment, r.signature()) in have
+               for r in port_rules(lab, port.master, port.name, node.mac, node.addresses))
+
+
 def end_view(iface, tables, keys):
     return dict(name=iface.name, netns=iface.netns,
                 **link_view(tables.get(iface.netns, {}).get(iface.name), keys))
 
 
-def pair_view(spec, tables, keys):
+def pair_view(spec, tables, keys, antispoof=None):
     view = end_view(spec.end, tables, keys)
+    if antispoof is not None and view["state"] == "present":
+        view["antispoof"] = antispoof
     if spec.peer.name:
         view["peer"] = end_view(spec.peer, tables, keys)
     return view
@@ -342,19 +448,39 @@ def predicted_pair(spec, keys):
     if spec.state == "absent":
         return {"name": spec.end.name, "netns": spec.end.netns, "state": "absent"}
     view = dict(name=spec.end.name, netns=spec.end.netns, **desired_view(spec.end, keys))
+    if spec.bridge_port():
+        view["antispoof"] = spec.antispoof
     view["peer"] = dict(name=spec.peer.name, netns=spec.peer.netns,
                         **desired_view(spec.peer, keys))
     return view
+
+
+def undo_guard(runner, nft, plan, part, errors):
+    """Take back the ``part`` of the rule plan that was applied; problems go to ``errors``."""
+    try:
+        apply_script(runner, nft, undo_script(plan, read_table(runner, nft, BRIDGE_TABLE),
+                                              part))
+    except NslabError as err:
+        errors.append("restoring nslab's anti-spoofing rules: %s" % err)
 
 
 def converge(module):
     params = module.params
     check_lab(params)
     lab = params["lab"]
-    items = items_from_params(params, "veths", END_KEYS + ["peer", "mtu", "ipv6", "state"])
+    items = items_from_params(params, "veths", END_KEYS + ["peer", "mtu", "ipv6", "antispoof",
+                                                           "state"])
     specs = build_specs(items)
     runner = runner_for(module)
     warnings = []
+    guarded = guarded_ports(specs, lab)
+    nft = module.get_bin_path("nft")
+    if guarded and nft is None:
+        raise ValidationError(["antispoof: true (the default) for the bridge port%s %s needs "
+                               "the nft command on the target; expected the nftables package "
+                               "installed, or antispoof: false" % (
+                                   "s" if len(guarded) > 1 else "",
+                                   ", ".join("'%s'" % p.name for _s, p, _n in guarded))])
 
     netns_names = namespaces_used(specs)
     needed = namespaces_used([s for s in specs if s.state == "present"])
@@ -366,25 +492,50 @@ def converge(module):
     if problems:
         raise ValidationError(problems)
     actions = plan_veths(specs, tables, lab)
+    # Without nft there can be no nslab rules to remove.
+    rules = read_table(runner, nft, BRIDGE_TABLE) if nft else []
+    guard_summaries, guard_plan = plan_antispoof(specs, guarded, lab, rules, tables[None])
+    summaries = [a.summary for a in actions] + guard_summaries
 
-    after = tables
-    if actions and not module.check_mode:
-        apply_plan(runner, actions)
-        after = dict((ns, runner.read_links(netns=ns)) for ns in tables)
+    after, after_rules = tables, rules
+    if summaries and not module.check_mode:
+        # A new port is guarded before it exists; stale rules go after their port did.
+        apply_script(runner, nft, script(guard_plan, "add"))
+        try:
+            done = apply_plan(runner, actions)
+        except NslabError as err:
+            undo_guard(runner, nft, guard_plan, "add",
+                       err.rollback_errors if isinstance(err, ApplyError) else [])
+            raise
+        try:
+            apply_script(runner, nft, script(guard_plan, "delete"))
+        except NslabError as err:
+            errors = []
+            undo_guard(runner, nft, guard_plan, "add", errors)
+            undone, link_errors = rollback(runner, done)
+            raise ApplyError(err, [], undone, errors + link_errors)
+        if actions:
+            after = dict((ns, runner.read_links(netns=ns)) for ns in tables)
+        after_rules = read_table(runner, nft, BRIDGE_TABLE) if nft else []
 
     result = {
-        "changed": bool(actions),
-        "actions": [a.summary for a in actions],
-        "veths": [pair_view(s, after, VIEW_KEYS) for s in specs],
+        "changed": bool(summaries),
+        "actions": summaries,
+        "veths": [pair_view(s, after, VIEW_KEYS, antispoof_state(s, lab, after_rules))
+                  for s in specs],
     }
     for warning in warnings:
         module.warn(warning)
     if module._diff:
         key = lambda s: "%s/%s" % (s.end.netns or "host", s.end.name)
         result["diff"] = {
-            "before": dict((key(s), pair_view(s, tables, diff_keys(s))) for s in specs),
+            "before": dict((key(s), pair_view(s, tables, diff_keys(s),
+                                              antispoof_state(s, lab, rules)))
+                           for s in specs),
             "after": dict((key(s), predicted_pair(s, diff_keys(s)) if module.check_mode
-                           else pair_view(s, after, diff_keys(s))) for s in specs),
+                           else pair_view(s, after, diff_keys(s),
+                                          antispoof_state(s, lab, after_rules)))
+                          for s in specs),
         }
     return result
 
@@ -405,6 +556,7 @@ def pair_options(item=False):
         peer=dict(type="dict", options=end_options(required_name=True)),
         mtu=dict(type="int"),
         ipv6=dict(type="bool", default=False),
+        antispoof=dict(type="bool", default=True),
         state=dict(type="str", choices=["present", "absent"]),
     )
     return options

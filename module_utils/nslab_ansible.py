@@ -10,7 +10,10 @@ stays importable (and testable) without Ansible's module machinery.
 
 from __future__ import annotations
 
+import os
+
 from ansible.module_utils.nslab_errors import NslabError, ValidationError
+from ansible.module_utils.nslab_lock import DEFAULT_TIMEOUT, LabLock
 from ansible.module_utils.nslab_runner import Runner
 from ansible.module_utils.nslab_validate import lab_problem
 
@@ -50,10 +53,25 @@ def check_lab(params):
         raise ValidationError(problem)
 
 
-def run_module(module, what, core):
-    """Run ``core(module) -> result`` and exit; nslab errors become fail_json."""
+def lock_timeout():
+    """Seconds a module waits for another run's hold on the lab (NSLAB_LOCK_TIMEOUT)."""
     try:
-        result = core(module)
+        return float(os.environ.get("NSLAB_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+
+
+def run_module(module, what, core, lock=False):
+    """Run ``core(module) -> result`` and exit; nslab errors become fail_json. With
+    ``lock``, the run holds the lab's lock (nslab_lock) from its first read to its last
+    write, so two runs on one lab never interleave."""
+    try:
+        if lock:
+            check_lab(module.params)
+            with LabLock(module.params["lab"], timeout=lock_timeout()):
+                result = core(module)
+        else:
+            result = core(module)
     except NslabError as err:
         module.fail_json(msg="Failed to %s: %s" % (what, err), **err.details())
     module.exit_json(**result)
@@ -82,4 +100,5 @@ def main_of(module_class, argument_spec, list_key, kind, core):
         required_one_of=[("name", list_key)],
         supports_check_mode=True,
     )
-    run_module(module, "converge %s of lab '%s'" % (kind, module.params["lab"]), core)
+    run_module(module, "converge %s of lab '%s'" % (kind, module.params["lab"]), core,
+               lock=True)

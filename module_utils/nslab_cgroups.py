@@ -51,8 +51,10 @@ PID_MAX_LIMIT = 4194304
 V1_UNLIMITED_BYTES = 1 << 62
 
 # nslab's logical controllers. "io" is v1's "blkio"; "cpuacct" (CPU usage) is its own v1
-# controller and part of every v2 cgroup (cpu.stat).
-CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "io")
+# controller and part of every v2 cgroup (cpu.stat). "devices" is v1 only (v2 filters devices
+# with a BPF program, nslab_devices): its directory is made here, its rules set by
+# nslab_devices when a container starts, with no limit key of its own.
+CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "io", "devices")
 V1_NAMES = {"io": "blkio"}
 V2_NAMES = ("memory", "cpu", "cpuset", "pids", "io")
 
@@ -91,6 +93,7 @@ LEAF_FILES = {
         "cpuset": ["cpuset.cpus", "cpuset.mems"],
         "pids": ["pids.max", "pids.current"],
         "io": list(V1_IO_FILES.values()),
+        "devices": ["devices.list"],
     },
     2: {
         "memory": ["memory.max", "memory.high", "memory.swap.max", "memory.current",
@@ -100,6 +103,7 @@ LEAF_FILES = {
         "cpuset": ["cpuset.cpus", "cpuset.mems"],
         "pids": ["pids.max", "pids.current"],
         "io": ["io.max", "io.weight"],
+        "devices": [],
     },
 }
 RESERVED_NAMES = ("tasks", "notify_on_release", "release_agent")

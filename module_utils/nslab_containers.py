@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 from ansible.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.nslab_cgroups import cgroup_relpath
+from ansible.module_utils.nslab_devices import restrict_devices
 from ansible.module_utils.nslab_errors import ApplyError, NslabError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
 from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
@@ -458,6 +459,11 @@ class ContainerManager:
         try:
             proc.stdin.write(init_source(config).encode())
             proc.stdin.close()
+            # The device cgroup (nslab_devices) is set before the init joins its cgroup, so
+            # nothing of the container ever runs without it.
+            if spec.cgroup:
+                restrict_devices(self.layout, cgroup_relpath(self.store.lab, spec.cgroup),
+                                 spec.privileged)
             for directory in cgroups:
                 with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
                     handle.write(str(proc.pid))

@@ -5,11 +5,32 @@
 
 Layout, all under nslab's own directory (nothing else is ever changed or removed):
 
+  /var/lib/nslab/                                 0711
+  /var/lib/nslab/<lab>/                           0711
+  /var/lib/nslab/<lab>/bases/                     0700
   /var/lib/nslab/<lab>/bases/<source>-<hash>/base.json   stamp: source, options, fingerprint
   /var/lib/nslab/<lab>/bases/<source>-<hash>/rootfs/     the shared, read-only base
-  /var/lib/nslab/<lab>/jails/<name>/jail.json            record: lab, name, base, overlay
-  /var/lib/nslab/<lab>/jails/<name>/{upper,work}/        the jail's own overlay layers
-  /var/lib/nslab/<lab>/jails/<name>/root/                its root: overlay (or a copy)
+  /var/lib/nslab/<lab>/jails/                     0711
+  /var/lib/nslab/<lab>/jails/<name>/              0711
+  /var/lib/nslab/<lab>/jails/<name>/jail.json     record: lab, name, base, overlay, layout
+  /var/lib/nslab/<lab>/jails/<name>/layer/        0700: upper/ and work/, or copy/
+  /var/lib/nslab/<lab>/jails/<name>/layer.img     0600: with ``disk``, an ext4 image
+                                                  loop-mounted nosuid,nodev at layer/
+  /var/lib/nslab/<lab>/jails/<name>/root/         its root: the overlay, or copy/ bound here
+
+What a container writes lands in its writable layer on the host, so no other host user may
+reach it (Docker keeps its root 0710 since CVE-2021-41091): bases and layers sit below 0700
+directories, and the only way in is ``root/``, mounted ``nosuid,nodev`` (the overlay; a
+copy is bind-mounted there and remounted so) - whatever a container makes, nothing on the
+host is a usable setuid program or device. The directories down to ``root/`` stay
+traversable (0711, not listable): a user-namespace container's init, an unprivileged host
+uid, must reach its root. Jails of the older layout (layers directly in the jail directory,
+record without ``layout``) are migrated in place on the next run: renames, no data lost.
+
+A jail with ``disk`` (bytes) has its writable layer in a sparse ext4 image of that size
+(e2fsprogs' mkfs.ext4, the ``mount`` binary's loop setup, released by the kernel when the
+image is unmounted): what a container writes cannot fill the host's file system. A changed
+size rebuilds the jail (its writable layer is discarded), as a changed base does.
 
 A base is content-addressed by its source (see nslab_sources), built once per lab and shared
 by every jail of the lab built from the same source; it is removed when no jail of the lab
@@ -46,14 +67,18 @@ from ansible.module_utils.nslab_errors import ApplyError, CommandError, NslabErr
 from ansible.module_utils.nslab_mountinfo import MountEntry, mounts_below, read_mountinfo
 from ansible.module_utils.nslab_owner import read_json, remove_empty_dirs, write_json_atomic
 from ansible.module_utils.nslab_runner import Runner
-from ansible.module_utils.nslab_sources import (DATA_ROOT, JAIL_PATH, Source,
-                                                ensure_mount_points, ensure_real_dir)
+from ansible.module_utils.nslab_sources import (CACHE_ROOT, DATA_ROOT, JAIL_PATH, Source,
+                                                ensure_mount_points, ensure_real_dir, inside,
+                                                walk_tree)
 
 DEV_NODES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
              ("urandom", 1, 9), ("tty", 5, 0)]
 DEV_LINKS = [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
 DEV_TMPFS = "mode=0755,size=65536k,nr_inodes=4096"
+LAYOUT = 2                      # jail.json "layout": layers below layer/, mounts nosuid,nodev
+ROOT_FLAGS = sc.MS_NOSUID | sc.MS_NODEV     # every jail root mount on the host
+TRAVERSE, PRIVATE, WRITABLE = 0o711, 0o700, 0o755
 DEVPTS = "newinstance,ptmxmode=0666,mode=0620"
 JAIL_ENV = {"PATH": JAIL_PATH, "HOME": "/root", "LC_ALL": "C"}
 
@@ -91,6 +116,7 @@ class JailSpec:
     command: Optional[List[str]] = None
     base_id: Optional[str] = None       # the base it stands on (from source or record)
     lowerdir: Optional[str] = None      # that base's root filesystem
+    disk: Optional[int] = None          # size of its writable layer's image; None: no limit
 
 
 @dataclass
@@ -110,12 +136,13 @@ class LabState:
     records: Dict[str, Dict]            # every jail of the lab: name -> jail.json
     bases: Dict[str, Optional[Dict]]    # every base dir of the lab: id -> base.json or None
     lowerdirs: List[str]                # lower layers of overlays not of this lab's jails
+    modes: Dict[str, int] = field(default_factory=dict)   # nslab's directories: path -> mode
 
 
 @dataclass
 class JailAction:
     phase: int
-    verb: str           # build, remove, unmount, create, mount, release
+    verb: str           # restrict, build, remove, unmount, create, migrate, mount, release
     summary: str
     name: Optional[str] = None
     lowerdir: Optional[str] = None
@@ -123,6 +150,9 @@ class JailAction:
     overlay: bool = True
     mount: bool = False
     source: Optional[Source] = None     # build: what to build the base from
+    disk: Optional[int] = None          # create: the writable layer's image size
+    path: Optional[str] = None          # restrict: the directory
+    mode: Optional[int] = None          # restrict: its mode
 
 
 def overlay_lowerdirs(entry):
@@ -135,11 +165,25 @@ def overlay_lowerdirs(entry):
 class JailStore:
     """Where a lab's jails and bases live, and what disk and kernel say about them."""
 
-    def __init__(self, lab, root=DATA_ROOT):
+    def __init__(self, lab, root=DATA_ROOT, cache_dir=CACHE_ROOT):
         self.lab, self.root = lab, root
         self.lab_dir = os.path.join(root, lab)
         self.jails_dir = os.path.join(self.lab_dir, "jails")
         self.bases_dir = os.path.join(self.lab_dir, "bases")
+        self.cache_dir = cache_dir
+
+    def dir_modes(self):
+        """nslab's directories, outermost first, and the mode each must have."""
+        return [(self.root, TRAVERSE), (self.lab_dir, TRAVERSE), (self.jails_dir, TRAVERSE),
+                (self.bases_dir, PRIVATE), (os.path.join(self.cache_dir, "debootstrap"),
+                                            PRIVATE)]
+
+    def make_dirs(self, upto):
+        """Create nslab's directories down to ``upto`` with their modes (not the umask's)."""
+        for path, mode in self.dir_modes():
+            if inside(upto, path) and not os.path.isdir(path):
+                os.mkdir(path, mode)
+                os.chmod(path, mode)
 
     def jail_dir(self, name):
         return os.path.join(self.jails_dir, name)
@@ -151,13 +195,16 @@ class JailStore:
         return os.path.join(self.bases_dir, base_id)
 
     def rootfs(self, source):
-        if source.kind == "directory":
-            return source.spec["path"]
         return os.path.join(self.base_dir(source.base_id), "rootfs")
+
+    def layer(self, name, part=None):
+        """A jail's private layer directory, or ``part`` (upper, work, copy) of it."""
+        layer = self.jail_path(name, "layer")
+        return os.path.join(layer, part) if part else layer
 
     def writable(self, name, overlay):
         """The directory a jail's writes land in: its upper layer, or its copy."""
-        return self.jail_path(name, "upper" if overlay else "root")
+        return self.layer(name, "upper" if overlay else "copy")
 
     def read(self, names):
         entries = read_mountinfo()
@@ -168,7 +215,19 @@ class JailStore:
             bases=self._records(self.bases_dir, "base.json"),
             lowerdirs=[d for e in entries if e.fstype == "overlay"
                        and not e.mount_point.startswith(self.jails_dir + "/")
-                       for d in overlay_lowerdirs(e)])
+                       for d in overlay_lowerdirs(e)],
+            modes=self._modes())
+
+    def _modes(self):
+        modes = {}
+        for path, _mode in self.dir_modes():
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                modes[path] = stat.S_IMODE(info.st_mode)
+        return modes
 
     def read_jail(self, name, lab_mounts):
         path = self.jail_dir(name)
@@ -191,15 +250,40 @@ class JailStore:
 
 # --- planning (pure) --------------------------------------------------------------------
 
-def missing_mounts(store, name, overlay, lowerdir, mounts):
-    """What a mounted jail lacks: 'overlay' (then everything is remounted), '/dev',
-    '/dev/pts'. ``mounts`` are those below the jail's directory."""
+def overlay_option(entry, key):
+    for option in entry.super_options.split(","):
+        if option.startswith(key + "="):
+            return option[len(key) + 1:]
+    return None
+
+
+def root_mount_ok(store, name, overlay, lowerdir, top):
+    """Whether ``top`` (the mount at the jail's root, or None) is the jail's own root,
+    mounted nosuid,nodev: the overlay of its base and layer, or a bind of its copy."""
+    if top is None or not {"nosuid", "nodev"} <= set(top.options.split(",")):
+        return False
+    if overlay:
+        return (top.fstype == "overlay" and overlay_lowerdirs(top) == [lowerdir]
+                and overlay_option(top, "upperdir") == store.layer(name, "upper"))
+    return top.fstype != "overlay" and top.root.endswith("/" + os.path.join(
+        os.path.basename(store.jail_dir(name)), "layer", "copy"))
+
+
+def layer_mount_ok(top):
+    return (top is not None and top.fstype == "ext4"
+            and {"nosuid", "nodev"} <= set(top.options.split(",")))
+
+
+def missing_mounts(store, name, overlay, lowerdir, mounts, disk=None):
+    """What a mounted jail lacks: 'layer' (its disk image), 'overlay' or 'root' (then
+    everything above is remounted), '/dev', '/dev/pts'. ``mounts`` are those below the
+    jail's directory."""
     root = store.jail_path(name, "root")
     by_point = dict((m.mount_point, m) for m in mounts)
-    if overlay:
-        top = by_point.get(root)
-        if top is None or top.fstype != "overlay" or overlay_lowerdirs(top) != [lowerdir]:
-            return ["overlay", "/dev", "/dev/pts"]
+    if disk and not layer_mount_ok(by_point.get(store.layer(name))):
+        return ["layer", "overlay" if overlay else "root", "/dev", "/dev/pts"]
+    if not root_mount_ok(store, name, overlay, lowerdir, by_point.get(root)):
+        return ["overlay" if overlay else "root", "/dev", "/dev/pts"]
     missing = []
     if getattr(by_point.get(root + "/dev"), "fstype", None) != "tmpfs":
         missing.append("/dev")
@@ -210,9 +294,6 @@ def missing_mounts(store, name, overlay, lowerdir, mounts):
 
 def _build_summary(store, source):
     summary = "build base %s from %s" % (source.base_id, source.describe())
-    if source.kind == "directory":
-        return "register %s as base %s (used as is, never written to)" % (
-            source.spec["path"], source.base_id)
     if source.kind == "debootstrap":
         if os.path.isfile(source.cache):
             return summary + " (extract the cached tarball %s)" % source.cache
@@ -222,7 +303,9 @@ def _build_summary(store, source):
 
 def plan_jails(specs, state, store):
     """Desired specs vs. the lab's state -> JailActions, ordered by phase."""
-    actions = []
+    actions = [JailAction(BUILD, "restrict", "restrict %s to mode %04o (was %04o)" % (
+        path, mode, state.modes[path]), path=path, mode=mode)
+        for path, mode in store.dir_modes() if state.modes.get(path, mode) != mode]
     uses = dict((name, record.get("base")) for name, record in state.records.items() if record)
     for spec in specs:
         current = state.jails[spec.name]
@@ -244,27 +327,36 @@ def plan_jails(specs, state, store):
                                       base_id=base_id, source=spec.source))
         mount = spec.state == "present"
         kind = "an overlay" if spec.overlay else "a copy"
-        if current.exists and (current.record.get("base"), current.record.get("overlay")) != (
-                base_id, spec.overlay):
+        if current.exists and (current.record.get("base"), current.record.get("overlay"),
+                               current.record.get("disk")) != (base_id, spec.overlay, spec.disk):
             actions.append(JailAction(REMOVE, "remove", (
-                "remove jail '%s' to rebuild it as %s of base %s (was %s of %s); its "
+                "remove jail '%s' to rebuild it as %s of base %s%s (was %s of %s%s); its "
                 "writable layer is discarded" % (
-                    spec.name, kind, base_id,
+                    spec.name, kind, base_id, disk_words(spec.disk),
                     "an overlay" if current.record.get("overlay") else "a copy",
-                    current.record.get("base"))), spec.name))
+                    current.record.get("base"), disk_words(current.record.get("disk")))),
+                spec.name))
             current = JailState(spec.name, None)
         if not current.exists:
-            actions.append(JailAction(CREATE, "create", "create jail '%s' as %s of base %s%s" % (
-                spec.name, kind, base_id, " and mount it" if mount else ""), spec.name,
-                spec.lowerdir, base_id, spec.overlay, mount))
+            actions.append(JailAction(CREATE, "create", "create jail '%s' as %s of base %s%s%s"
+                                      % (spec.name, kind, base_id, disk_words(spec.disk),
+                                         " and mount it" if mount else ""), spec.name,
+                                      spec.lowerdir, base_id, spec.overlay, mount,
+                                      disk=spec.disk))
+            continue
+        if current.record.get("layout") != LAYOUT:
+            actions.append(JailAction(CREATE, "migrate", (
+                "move the writable layer of jail '%s' below its private layer/ directory "
+                "(0700)%s" % (spec.name, " and remount it nosuid,nodev" if mount else "")),
+                spec.name, spec.lowerdir, base_id, spec.overlay, mount))
             continue
         if mount:
             missing = missing_mounts(store, spec.name, spec.overlay, spec.lowerdir,
-                                     current.mounts)
+                                     current.mounts, spec.disk)
             if missing:
                 actions.append(JailAction(MOUNT, "mount", "mount %s of jail '%s'" % (
                     ", ".join(missing), spec.name), spec.name, spec.lowerdir, base_id,
-                    spec.overlay))
+                    spec.overlay, disk=spec.disk))
         elif current.mounts:
             actions.append(JailAction(REMOVE, "unmount", "unmount jail '%s' (%d mounts)" % (
                 spec.name, len(current.mounts)), spec.name))
@@ -277,6 +369,27 @@ def plan_jails(specs, state, store):
         actions.append(JailAction(RELEASE, "release", "remove base %s (no jail of lab '%s' "
                                   "uses it)" % (base_id, store.lab), base_id=base_id))
     return sorted(actions, key=lambda a: a.phase)
+
+
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MIN_DISK = 16 << 20
+
+
+def parse_disk(where, value):
+    """``disk`` ("512M", "2G", "0" for no limit) -> (bytes or None, problem or None)."""
+    text = str(value).strip().upper().replace("IB", "").rstrip("B")
+    if text.isdigit() and int(text) == 0:
+        return None, None
+    unit = text[-1:] if text[-1:] in SIZE_UNITS else ""
+    number = text[:len(text) - len(unit)]
+    if not number.isdigit() or int(number) * SIZE_UNITS[unit] < MIN_DISK:
+        return None, ("%sdisk: %r is not a size of at least 16M; expected e.g. 512M or 2G "
+                      "(K, M, G, T are powers of 1024), or 0 for no limit" % (where, value))
+    return int(number) * SIZE_UNITS[unit], None
+
+
+def disk_words(disk):
+    return " with a %d MiB disk" % (disk >> 20) if disk else ""
 
 
 # --- views ------------------------------------------------------------------------------
@@ -294,7 +407,8 @@ def jail_view(store, name, state):
     record = current.record
     base = state.bases.get(record["base"]) or {}
     mounted = bool(base) and not missing_mounts(store, name, record["overlay"],
-                                                base.get("rootfs"), current.mounts)
+                                                base.get("rootfs"), current.mounts,
+                                                record.get("disk"))
     return {
         "state": "present" if mounted else "unmounted",
         "root": store.jail_path(name, "root"),
@@ -302,6 +416,7 @@ def jail_view(store, name, state):
         "base_id": record["base"],
         "source": base.get("source"),
         "overlay": record["overlay"],
+        "disk": record.get("disk"),
         "mounted": mounted,
         "stamp": stamp_of(base),
     }
@@ -318,6 +433,7 @@ def predicted_view(store, spec, state):
         "base_id": spec.base_id,
         "source": base["source"],
         "overlay": spec.overlay,
+        "disk": spec.disk,
         "mounted": spec.state == "present",
         "stamp": stamp_of(base),
     }
@@ -336,14 +452,23 @@ def unmount_below(path):
 
 
 def remove_tree(path):
-    """Unmount, then delete, a directory of nslab's. Never crosses into a mount."""
+    """Unmount, then delete, a directory of nslab's. Never crosses into a mount.
+
+    coreutils ``rm`` (fts) rather than shutil.rmtree: it walks iteratively with openat(2),
+    so a container's 1,100-deep tree cannot exhaust a recursion limit, and it never follows
+    a symlink; ``--one-file-system`` skips (and fails on) anything on another file system,
+    a second guard after the mount table check."""
     if not os.path.lexists(path):
         return
     unmount_below(path)
     left = mounts_below(read_mountinfo(), path)
     if left:
         raise JailError("cannot remove '%s': %s is still mounted" % (path, left[0].mount_point))
-    shutil.rmtree(path)
+    proc = subprocess.run([shutil.which("rm") or "rm", "-rf", "--one-file-system", "--", path],
+                          capture_output=True, env=dict(os.environ, LC_ALL="C"))
+    if proc.returncode != 0 or os.path.lexists(path):
+        raise JailError("cannot remove '%s': rm exited %d: %s" % (
+            path, proc.returncode, proc.stderr.decode("utf-8", "replace").strip()))
 
 
 def mount_dev(dev):
@@ -364,27 +489,76 @@ def mount_dev(dev):
         raise
 
 
-def mount_jail(store, name, overlay, lowerdir, new=False):
+def mount_root(store, name, overlay, lowerdir):
+    """The jail's root, nosuid,nodev: the overlay, or its copy bound onto root/."""
+    root = store.jail_path(name, "root")
+    if overlay:
+        sc.mount("overlay", root, "overlay", ROOT_FLAGS, "lowerdir=%s,upperdir=%s,workdir=%s" % (
+            lowerdir, store.layer(name, "upper"), store.layer(name, "work")))
+        return
+    sc.mount(store.layer(name, "copy"), root, None, sc.MS_BIND)
+    try:
+        sc.mount(None, root, None, sc.MS_BIND | sc.MS_REMOUNT | ROOT_FLAGS)
+    except OSError:
+        sc.umount2(root, sc.MNT_DETACH)
+        raise
+
+
+def make_disk_image(image, size):
+    """A sparse ext4 image of ``size`` bytes (no reserved blocks: it is all the jail's)."""
+    with open(image, "xb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.truncate(size)
+    run_tool(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", image],
+             "format %s" % image)
+
+
+def mount_layer(image, layer):
+    """The image loop-mounted nosuid,nodev at ``layer``, closed to other users. The mount
+    binary sets up the loop device with autoclear: unmounting releases it."""
+    run_tool(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", image, layer],
+             "mount %s" % image)
+    os.chmod(layer, PRIVATE)
+
+
+def run_tool(argv, what):
+    proc = subprocess.run([shutil.which(argv[0]) or argv[0]] + argv[1:], capture_output=True,
+                          env=dict(os.environ, LC_ALL="C"))
+    if proc.returncode != 0:
+        raise JailError("cannot %s: %s exited %d: %s" % (what, argv[0], proc.returncode,
+                                                          proc.stderr.decode("utf-8",
+                                                                             "replace").strip()))
+
+
+def mount_jail(store, name, overlay, lowerdir, new=False, disk=None):
     """Mount what a jail lacks; return the mount points made (undone on failure). A
     ``new`` jail has no mounts: the mount table (which grows with every jail) is not read."""
     root = store.jail_path(name, "root")
-    present = {} if new else dict((m.mount_point, m.fstype) for m in mounts_below(
-        read_mountinfo(), store.jail_dir(name)))
+    if new:
+        missing = (["layer"] if disk else []) + ["root", "/dev", "/dev/pts"]
+    else:
+        missing = missing_mounts(store, name, overlay, lowerdir, mounts_below(
+            read_mountinfo(), store.jail_dir(name)), disk)
     made = []
     try:
-        if overlay and present.get(root) != "overlay":
-            unmount_below(root)
-            present = {}
-            sc.mount("overlay", root, "overlay", 0, "lowerdir=%s,upperdir=%s,workdir=%s" % (
-                lowerdir, store.jail_path(name, "upper"), store.jail_path(name, "work")))
+        if missing[0] == "layer":
+            if not new:
+                unmount_below(store.layer(name))
+            mount_layer(store.jail_path(name, "layer.img"), store.layer(name))
+            made.append(store.layer(name))
+            missing = missing[1:]
+        if missing[:1] in (["root"], ["overlay"]):
+            if not new:
+                unmount_below(root)
+            mount_root(store, name, overlay, lowerdir)
             made.append(root)
         ensure_mount_points(root)
         dev = os.path.join(root, "dev")
-        if present.get(dev) != "tmpfs":
+        if "/dev" in missing:
             mount_dev(dev)
             made.append(dev)
         pts = os.path.join(dev, "pts")
-        if present.get(pts) != "devpts":
+        if "/dev/pts" in missing:
             ensure_real_dir(pts, 0o755)
             sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, DEVPTS)
             made.append(pts)
@@ -403,6 +577,7 @@ class JailApplier:
         self.builder = builder
         self.runner = Runner(run)
         self.undo = []          # (description, callable)
+        self.stripped = []      # what strip_special removed from each base built
 
     def apply(self, actions):
         done = []
@@ -423,13 +598,14 @@ class JailApplier:
             for directory in (self.store.jails_dir, self.store.bases_dir):
                 remove_empty_dirs(directory, self.store.root)
 
-    def _temp_dir(self, parent, name):
-        os.makedirs(parent, exist_ok=True)
+    def _temp_dir(self, parent, name, mode):
+        self.store.make_dirs(parent)
         temp = tempfile.mkdtemp(prefix=".tmp-%s-" % name, dir=parent)
-        # Traversable, not listable: a container in a user namespace is an ordinary host
-        # user, and must reach its root through this directory to bind it.
-        os.chmod(temp, 0o711)
+        os.chmod(temp, mode)
         return temp
+
+    def _restrict(self, action):
+        os.chmod(action.path, action.mode)
 
     def _into_place(self, temp, final, record_name, record, fill):
         """Fill a temporary directory, record it, and rename it to ``final`` (atomic)."""
@@ -444,14 +620,17 @@ class JailApplier:
     def _build(self, action):
         source, final = action.source, self.store.base_dir(action.base_id)
 
-        def fill(temp):
-            if source.kind != "directory":
-                os.mkdir(os.path.join(temp, "rootfs"), 0o755)
-                self.builder.build(source, os.path.join(temp, "rootfs"))
         record = dict(source.stamp(), lab=self.store.lab, id=action.base_id,
                       rootfs=self.store.rootfs(source),
                       built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        self._into_place(self._temp_dir(self.store.bases_dir, action.base_id), final,
+
+        def fill(temp):
+            os.mkdir(os.path.join(temp, "rootfs"), WRITABLE)
+            stripped = self.builder.build(source, os.path.join(temp, "rootfs"))
+            if stripped is not None:
+                record["stripped"] = stripped
+                self.stripped.append(dict(stripped, base_id=action.base_id))
+        self._into_place(self._temp_dir(self.store.bases_dir, action.base_id, PRIVATE), final,
                          "base.json", record, fill)
         self.undo.append((action.summary, lambda: remove_tree(final)))
 
@@ -459,27 +638,63 @@ class JailApplier:
         name, final, lowerdir = action.name, self.store.jail_dir(action.name), action.lowerdir
 
         def fill(temp):
+            os.mkdir(os.path.join(temp, "root"), WRITABLE)
+            layer = os.path.join(temp, "layer")
+            os.mkdir(layer, PRIVATE)
+            if action.disk:
+                image = os.path.join(temp, "layer.img")
+                make_disk_image(image, action.disk)
+                mount_layer(image, layer)
             if action.overlay:
-                for part in ("upper", "work", "root"):
-                    os.mkdir(os.path.join(temp, part), 0o755)
+                for part in ("upper", "work"):
+                    os.mkdir(os.path.join(layer, part), WRITABLE)
             else:
                 self.runner.run([shutil.which("cp") or "cp", "-a", "--reflink=auto", lowerdir,
-                                 os.path.join(temp, "root")])
+                                 os.path.join(layer, "copy")])
+            if action.disk:      # mounted again at its final path by mount_jail
+                sc.umount2(layer, 0)
         record = {"lab": self.store.lab, "name": name, "base": action.base_id,
-                  "overlay": action.overlay}
-        self._into_place(self._temp_dir(self.store.jails_dir, name), final, "jail.json",
-                         record, fill)
+                  "overlay": action.overlay, "layout": LAYOUT, "disk": action.disk}
+        # Traversable, not listable: a container in a user namespace is an ordinary host
+        # user, and must reach its root through this directory to bind it.
+        self._into_place(self._temp_dir(self.store.jails_dir, name, TRAVERSE), final,
+                         "jail.json", record, fill)
         self.undo.append((action.summary, lambda: remove_tree(final)))
         if action.mount:
-            mount_jail(self.store, name, action.overlay, lowerdir, new=True)
+            mount_jail(self.store, name, action.overlay, lowerdir, new=True, disk=action.disk)
 
     def _mount(self, action):
-        made = mount_jail(self.store, action.name, action.overlay, action.lowerdir)
+        made = mount_jail(self.store, action.name, action.overlay, action.lowerdir,
+                          disk=action.disk)
 
         def undo():
             for point in reversed(made):
                 sc.umount2(point, sc.MNT_DETACH)
         self.undo.append((action.summary, undo))
+
+    def _migrate(self, action):
+        """An older jail's layers into layer/ (renames: nothing copied, nothing lost); a
+        rerun after a failure here finishes what is left."""
+        name, jail = action.name, self.store.jail_dir(action.name)
+        unmount_below(jail)
+        layer = self.store.layer(name)
+        if not os.path.isdir(layer):
+            os.mkdir(layer, PRIVATE)
+        os.chmod(layer, PRIVATE)
+        moves = [("upper", "upper"), ("work", "work")] if action.overlay else [("root", "copy")]
+        for old, new in moves:
+            if os.path.isdir(os.path.join(jail, old)) and not os.path.lexists(
+                    os.path.join(layer, new)):
+                os.rename(os.path.join(jail, old), os.path.join(layer, new))
+        if not os.path.isdir(os.path.join(jail, "root")):
+            os.mkdir(os.path.join(jail, "root"), WRITABLE)
+        os.chmod(jail, TRAVERSE)
+        record = read_json(os.path.join(jail, "jail.json"))
+        write_json_atomic(os.path.join(jail, "jail.json"), dict(record, layout=LAYOUT))
+        if action.mount:
+            made = mount_jail(self.store, name, action.overlay, action.lowerdir, new=True)
+            self.undo.append((action.summary, lambda: [sc.umount2(p, sc.MNT_DETACH)
+                                                       for p in reversed(made)]))
 
     def _unmount(self, action):
         unmount_below(self.store.jail_dir(action.name))
@@ -496,15 +711,8 @@ class JailApplier:
 def snapshot(top):
     """path -> (mode, size, mtime, owner) of every file below ``top``, not crossing mounts:
     enough to tell whether a command changed a jail's writable layer."""
-    files, top_dev = {}, os.lstat(top).st_dev
-    for directory, dirs, names in os.walk(top):
-        dirs[:] = [d for d in dirs
-                   if os.lstat(os.path.join(directory, d)).st_dev == top_dev]
-        for name in dirs + names:
-            info = os.lstat(os.path.join(directory, name))
-            files[os.path.join(directory, name)] = (info.st_mode, info.st_size,
-                                                    info.st_mtime_ns, info.st_uid, info.st_gid)
-    return files
+    return dict((path, (info.st_mode, info.st_size, info.st_mtime_ns, info.st_uid,
+                        info.st_gid)) for path, info in walk_tree(top))
 
 
 def _enter_jail(root):

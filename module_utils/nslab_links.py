@@ -8,6 +8,7 @@ Pure functions over ``nslab_iproute.Link`` snapshots; they never run a command.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -39,6 +40,7 @@ class BridgeSpec:
     iface: Iface
     stp: bool = False
     nat: bool = False
+    isolate_host: bool = False
     state: str = "present"
 
 
@@ -47,6 +49,26 @@ class VethSpec:
     end: Iface
     peer: Iface
     state: str = "present"
+    antispoof: bool = False
+
+    def bridge_port(self):
+        """(port, node end) when exactly one end is a bridge port and the other is not:
+        the pair that plugs a node into a bridge; None otherwise (point-to-point pairs,
+        bridge-to-bridge cables)."""
+        ends = [(a, b) for a, b in ((self.end, self.peer), (self.peer, self.end))
+                if a.master not in (None, UNMANAGED) and b.master in (None, UNMANAGED)]
+        return ends[0] if len(ends) == 1 else None
+
+
+def derived_mac(lab, netns, name):
+    """A stable, locally administered unicast MAC for the node end ``name`` in ``netns``.
+
+    Known before the link exists (so its anti-spoofing rules can be in place before the
+    port is), the same after the pair is rebuilt (neighbours' caches stay right), and not
+    taken from what a node may have changed."""
+    digest = hashlib.sha256(("%s/%s/%s" % (lab, netns or "", name)).encode()).digest()
+    first = (digest[0] & 0xfc) | 0x02
+    return ":".join("%02x" % b for b in (first,) + tuple(digest[1:6]))
 
 
 def _step(phase, iface, argv, undo_argv=None):
@@ -107,13 +129,16 @@ def configure_iface(kind, iface, current, alias):
                 add("detach %s from bridge '%s'" % (label, have),
                     _step(CONFIGURE, iface, ["link", "set"] + dev + ["nomaster"], undo))
     have_addrs = set(current.managed_addresses()) if current is not None else set()
+    # Removals first: deleting a subnet's primary address also deletes the secondaries
+    # of that subnet (promote_secondaries is off by default), so a new address added
+    # before the old one goes would go with it.
+    for addr in sorted(have_addrs - set(iface.addresses)):
+        add("remove address %s from %s" % (addr, label),
+            _step(ADDRESS, iface, ["addr", "del", addr] + dev, ["addr", "add", addr] + dev))
     for addr in iface.addresses:
         if addr not in have_addrs:
             add("add address %s to %s" % (addr, label),
                 _step(ADDRESS, iface, ["addr", "add", addr] + dev, ["addr", "del", addr] + dev))
-    for addr in sorted(have_addrs - set(iface.addresses)):
-        add("remove address %s from %s" % (addr, label),
-            _step(ADDRESS, iface, ["addr", "del", addr] + dev, ["addr", "add", addr] + dev))
     if current is not None and not current.up:
         add("bring %s up" % label,
             _step(UP, iface, ["link", "set"] + dev + ["up"], ["link", "set"] + dev + ["down"]))

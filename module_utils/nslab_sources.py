@@ -20,7 +20,17 @@ Sources:
   debootstrap  a Debian/Ubuntu suite from a mirror, run in a private mount namespace (its
                /proc mounts die with it) and kept as a tarball under the cache directory
   tarball      an archive extracted with GNU tar (numeric owners, xattrs)
-  directory    an existing tree, never written to: it is the overlay's lower layer
+  directory    an existing tree, copied (``cp -a``), never written to
+
+A tarball or directory base is stripped after it is made (``strip_special``): device nodes
+are removed (a jail's /dev is a tmpfs nslab makes) and setuid/setgid bits cleared unless
+the source sets ``keep_setuid``. Such files come from outside nslab; on the host they would
+be usable by anyone who reaches them. A debootstrap base loses the device nodes debootstrap
+made in its /dev and keeps Debian's own setuid programs (its cached tarball is kept as is).
+
+A directory source is resolved (realpath) before any check, and refused when it is the
+host's root, a host system directory, or inside or above nslab's own trees: a symlink to
+``/`` would otherwise hand the container the host's files.
 """
 
 from __future__ import annotations
@@ -50,12 +60,19 @@ SOURCE_OPTIONS = {
     "busybox": ["path"],
     "host": ["binaries"],
     "debootstrap": ["suite", "mirror", "variant", "include"],
-    "tarball": ["path"],
-    "directory": ["path"],
+    "tarball": ["path", "keep_setuid"],
+    "directory": ["path", "keep_setuid"],
 }
 VARIANTS = ["minbase", "buildd", "default"]
 DATA_ROOT = "/var/lib/nslab"
 CACHE_ROOT = "/var/cache/nslab"
+STATE_ROOT = "/run/nslab"
+# A directory source may not be one of these (nor /), nor inside the first group: host
+# configuration, kernel and device trees, and the runtime directory.
+HOST_TREES = ["/boot", "/dev", "/etc", "/proc", "/run", "/sys"]
+HOST_DIRS = HOST_TREES + ["/bin", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
+                          "/mnt", "/opt", "/root", "/sbin", "/srv", "/tmp", "/usr", "/var",
+                          "/var/lib", "/var/cache", "/var/log", "/var/tmp", "/usr/local"]
 JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Top-level directories that merged-/usr hosts make symlinks into /usr.
 MERGED_USR_LINKS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]
@@ -147,6 +164,79 @@ def inside(path, directory):
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
+def nslab_trees(cache_dir=CACHE_ROOT):
+    return sorted(set([DATA_ROOT, STATE_ROOT, CACHE_ROOT, cache_dir]))
+
+
+def host_tree_problem(real, cache_dir=CACHE_ROOT):
+    """Why the resolved path ``real`` may not be a jail's tree, or None."""
+    if real == "/":
+        return "the host's root"
+    for tree in nslab_trees(cache_dir):
+        if inside(real, tree):
+            return "inside nslab's %s" % tree
+        if inside(tree, real):
+            return "which holds nslab's %s" % tree
+    if real in HOST_DIRS:
+        return "a host system directory"
+    for tree in HOST_TREES:
+        if inside(real, tree):
+            return "inside the host's %s" % tree
+    return None
+
+
+def file_kind(mode):
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def walk_tree(top):
+    """(path, lstat) of every entry below ``top``, iteratively (no recursion limit), never
+    following a symlink nor crossing into another file system."""
+    device = os.lstat(top).st_dev
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                info = entry.stat(follow_symlinks=False)
+                yield entry.path, info
+                if stat.S_ISDIR(info.st_mode) and info.st_dev == device:
+                    pending.append(entry.path)
+
+
+def tree_digest(top):
+    """A fingerprint of a tree's names, types, modes, owners, sizes and mtimes: a changed
+    directory source resolves to a new base."""
+    digest = hashlib.sha256()
+    for path, info in sorted(walk_tree(top)):
+        digest.update(("%s\0%o\0%d\0%d\0%d\0%d\n" % (
+            path[len(top):], info.st_mode, info.st_uid, info.st_gid, info.st_size,
+            info.st_mtime_ns)).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def strip_special(top, keep_setuid=False):
+    """Remove device nodes below ``top`` and clear setuid/setgid bits of non-directories
+    (unless ``keep_setuid``); return the counts. ``top`` is a new base only root can reach."""
+    devices, setid = [], []
+    for path, info in walk_tree(top):
+        if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+            devices.append(path)
+        elif (not keep_setuid and stat.S_ISREG(info.st_mode)
+              and info.st_mode & (stat.S_ISUID | stat.S_ISGID)):
+            setid.append((path, stat.S_IMODE(info.st_mode)))
+    for path in devices:
+        os.unlink(path)
+    for path, mode in setid:
+        os.chmod(path, mode & ~(stat.S_ISUID | stat.S_ISGID))
+    return {"device_nodes": len(devices), "setuid_setgid": len(setid)}
+
+
 class SourceResolver:
     """Reads the host to resolve sources; writes nothing."""
 
@@ -162,7 +252,8 @@ class SourceResolver:
         problems = ["%s%s: only used with source %s (source is '%s')" % (
             where, option, " or ".join("'%s'" % k for k in SOURCES
                                        if option in SOURCE_OPTIONS[k]), kind)
-            for option in ("path", "binaries", "suite", "mirror", "variant", "include")
+            for option in ("path", "binaries", "suite", "mirror", "variant", "include",
+                           "keep_setuid")
             if item.get(option) and option not in SOURCE_OPTIONS[kind]]
         source, more = getattr(self, "_" + kind)(item, where)
         problems += more
@@ -260,28 +351,36 @@ class SourceResolver:
         path, problems = self._file_option(item, where, "a root filesystem archive")
         if problems:
             return None, problems
-        if not os.path.isfile(path):
-            return None, ["%spath: '%s' is not a file; expected a root filesystem archive "
-                          "(tar, optionally compressed)" % (where, path)]
+        real = os.path.realpath(path)
+        try:
+            kind = file_kind(os.stat(real).st_mode)
+        except OSError as err:
+            kind = "unreadable (%s)" % err.strerror
+        if kind != "a regular file":
+            return None, ["%spath: '%s' resolves to '%s', which is %s; expected a root "
+                          "filesystem archive (a regular file: tar, optionally compressed)" % (
+                              where, path, real, kind)]
         if not self.which("tar"):
             return None, ["%ssource: 'tarball' needs GNU tar, not found on PATH" % where]
-        return Source("tarball", {"path": path}, {"sha256": sha256_file(path)}), []
+        spec = {"path": real, "keep_setuid": bool(item.get("keep_setuid"))}
+        return Source("tarball", spec, {"sha256": sha256_file(real)}), []
 
     def _directory(self, item, where):
         path, problems = self._file_option(item, where, "a root filesystem tree")
         if problems:
             return None, problems
-        if path == "/" or any(inside(root, path) or inside(path, root)
-                              for root in (DATA_ROOT, self.cache_dir)):
-            return None, ["%spath: '%s' is (or holds, or is inside) the host's root or "
-                          "nslab's own directories; expected a separate tree" % (where, path)]
-        if not os.path.isdir(path):
-            return None, ["%spath: '%s' is not a directory; expected an existing root "
-                          "filesystem tree" % (where, path)]
-        if re.search(r"[,:\\]", path):
-            return None, ["%spath: '%s' has ',', ':' or '\\', which overlayfs options cannot "
-                          "hold; expected a path without them" % (where, path)]
-        return Source("directory", {"path": path}, {}), []
+        real = os.path.realpath(path)
+        why = host_tree_problem(real, self.cache_dir)
+        if why:
+            return None, ["%spath: '%s' resolves to '%s', %s; expected a root filesystem "
+                          "tree of its own (not /, a host system directory, or inside or "
+                          "above nslab's %s)" % (where, path, real, why, ", ".join(
+                              nslab_trees(self.cache_dir)))]
+        if not os.path.isdir(real):
+            return None, ["%spath: '%s' resolves to '%s', which is not a directory; expected "
+                          "an existing root filesystem tree" % (where, path, real)]
+        spec = {"path": real, "keep_setuid": bool(item.get("keep_setuid"))}
+        return Source("directory", spec, {"tree": tree_digest(real)}), []
 
     def _debootstrap(self, item, where):
         problems = []
@@ -370,8 +469,15 @@ class RootfsBuilder:
         self.which = which
 
     def build(self, source, dest):
+        """Fill ``dest``; return what was stripped from it (tarball, directory) or None."""
         getattr(self, "_" + source.kind)(source, dest)
+        stripped = None
+        if source.kind in ("tarball", "directory"):
+            stripped = strip_special(dest, source.spec.get("keep_setuid", False))
+        elif source.kind == "debootstrap":      # Debian's setuid programs stay
+            stripped = strip_special(dest, keep_setuid=True)
         ensure_mount_points(dest)
+        return stripped
 
     def _run(self, source, argv):
         try:
@@ -409,7 +515,11 @@ class RootfsBuilder:
         self.extract(source, source.spec["path"], dest)
 
     def _directory(self, source, dest):
-        raise SourceError("a directory source is used as is, never built")
+        # A copy, not the tree itself as the overlay's lower layer: it can be stripped
+        # without writing to the source, and later edits of the source (undefined
+        # behaviour under a mounted overlay) reach a jail only through a new base.
+        self._run(source, [self.which("cp") or "cp", "-a", "--one-file-system",
+                           "--reflink=auto", "--", source.spec["path"] + "/.", dest])
 
     def extract(self, source, archive, dest):
         self._run(source, [self.which("tar") or "tar", "-xpf", archive, "-C", dest,
@@ -433,7 +543,11 @@ class RootfsBuilder:
     def store_cache(self, source, rootfs):
         """Tar ``rootfs`` into the cache, atomically: readers see a whole tarball or none."""
         directory = os.path.dirname(source.cache)
-        os.makedirs(directory, exist_ok=True)
+        # Closed to other host users: the tarball holds Debian's setuid programs.
+        for path in (os.path.dirname(directory), directory):
+            if not os.path.isdir(path):
+                os.makedirs(path, mode=0o700, exist_ok=True)
+                os.chmod(path, 0o700)
         partial = os.path.join(directory, ".tmp-%d-%s" % (os.getpid(),
                                                           os.path.basename(source.cache)))
         try:

@@ -3,10 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A lab's topology file: validated as a whole, then turned into what each host builds.
 
-Pure: no kernel access. ``validate`` lists every problem of a topology at once;
-``compile_lab`` turns a valid one into the object lists the modules converge
-(namespaces, bridges, veths, jails, cgroups, containers), so a lab costs a fixed number
-of module runs per host whatever its size.
+Pure: no kernel access. ``validate`` lists every problem of a topology at once, by the
+key's path: every key any module will receive, its type, range and form, with the
+modules' own parsers and vocabularies (nslab_cgroups, nslab_sources, nslab_init), and
+the host's own addresses as the caller read them; ``compile_lab`` turns a valid one into
+the object lists the modules converge (namespaces, bridges, veths, jails, cgroups,
+containers), so a lab costs a fixed number of module runs per host whatever its size;
+``removal_plan`` is what state=absent removes, from what a host has of the lab alone.
 
 Addresses are sticky: an address a node already has (``current``, read from the hosts) is
 kept while it is still valid, so adding or removing a node never renumbers the others.
@@ -19,21 +22,55 @@ import hashlib
 import ipaddress
 import re
 
-from ansible.module_utils.nslab_validate import IFNAMSIZ, lab_problem
+from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, block_device, \
+    parse_limits, parse_size
+from ansible.module_utils.nslab_init import CAPABILITIES
+from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
+    _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, CACHE_ROOT, DATA_ROOT, SOURCE_OPTIONS, \
+    SOURCES, VARIANTS
+from ansible.module_utils.nslab_validate import IFNAMSIZ, abspath_problem, hostname_problem, \
+    ifname_problem, lab_problem, mtu_problem
 from ansible.module_utils.nslab_vxlan import MAX_VNI, OVERHEAD
 
 TOP_KEYS = {"lab", "description", "defaults", "networks", "nodes", "links"}
-DEFAULT_KEYS = {"jail", "limits", "command", "env", "cap_add", "cap_drop"}
-NETWORK_KEYS = {"subnet", "mtu", "nat", "ipv6", "vni"}
+DEFAULT_KEYS = {"jail", "limits", "command", "env", "cap_add", "cap_drop", "disk"}
+NETWORK_KEYS = {"subnet", "mtu", "nat", "ipv6", "vni", "isolate_host", "antispoof"}
+NETWORK_BOOLS = ("nat", "ipv6", "isolate_host", "antispoof")
 NODE_KEYS = {"networks", "jail", "limits", "command", "env", "hostname", "cap_add", "cap_drop",
-             "host"}
+             "host", "disk"}
 LINK_KEYS = {"endpoints", "subnet", "mtu", "vni"}
-LIMIT_KEYS = {"memory", "memory_high", "swap", "cpus", "cpu_weight", "cpuset", "cpuset_mems",
-              "pids", "io", "io_weight"}
-JAIL_SOURCES = {"busybox", "host", "debootstrap", "tarball", "directory"}
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
-IFNAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
-SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]?i?B?$", re.IGNORECASE)
+LIMIT_KEYS = set(CGROUP_KEYS)
+IO_KEYS = {"device"} | set(IO_LIMITS)
+JAIL_SOURCES = set(SOURCES)
+# What a topology's jail may hold, per source: nslab_jail's own options of that source,
+# ``overlay``, and ``keep_setuid`` for the sources that bring someone else's files.
+JAIL_COMMON_KEYS = ("source", "overlay")
+JAIL_SETUID_SOURCES = ("tarball", "directory")
+JAIL_KEYS = dict((source, set(JAIL_COMMON_KEYS) | set(SOURCE_OPTIONS[source])
+                  | ({"keep_setuid"} if source in JAIL_SETUID_SOURCES else set()))
+                 for source in SOURCES)
+# The options a source cannot do without (nslab_sources asks for them too, later).
+SOURCE_REQUIRED = {
+    "host": {"binaries": "binaries, the commands to copy, like [sh, ls]"},
+    "debootstrap": {"suite": "suite, a Debian suite like bookworm"},
+    "tarball": {"path": "path, the absolute path of a root filesystem archive"},
+    "directory": {"path": "path, the absolute path of a root filesystem tree"},
+}
+# Matched with fullmatch: '$' alone would let a trailing newline through.
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")
+IFNAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Subnets a lab must never take: the host routes them itself, or they are not unicast.
+HOST_CRITICAL = [(ipaddress.ip_network(n), why) for n, why in (
+    ("0.0.0.0/8", "'this network' (and a /0 is every address)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved (and broadcast)"),
+    ("::/8", "unspecified, loopback and IPv4-mapped (and a /0 is every address)"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+)]
 
 
 def short_ifname(*parts):
@@ -61,18 +98,77 @@ def netns_name(lab, node):
     return "%s-%s" % (lab, node)
 
 
+def _kind(value):
+    """What a YAML value is, in a user's words."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a number"),
+                       (str, "a string"), (list, "a list"), (dict, "a mapping")):
+        if isinstance(value, kind):
+            return name
+    return "a %s" % type(value).__name__
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _wrong(where, value, expected):
+    return "%s: %s is %s; expected %s" % (where, _show(value), _kind(value), expected)
+
+
+def _mapping(where, value, problems, expected):
+    if isinstance(value, dict):
+        return True
+    problems.append(_wrong(where, value, expected))
+    return False
+
+
+def _section(where, value, problems, expected):
+    """A top-level mapping that may be left out (or null): {} then."""
+    if value is None:
+        return {}
+    return value if _mapping(where, value, problems, expected) else {}
+
+
 def _unknown(where, data, allowed, problems):
-    for key in sorted(set(data) - allowed):
-        problems.append("%s: unknown key '%s'; expected one of %s" % (
-            where, key, ", ".join(sorted(allowed))))
+    for key in sorted(set(data) - set(allowed), key=str):
+        problems.append("%s: unknown key %s; expected one of %s" % (
+            where, _show(key), ", ".join(sorted(allowed))))
+
+
+def _bool(where, value, problems):
+    if not isinstance(value, bool):
+        problems.append(_wrong(where, value, "true or false (a YAML boolean, not quoted)"))
+
+
+def _string_list(where, value, problems, expected, allow_empty=True):
+    if (not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+            or not (value or allow_empty)):
+        problems.append(_wrong(where, value, expected))
+        return False
+    return True
+
+
+def _name(where, kind, name, problems):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        problems.append("%s: %s name %s is invalid; expected 1-32 characters of a-z, 0-9 and "
+                        "'-', starting and ending with a letter or digit" % (where, kind,
+                                                                            _show(name)))
+        return False
+    return True
 
 
 def _network(where, value, problems):
+    if not isinstance(value, str):
+        problems.append(_wrong(where, value, "a network in CIDR form like 10.213.1.0/24"))
+        return None
     try:
-        net = ipaddress.ip_network(str(value), strict=True)
+        net = ipaddress.ip_network(value, strict=True)
     except ValueError:
-        problems.append("%s: '%s' is not a network in CIDR form with its host bits zero "
-                        "(e.g. 10.213.1.0/24)" % (where, value))
+        problems.append("%s: '%s' is not a network in CIDR form with its host bits zero; "
+                        "expected e.g. 10.213.1.0/24" % (where, value))
         return None
     if net.num_addresses < 4:
         problems.append("%s: %s is too small; expected room for a gateway and hosts (/30 or "
@@ -81,34 +177,281 @@ def _network(where, value, problems):
     return net
 
 
-def _limits_problems(where, limits, problems):
-    if not isinstance(limits, dict):
-        problems.append("%s: expected a mapping like {memory: 64M, cpus: 0.5, pids: 64}" % where)
+def _subnet(where, value, problems, host_addresses):
+    """A lab subnet: a private-use range that neither the host's own routing nor any
+    special range (loopback, link-local, multicast, reserved, 'this network') meets."""
+    net = _network(where, value, problems)
+    if net is None:
+        return None
+    for critical, why in HOST_CRITICAL:
+        if critical.version == net.version and net.overlaps(critical):
+            problems.append("%s: %s overlaps %s (%s); expected a private range the host does "
+                            "not route itself, such as 10.213.1.0/24" % (where, net, critical,
+                                                                         why))
+            return None
+    for ifname, address in host_addresses:
+        iface = ipaddress.ip_interface(address)
+        if iface.version == net.version and not iface.ip.is_loopback and (
+                iface.ip in net or net.overlaps(iface.network)):
+            problems.append("%s: %s overlaps the host's own address %s on %s; expected a "
+                            "subnet that no interface of the host uses" % (
+                                where, net, address, ifname))
+            return None
+    return net
+
+
+def _argv(where, value, problems):
+    if not _string_list(where, value, problems, "a list of strings (an argv) like "
+                        "[httpd, -f, -p, \"80\"]"):
+        return
+    for index, arg in enumerate(value):
+        if "\0" in arg:
+            problems.append("%s[%d]: %s holds a NUL byte; expected text without one" % (
+                where, index, _show(arg)))
+
+
+def _env(where, env, problems):
+    if not _mapping(where, env, problems, "a mapping of NAME: value, like {LANG: C.UTF-8}"):
+        return
+    for key, value in env.items():
+        if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
+            problems.append("%s: variable name %s is invalid; expected letters, digits and "
+                            "'_', not starting with a digit (no '=', space or newline)" % (
+                                where, _show(key)))
+        elif not isinstance(value, str):
+            # execve takes strings; a number would kill the container's start.
+            problems.append(_wrong("%s.%s" % (where, key), value,
+                                   "a string (quote numbers and booleans, like \"80\")"))
+        elif "\0" in value:
+            problems.append("%s.%s: %s holds a NUL byte; expected text without one "
+                            "(newlines are fine)" % (where, key, _show(value)))
+
+
+def _capabilities(where, value, problems):
+    if not _string_list(where, value, problems, "a list of capability names like "
+                        "[NET_ADMIN, CAP_NET_RAW]"):
+        return
+    for index, cap in enumerate(value):
+        name = cap.upper()
+        name = name[4:] if name.startswith("CAP_") else name
+        if name not in CAPABILITIES:
+            problems.append("%s[%d]: %s is not a capability; expected a name of "
+                            "capabilities(7), with or without CAP_, like NET_ADMIN or "
+                            "CAP_SYS_TIME" % (where, index, _show(cap)))
+
+
+# The types nslab_cgroup's parsers take for each limit; what each parser then says about
+# the value is the module's own rule (parse_limits).
+LIMIT_TYPES = {
+    "memory": ((int, str), "a size like 64M or 1.5G, or 'max'"),
+    "memory_high": ((int, str), "a size like 64M or 1.5G, or 'max'"),
+    "swap": ((int, str), "a size like 64M or 1.5G, or 'max'"),
+    "cpus": ((int, float, str), "a number of CPUs like 0.5 or 2, or 'max'"),
+    "cpu_weight": ((int,), "an integer from 1 to 10000"),
+    "io_weight": ((int,), "an integer from 1 to 10000"),
+    "pids": ((int, str), "an integer from 1 to %d, or 'max'" % 4194304),
+    "cpuset": ((int, str), "a list of CPUs like 0-1,3"),
+    "cpuset_mems": ((int, str), "a list of memory nodes like 0"),
+    "io": ((list,), "a list of {device: 8:0, read_bps: 10M, ...}"),
+}
+
+
+def _limits(where, limits, problems, resolve):
+    if not _mapping(where, limits, problems, "a mapping like {memory: 64M, cpus: 0.5, "
+                    "pids: 64}"):
         return
     _unknown(where, limits, LIMIT_KEYS, problems)
-    for key in ("memory", "memory_high", "swap"):
-        if key in limits and not SIZE_RE.match(str(limits[key])):
-            problems.append("%s.%s: '%s' is not a size; expected e.g. 64M or 1.5G" % (
-                where, key, limits[key]))
-    if "cpus" in limits:
+    typed = {}
+    for key, value in limits.items():
+        if key not in LIMIT_TYPES or value is None:
+            continue
+        types, expected = LIMIT_TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            problems.append(_wrong("%s.%s" % (where, key), value, expected))
+            continue
+        if key == "io":
+            entries = []
+            for index, entry in enumerate(value):
+                at = "%s.io[%d]" % (where, index)
+                if not _mapping(at, entry, problems, "a mapping like {device: 8:0, "
+                                "read_bps: 10M}"):
+                    continue
+                _unknown(at, entry, IO_KEYS, problems)
+                if not isinstance(entry.get("device"), str):
+                    problems.append(_wrong(at + ".device", entry.get("device"),
+                                           "a whole disk as MAJOR:MINOR like 8:0 or a /dev "
+                                           "path"))
+                    continue
+                bad = [k for k in IO_LIMITS if isinstance(entry.get(k), (bool, list, dict))]
+                problems.extend(_wrong("%s.%s" % (at, k), entry[k], "a size like 10M or a "
+                                       "count, or 'max'") for k in bad)
+                if not bad:
+                    entries.append(dict((k, v) for k, v in entry.items() if k in IO_KEYS))
+            value = entries
+        typed[key] = value
+    for key, value in typed.items():
         try:
-            if float(limits["cpus"]) <= 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            problems.append("%s.cpus: '%s' is not a positive number of CPUs" % (
-                where, limits["cpus"]))
-    if "pids" in limits and (not isinstance(limits["pids"], int) or limits["pids"] < 1):
-        problems.append("%s.pids: '%s' is not a positive whole number" % (where, limits["pids"]))
+            problems.extend(parse_limits({key: value}, where + ".", resolve)[1])
+        except (ValueError, OverflowError):
+            # nan, inf or a number too large for a float: the parsers cannot take it
+            problems.append(_wrong("%s.%s" % (where, key), value,
+                                   LIMIT_TYPES[key][1] + ", a finite number"))
 
 
-def _jail_problems(where, jail, problems):
-    if not isinstance(jail, dict) or jail.get("source") not in JAIL_SOURCES:
-        problems.append("%s: expected a mapping with source one of %s" % (
-            where, ", ".join(sorted(JAIL_SOURCES))))
+def _disk(where, value, problems):
+    try:
+        bad = isinstance(value, (bool, float)) or value == "max" or parse_size(where, value)[1]
+    except (ValueError, OverflowError):           # a number too large for a float
+        bad = True
+    if bad:
+        problems.append(_wrong(where, value, "a size like 512M or 2G (K, M, G, T: powers of "
+                               "1024)"))
+
+
+def _node_settings(where, spec, problems, resolve):
+    """What defaults and nodes share: jail (its shape; its keys per source are checked on
+    each node's merged jail), limits, command, env, capabilities, disk."""
+    if "jail" in spec:
+        _mapping(where + ".jail", spec["jail"], problems, "a mapping like {source: busybox}")
+    if "limits" in spec:
+        _limits(where + ".limits", spec["limits"], problems, resolve)
+    if "command" in spec:
+        _argv(where + ".command", spec["command"], problems)
+    if "env" in spec:
+        _env(where + ".env", spec["env"], problems)
+    for key in ("cap_add", "cap_drop"):
+        if key in spec:
+            _capabilities("%s.%s" % (where, key), spec[key], problems)
+    if "disk" in spec:
+        _disk(where + ".disk", spec["disk"], problems)
+
+
+def _jail_value_problem(where, source, key, value):
+    if key in ("overlay", "keep_setuid"):
+        if not isinstance(value, bool):
+            return _wrong(where, value, "true or false (a YAML boolean, not quoted)")
+    elif key == "path":
+        problem = abspath_problem(where, value)
+        if problem:
+            return problem
+        if source == "directory" and (value == "/" or any(
+                value == root or value.startswith(root + "/") or root.startswith(value + "/")
+                for root in (DATA_ROOT, CACHE_ROOT))):
+            return ("%s: '%s' is (or holds, or is inside) the host's root or nslab's own "
+                    "directories; expected a separate tree" % (where, value))
+    elif key == "binaries":
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, str) and v and "\0" not in v for v in value)):
+            return _wrong(where, value, "a list of commands or absolute paths like [sh, ls]")
+    elif key == "include":
+        if not isinstance(value, list) or not all(
+                isinstance(v, str) and PACKAGE_RE.fullmatch(v) for v in value):
+            return _wrong(where, value, "a list of Debian package names like [iproute2]")
+    elif key == "suite":
+        if not isinstance(value, str) or not SUITE_RE.fullmatch(value):
+            return _wrong(where, value, "a Debian suite name like bookworm")
+    elif key == "mirror":
+        if not isinstance(value, str) or not MIRROR_RE.fullmatch(value):
+            return _wrong(where, value, "a mirror URL like http://deb.debian.org/debian")
+    elif key == "variant":
+        if value not in VARIANTS:
+            return _wrong(where, value, "one of %s" % ", ".join(VARIANTS))
+    return None
+
+
+def _jail(node_where, defaults_jail, node_jail, problems):
+    """A node's jail as nslab_jail will get it: defaults.jail with the node's on top. Each
+    problem names the file's key it comes from (the node's, or defaults.jail)."""
+    jail = dict(defaults_jail)
+    jail.update(node_jail)
+
+    def where(key):
+        return "%s.jail.%s" % (node_where, key) if key in node_jail else "defaults.jail.%s" % key
+
+    if not jail:
+        return
+    source = jail.get("source")
+    if not isinstance(source, str) or source not in JAIL_SOURCES:
+        problems.append("%s: %s is not a jail source; expected one of %s" % (
+            where("source"), _show(source), ", ".join(SOURCES)))
+        return
+    for key in sorted(jail, key=str):
+        if key == "command":
+            problems.append("%s: a jail's command runs as the host's root in a plain chroot, "
+                            "outside the container's namespaces; not allowed in a topology. "
+                            "Expected the node's own command (nodes.<name>.command), which "
+                            "runs in the container" % where(key))
+        elif key not in JAIL_KEYS[source]:
+            others = [s for s in SOURCES if key in JAIL_KEYS[s]]
+            if others:
+                problems.append("%s: only used with source %s (source is '%s')" % (
+                    where(key), " or ".join("'%s'" % s for s in others), source))
+            else:
+                problems.append("%s: unknown key %s; expected one of %s" % (
+                    where(key).rsplit(".", 1)[0], _show(key),
+                    ", ".join(sorted(JAIL_KEYS[source]))))
+        else:
+            problems.append(_jail_value_problem(where(key), source, key, jail[key]))
+    for key in SOURCE_REQUIRED.get(source, ()):
+        if key not in jail:
+            problems.append("%s: source '%s' needs %s" % (
+                node_where + ".jail" if node_jail else "defaults.jail", source,
+                SOURCE_REQUIRED[source][key]))
+
+
+def _node_networks_problems(where, value, subnets, networks, used, problems):
+    """The node's networks: a list of names, or a mapping name: address (or null)."""
+    if isinstance(value, list):
+        if not all(isinstance(n, str) for n in value):
+            problems.append(_wrong(where, value, "a list of network names or a mapping "
+                                   "network: address"))
+            return
+        pairs = [(n, None) for n in value]
+        for name in sorted(set(n for n in value if value.count(n) > 1)):
+            problems.append("%s: network '%s' is listed twice; expected each once" % (
+                where, name))
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        problems.append(_wrong(where, value, "a list of network names or a mapping "
+                               "network: address"))
+        return
+    for net_name, address in pairs:
+        if networks is None:            # the networks section itself is wrong: said so
+            continue
+        if net_name not in networks:
+            problems.append("%s: unknown network %s; expected one of %s" % (
+                where, _show(net_name), ", ".join(sorted(map(str, networks))) or "(none)"))
+            continue
+        if address is None or net_name not in subnets:
+            continue
+        at = "%s.%s" % (where, net_name)
+        if not isinstance(address, str):
+            problems.append(_wrong(at, address, "an address of %s like %s" % (
+                subnets[net_name], lowest_free(subnets[net_name], set()))))
+            continue
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            problems.append("%s: '%s' is not an IP address; expected one of %s" % (
+                at, address, subnets[net_name]))
+            continue
+        subnet = subnets[net_name]
+        if ip not in subnet:
+            problems.append("%s: %s is outside %s" % (at, ip, subnet))
+        elif ip in _reserved(subnet):
+            problems.append("%s: %s is reserved in %s (network, broadcast or the host's "
+                            "address %s)" % (at, ip, subnet, gateway(subnet)))
+        elif (net_name, ip) in used:
+            problems.append("%s: %s is already used by node %s" % (
+                at, ip, used[(net_name, ip)]))
+        else:
+            used[(net_name, ip)] = where.split(".")[1]
+    return list(dict((n, None) for n, _a in pairs))
 
 
 def _node_networks(node):
-    """{network: address or None} of a node, in the order the file gives."""
+    """{network: address or None} of a (valid) node, in the order the file gives."""
     networks = node.get("networks") or []
     if isinstance(networks, list):
         return dict((n, None) for n in networks)
@@ -124,121 +467,142 @@ def _link_endpoints(link):
     return link.get("endpoints") if isinstance(link, dict) else link
 
 
-def validate(topology):
-    """Every problem of a topology, as sentences naming where and what was expected."""
+def _dedupe(problems):
+    seen, out = set(), []
+    for problem in problems:
+        if problem and problem not in seen:
+            seen.add(problem)
+            out.append(problem)
+    return out
+
+
+def validate(topology, host_addresses=(), resolve=block_device):
+    """Every problem of a topology, as sentences naming the key's path, the bad value and
+    what was expected; [] when it is valid.
+
+    ``host_addresses``: (interface, address/prefix) of the host's own addresses on
+    interfaces nslab does not own; a lab subnet that meets one is refused. ``resolve``
+    turns an io limit's device into MAJOR:MINOR on this host (nslab_cgroup's own)."""
     problems = []
     if not isinstance(topology, dict):
-        return ["topology: expected a mapping with lab, networks, nodes and links"]
+        return [_wrong("topology", topology, "a mapping with lab, networks, nodes and links")]
     _unknown("topology", topology, TOP_KEYS, problems)
     problems.append(lab_problem("lab", topology.get("lab")))
-    defaults = topology.get("defaults") or {}
+    if "description" in topology and not isinstance(topology["description"], str):
+        problems.append(_wrong("description", topology["description"], "a string"))
+    defaults = _section("defaults", topology.get("defaults"), problems,
+                        "a mapping of what every node gets unless it says otherwise")
     _unknown("defaults", defaults, DEFAULT_KEYS, problems)
-    if "limits" in defaults:
-        _limits_problems("defaults.limits", defaults["limits"], problems)
-    if "jail" in defaults:
-        _jail_problems("defaults.jail", defaults["jail"], problems)
+    _node_settings("defaults", defaults, problems, resolve)
+    defaults_jail = defaults.get("jail") if isinstance(defaults.get("jail"), dict) else {}
 
-    subnets = {}
-    for name, net in (topology.get("networks") or {}).items():
+    networks = _section("networks", topology.get("networks"), problems,
+                        "a mapping of network name to {subnet: 10.213.1.0/24}")
+    # A section that is not a mapping is one problem, not one more per reference to it.
+    networks_known = isinstance(topology.get("networks"), (dict, type(None)))
+    subnets, segments = {}, []          # segments: (where, subnet) of networks and links
+    for name, net in networks.items():
         where = "networks.%s" % name
-        if not NAME_RE.match(str(name)):
-            problems.append("%s: network name '%s' is invalid; expected a-z, 0-9 and '-'" % (
-                where, name))
-        net = net or {}
+        _name(where, "network", name, problems)
+        if not _mapping(where, net, problems, "a mapping like {subnet: 10.213.1.0/24}"):
+            continue
         _unknown(where, net, NETWORK_KEYS, problems)
-        subnet = _network(where + ".subnet", net.get("subnet"), problems)
-        if subnet is not None:
-            for other, other_subnet in subnets.items():
-                if subnet.version == other_subnet.version and subnet.overlaps(other_subnet):
-                    problems.append("%s.subnet: %s overlaps networks.%s (%s)" % (
-                        where, subnet, other, other_subnet))
-            subnets[name] = subnet
+        if net.get("subnet") is None:
+            problems.append("%s.subnet: missing; expected a network in CIDR form like "
+                            "10.213.1.0/24" % where)
+        else:
+            subnet = _subnet(where + ".subnet", net["subnet"], problems, host_addresses)
+            if subnet is not None:
+                subnets[name] = subnet
+                segments.append((where, subnet))
+        for key in NETWORK_BOOLS:
+            if key in net:
+                _bool("%s.%s" % (where, key), net[key], problems)
+        problems.append(mtu_problem(where + ".mtu", net.get("mtu")))
 
-    nodes = topology.get("nodes") or {}
-    if not nodes:
+    nodes = _section("nodes", topology.get("nodes"), problems,
+                     "a mapping of node name to its settings")
+    nodes_known = isinstance(topology.get("nodes"), (dict, type(None)))
+    if not nodes and nodes_known:
         problems.append("nodes: the lab has no nodes; expected at least one")
     used = {}    # (network, ip) -> node
     ifnames = {}
     for name, node in nodes.items():
         where = "nodes.%s" % name
-        if not NAME_RE.match(str(name)):
-            problems.append("%s: node name '%s' is invalid; expected 1-32 characters of a-z, "
-                            "0-9 and '-'" % (where, name))
-        node = node or {}
-        if not isinstance(node, dict):
-            problems.append("%s: expected a mapping" % where)
+        _name(where, "node", name, problems)
+        node = {} if node is None else node
+        if not _mapping(where, node, problems, "a mapping like {networks: [lan]}"):
             continue
         _unknown(where, node, NODE_KEYS, problems)
-        if "limits" in node:
-            _limits_problems(where + ".limits", node["limits"], problems)
-        if "jail" in node:
-            _jail_problems(where + ".jail", node["jail"], problems)
-        if "command" in node and not (isinstance(node["command"], list) and all(
-                isinstance(a, str) for a in node["command"])):
-            problems.append("%s.command: expected a list of strings (an argv)" % where)
-        networks = node.get("networks") or []
-        if not isinstance(networks, (list, dict)):
-            problems.append("%s.networks: expected a list of network names or a mapping "
-                            "network: address" % where)
-            continue
-        ifnames[name] = set()
-        for index, (net_name, address) in enumerate(_node_networks(node).items()):
-            ifnames[name].add("eth%d" % index)
-            if net_name not in subnets:
-                if net_name not in (topology.get("networks") or {}):
-                    problems.append("%s.networks: unknown network '%s'" % (where, net_name))
-                continue
-            if address is None:
-                continue
-            try:
-                ip = ipaddress.ip_address(str(address))
-            except ValueError:
-                problems.append("%s.networks.%s: '%s' is not an IP address" % (
-                    where, net_name, address))
-                continue
-            subnet = subnets[net_name]
-            if ip not in subnet:
-                problems.append("%s.networks.%s: %s is outside %s" % (
-                    where, net_name, ip, subnet))
-            elif ip in (subnet.network_address, subnet.broadcast_address, gateway(subnet)):
-                problems.append("%s.networks.%s: %s is reserved in %s (network, broadcast or "
-                                "the host's address %s)" % (where, net_name, ip, subnet,
-                                                            gateway(subnet)))
-            elif (net_name, ip) in used:
-                problems.append("%s.networks.%s: %s is already used by node %s" % (
-                    where, net_name, ip, used[(net_name, ip)]))
-            else:
-                used[(net_name, ip)] = name
+        _node_settings(where, node, problems, resolve)
+        if "hostname" in node:
+            problems.append(hostname_problem(where + ".hostname", node["hostname"]))
+        if "host" in node and (not isinstance(node["host"], str) or not node["host"]):
+            problems.append(_wrong(where + ".host", node["host"], "an inventory host name"))
+        node_jail = node.get("jail") if isinstance(node.get("jail"), dict) else {}
+        _jail(where, defaults_jail, node_jail, problems)
+        joined = _node_networks_problems(where + ".networks", node.get("networks") or [],
+                                         subnets, networks if networks_known else None,
+                                         used, problems)
+        ifnames[name] = set(["lo"] + ["eth%d" % i for i in range(len(joined or []))])
 
-    for index, link in enumerate(topology.get("links") or []):
+    links = topology.get("links")
+    if links is None:
+        links = []
+    elif not isinstance(links, list):
+        problems.append(_wrong("links", links, "a list of links like [a:eth1, b:eth1]"))
+        links = []
+    for index, link in enumerate(links):
         where = "links[%d]" % index
         if isinstance(link, dict):
             _unknown(where, link, LINK_KEYS, problems)
             if link.get("subnet") is not None:
-                _network(where + ".subnet", link["subnet"], problems)
-        ends = _link_endpoints(link)
-        if not isinstance(ends, list) or len(ends) != 2:
-            problems.append("%s: expected two endpoints like [node1:eth1, node2:eth1]" % where)
+                subnet = _subnet(where + ".subnet", link["subnet"], problems, host_addresses)
+                if subnet is not None:
+                    segments.append((where, subnet))
+            problems.append(mtu_problem(where + ".mtu", link.get("mtu")))
+            ends, ends_where = link.get("endpoints"), where + ".endpoints"
+        elif isinstance(link, list):
+            ends, ends_where = link, where
+        else:
+            problems.append(_wrong(where, link, "two endpoints like [a:eth1, b:eth1] or "
+                                   "{endpoints: [a:eth1, b:eth1], subnet: 10.213.9.0/30}"))
+            continue
+        if (not isinstance(ends, list) or len(ends) != 2
+                or not all(isinstance(e, str) for e in ends)):
+            problems.append(_wrong(ends_where, ends, "two endpoints like [node1:eth1, "
+                                   "node2:eth1]"))
             continue
         for end in ends:
-            node, ifname = _endpoint(end)
-            if node not in nodes:
-                problems.append("%s: unknown node '%s' in '%s'" % (where, node, end))
-            elif not IFNAME_RE.match(ifname):
+            node, sep, ifname = end.partition(":")
+            if not sep:
+                problems.append("%s: '%s' has no interface; expected node:ifname like "
+                                "a:eth1" % (where, end))
+            elif node not in nodes:
+                if nodes_known:
+                    problems.append("%s: unknown node '%s' in '%s'" % (where, node, end))
+            elif ifname_problem(where, ifname) or not IFNAME_RE.fullmatch(ifname):
                 problems.append("%s: interface '%s' in '%s' is invalid; expected node:ifname "
-                                "with 1-15 characters" % (where, ifname, end))
+                                "with 1-15 characters of A-Z, a-z, 0-9, '_', '.' and '-'" % (
+                                    where, ifname, end))
             elif ifname in ifnames.get(node, set()):
                 problems.append("%s: interface %s of node %s is already used" % (
                     where, ifname, node))
             else:
                 ifnames.setdefault(node, set()).add(ifname)
-        if _endpoint(ends[0])[0] == _endpoint(ends[1])[0]:
+        if ends[0].partition(":")[0] == ends[1].partition(":")[0]:
             problems.append("%s: both ends are on node %s; expected two different nodes" % (
-                where, _endpoint(ends[0])[0]))
-    vnis = [("networks.%s.vni" % n, (v or {}).get("vni"))
-             for n, v in (topology.get("networks") or {}).items() if isinstance(v, dict)]
-    vnis += [("links[%d].vni" % i, l.get("vni"))
-             for i, l in enumerate(topology.get("links") or []) if isinstance(l, dict)]
+                where, ends[0].partition(":")[0]))
+    for position, (where, subnet) in enumerate(segments):
+        for other, other_subnet in segments[:position]:
+            if subnet.version == other_subnet.version and subnet.overlaps(other_subnet):
+                problems.append("%s.subnet: %s overlaps %s (%s); expected subnets of their "
+                                "own" % (where, subnet, other, other_subnet))
+
+    vnis = [("networks.%s.vni" % n, v.get("vni")) for n, v in networks.items()
+            if isinstance(v, dict)]
+    vnis += [("links[%d].vni" % i, l.get("vni")) for i, l in enumerate(links)
+             if isinstance(l, dict)]
     seen = {}
     for where, vni in vnis:
         if vni is None:
@@ -250,7 +614,7 @@ def validate(topology):
             problems.append("%s: VNI %d is already used by %s" % (where, vni, seen[vni]))
         else:
             seen[vni] = where
-    return [p for p in problems if p]
+    return _dedupe(problems)
 
 
 def gateway(subnet):
@@ -600,6 +964,9 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                   "nat": bool(spec.get("nat")), "ipv6": bool(spec.get("ipv6"))}
         if net_mtus[net]:
             bridge["mtu"] = net_mtus[net]
+        # Passed on only when the file sets it: nslab_bridge's default is the topology's.
+        if "isolate_host" in spec:
+            bridge["isolate_host"] = spec["isolate_host"]
         result["bridges"].append(bridge)
         if multi:
             # Every other host is a peer, whether it has members of the network or not: a
@@ -626,6 +993,9 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                              "addresses": ["%s/%d" % (ip, subnet.prefixlen)]}}
             if net_mtus[net]:
                 veth["mtu"] = net_mtus[net]
+            # As given only: nslab_veth's default (on) is the topology's.
+            if "antispoof" in networks[net]:
+                veth["antispoof"] = networks[net]["antispoof"]
             result["veths"].append(veth)
         result["nodes"][name] = {"netns": netns, "interfaces": interfaces,
                                  "host": placement[name]}
@@ -640,8 +1010,11 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                      "cap_add": node.get("cap_add", defaults.get("cap_add", [])),
                      "cap_drop": node.get("cap_drop", defaults.get("cap_drop", []))}
         result["containers"].append(container)
-        result["jails"].append(dict(_merge(defaults, node, "jail") or {"source": "busybox"},
-                                    name=name))
+        jail = dict(_merge(defaults, node, "jail") or {"source": "busybox"}, name=name)
+        disk = node.get("disk", defaults.get("disk"))
+        if disk is not None:
+            jail["disk"] = disk
+        result["jails"].append(jail)
         result["cgroups"].append(dict(_merge(defaults, node, "limits"), name=name))
 
     for index, link in enumerate(topology.get("links") or []):
@@ -683,6 +1056,17 @@ def compile_lab(topology, current=None, fleet=None, host=None):
     if multi:
         result["record"] = plan_record(result, fleet, record)
     return result
+
+
+def removal_plan(lab, current):
+    """What ``state=absent`` removes on a host: everything ``current`` (nslab_info's view
+    of the lab there) has, as ``remove``, in the shape ``compile_lab`` returns. It needs
+    nothing of the topology but the lab's name, so a file that no longer validates (or
+    never did) still removes what was built."""
+    empty = {"lab": lab, "nodes": {}, "networks": {}, "links": [], "namespaces": [],
+             "bridges": [], "veths": [], "vxlans": [], "containers": [], "jails": [],
+             "cgroups": [], "hosts": {}}
+    return dict(empty, remove=removals(empty, current or {}))
 
 
 def removals(lab, current):

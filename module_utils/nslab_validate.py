@@ -14,10 +14,12 @@ import os
 import re
 
 IFNAMSIZ = 16  # the kernel's limit, including the trailing NUL
-_LAB_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
-_NS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+# Matched with fullmatch: '$' alone would let a trailing newline through.
+_LAB_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,23}")
+_NS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# RFC 1123 labels: letters, digits and '-', 1-63 each, not starting or ending with '-'.
+_HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 
 
 def ifname_problem(option, value):
@@ -34,7 +36,7 @@ def ifname_problem(option, value):
 
 
 def lab_problem(option, value):
-    if not isinstance(value, str) or not _LAB_RE.match(value):
+    if not isinstance(value, str) or not _LAB_RE.fullmatch(value):
         return ("%s: lab name %r is invalid; expected 1-24 characters of a-z, 0-9, '-' "
                 "and '_', starting with a letter or digit" % (option, value))
     return None
@@ -42,7 +44,7 @@ def lab_problem(option, value):
 
 def object_name_problem(option, value, kind):
     """Names that become file names under nslab's directories: never '/', '.' or '..'."""
-    if not isinstance(value, str) or not _NS_RE.match(value) or value in (".", ".."):
+    if not isinstance(value, str) or not _NS_RE.fullmatch(value) or value in (".", ".."):
         return ("%s: %s name %r is invalid; expected 1-64 characters of A-Z, a-z, "
                 "0-9, '.', '-' and '_', starting with a letter or digit" % (option, kind, value))
     return None
@@ -63,7 +65,7 @@ def abspath_problem(option, value):
 
 
 def hostname_problem(option, value):
-    if not isinstance(value, str) or len(value) > 64 or not _HOSTNAME_RE.match(value):
+    if not isinstance(value, str) or len(value) > 64 or not _HOSTNAME_RE.fullmatch(value):
         return ("%s: hostname %r is invalid; expected at most 64 characters of labels "
                 "of a-z, 0-9 and '-'" % (option, value))
     return None
@@ -100,7 +102,7 @@ def interface_addresses(option, values, problems):
 
 
 def mac_problem(option, value):
-    if not isinstance(value, str) or not _MAC_RE.match(value.lower()):
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value.lower()):
         return "%s: MAC address %r is invalid; expected six hex octets like 02:42:ac:11:00:02" % (
             option, value)
     if int(value[:2], 16) & 1:
@@ -112,6 +114,6 @@ def mac_problem(option, value):
 def mtu_problem(option, value):
     if value is None:
         return None
-    if not isinstance(value, int) or not 68 <= value <= 65535:
+    if not isinstance(value, int) or isinstance(value, bool) or not 68 <= value <= 65535:
         return "%s: MTU %r is out of range; expected 68-65535" % (option, value)
     return None

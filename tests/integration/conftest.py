@@ -206,6 +206,8 @@ class Lab:
         if os.path.exists(os.path.join(STATE_ROOT, self.name)):
             found.append("state dir %s/%s" % (STATE_ROOT, self.name))
         found += ["cgroup %s" % d for d in lab_cgroup_dirs(self.name)]
+        found += ["nft rule %s" % c for f in NFT_FAMILIES for c, _h in nft_rules(f)
+                  if c.startswith("nslab:%s:" % self.name)]
         found += ["mount %s" % m for m in mounts_under(self.data_dir)]
         if os.path.lexists(self.data_dir):
             found.append("data dir %s" % self.data_dir)
@@ -228,6 +230,7 @@ class Lab:
         for name, link in ip_links().items():
             if self.owns(name, link.get("ifalias")):
                 sh("ip", "link", "del", "dev", name, check=False)
+        remove_lab_rules(self.name)
         for mount in sorted(nsfs_mounts(), reverse=True):
             if self.name in mount and (mount.startswith(STATE_ROOT)
                                        or mount.startswith("/run/netns")):
@@ -246,6 +249,35 @@ class Lab:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         if os.path.isdir(DATA_ROOT) and not os.listdir(DATA_ROOT):
             os.rmdir(DATA_ROOT)
+
+
+NFT_FAMILIES = ("ip", "inet", "bridge")       # nslab's tables: "<family> nslab"
+
+
+def nft_rules(family, netns=None):
+    """[(comment, handle)] of the rules in nslab's table of ``family`` ([] without one)."""
+    if shutil.which("nft") is None:
+        return []
+    proc = sh("nft", "-j", "list", "table", family, "nslab", check=False, netns=netns)
+    if proc.returncode != 0:
+        return []
+    return [(item["rule"].get("comment", ""), item["rule"]["handle"])
+            for item in json.loads(proc.stdout)["nftables"] if "rule" in item]
+
+
+def remove_lab_rules(lab_name):
+    """Delete the lab's rules (named ``nslab:<lab>:...``) from nslab's tables in the host,
+    and a table left empty."""
+    for family in NFT_FAMILIES:
+        rules = nft_rules(family)
+        mine = [(c, h) for c, h in rules if c.startswith("nslab:%s:" % lab_name)]
+        for _comment, handle in mine:
+            chain = "postrouting" if family == "ip" else (
+                "input" if family == "inet" else "prerouting")
+            sh("nft", "delete", "rule", family, "nslab", chain, "handle", str(handle),
+               check=False)
+        if mine and len(mine) == len(rules):
+            sh("nft", "delete", "table", family, "nslab", check=False)
 
 
 def release_state_root():

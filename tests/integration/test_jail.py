@@ -2,9 +2,12 @@
 command proving the jail sees only its own files, 50 overlay jails in one invocation,
 reruns, changed sources, bad input, rollback, and debootstrap once with its cache."""
 
+import glob
+import json
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 import time
 import urllib.request
@@ -28,6 +31,19 @@ def listing(root):
         for name in dirs + names:
             found.add(os.path.join(directory, name)[len(root):])
     return found
+
+
+def lab_actions(result):
+    """The run's actions but the restriction of shared directories (/var/lib/nslab, the
+    cache), which another lab or module may have made with wider modes just before."""
+    return [a for a in result["actions"] if not a.startswith("restrict ")
+            or "/bases " in a or "/jails " in a]
+
+
+def mount_options(point):
+    with open("/proc/self/mountinfo") as handle:
+        return next(line.split()[5].split(",") for line in handle
+                    if line.split()[4] == point)
 
 
 def seen_from_inside(result):
@@ -55,8 +71,8 @@ def write_tarball(path, tree):
 def test_check_mode_creates_nothing(lab, module):
     result = module("nslab_jail", dict(lab=lab.name, name="a"), check=True, diff=True)
     assert result["_status"] == "ok" and result["changed"] is True
-    assert [a.split(" ", 2)[:2] for a in result["actions"]] == [["build", "base"],
-                                                                ["create", "jail"]]
+    assert [a.split(" ", 2)[:2] for a in lab_actions(result)] == [["build", "base"],
+                                                                  ["create", "jail"]]
     assert result["diff"]["before"] == {"a": {"state": "absent"}}
     assert result["diff"]["after"]["a"]["mounted"] is True
     assert not os.path.exists(lab.data_dir)
@@ -110,7 +126,7 @@ def test_missing_host_binary_and_bad_names_and_paths_leave_nothing(lab, module):
          "binaries: 'nosuchbinary' not found on PATH"),
         (dict(name="t", source="tarball", path="/srv/../etc/passwd"),
          "path: path '/srv/../etc/passwd' is not in normal form"),
-        (dict(name="d", source="directory", path="/"), "path: '/' is (or holds, or is inside)"),
+        (dict(name="d", source="directory", path="/"), "path: '/' resolves to '/', the host's root"),
         (dict(name="b", source="busybox", path="/bin/ls"), "is dynamically linked"),
         (dict(name="c", command=["true"], state="unmounted"), "command: ['true'] needs"),
     ]
@@ -146,19 +162,30 @@ def test_tarball_source_and_a_changed_tarball_rebuilds(lab, module, tmp_path):
 
 
 @needs_busybox
-def test_directory_source_is_used_as_is_and_never_written(lab, module, tmp_path):
+def test_directory_source_is_copied_and_never_written(lab, module, tmp_path):
     tree = str(tmp_path / "tree")
     busybox_tree(tree, "mine")
     before = listing(tree)
     writes = module("nslab_jail", dict(lab=lab.name, name="d", source="directory", path=tree,
                                        command=["sh", "-c", "echo x > /new; cat /etc/marker"]))
     assert writes["_status"] == "ok", writes.get("msg")
-    assert writes["jails"][0]["base"] == tree
+    base = writes["jails"][0]["base"]
+    assert base.startswith(os.path.join(lab.data_dir, "bases", "directory-"))
+    assert writes["jails"][0]["command_result"]["stdout"] == "mine"
+    assert writes["stripped"] == [{"base_id": writes["jails"][0]["base_id"],
+                                   "device_nodes": 0, "setuid_setgid": 0}]
     assert writes["jails"][0]["command_result"]["changed"] is True     # measured, not guessed
     assert listing(tree) == before                      # /new, /dev, /proc... are in upper
-    assert os.path.exists(os.path.join(lab.data_dir, "jails", "d", "upper", "new"))
+    assert os.path.exists(os.path.join(lab.data_dir, "jails", "d", "layer", "upper", "new"))
     reads = module("nslab_jail", dict(lab=lab.name, name="d", command=["cat", "/new"]))
     assert reads["changed"] is False and reads["jails"][0]["command_result"]["stdout"] == "x\n"
+    # an edited source tree is a new base (the jail is rebuilt from it)
+    with open(os.path.join(tree, "etc", "marker"), "w") as handle:
+        handle.write("edited")
+    edited = module("nslab_jail", dict(lab=lab.name, name="d", source="directory", path=tree,
+                                       command=["cat", "/etc/marker"]))
+    assert edited["jails"][0]["base_id"] != writes["jails"][0]["base_id"]
+    assert edited["jails"][0]["command_result"]["stdout"] == "edited"
 
 
 @needs_busybox
@@ -190,8 +217,11 @@ def test_unmounted_keeps_the_writable_layer_and_copy_jails(lab, module):
                                      command=["sh", "-c", "echo c > /c"]))
     root = copy["jails"][0]["root"]
     assert copy["jails"][0]["overlay"] is False and copy["changed"] is True
-    assert mounts_under(os.path.dirname(root)) == [root + "/dev", root + "/dev/pts"]
+    # its copy, private below layer/, bound at root nosuid,nodev
+    assert mounts_under(os.path.dirname(root)) == [root, root + "/dev", root + "/dev/pts"]
     assert open(root + "/c").read() == "c\n"
+    assert open(os.path.join(lab.data_dir, "jails", "c", "layer", "copy", "c")).read() == "c\n"
+    assert {"nosuid", "nodev"} <= set(mount_options(root))
     # both jails share the one busybox base
     assert len(os.listdir(os.path.join(lab.data_dir, "bases"))) == 1
 
@@ -203,7 +233,7 @@ def test_fifty_overlay_jails_from_one_base_in_one_invocation(lab, module):
     result = module("nslab_jail", dict(lab=lab.name, jails=jails))
     took = time.monotonic() - start
     assert result["_status"] == "ok", result.get("msg")
-    assert len(result["actions"]) == 51 and result["actions"][0].startswith("build base")
+    assert len(lab_actions(result)) == 51 and lab_actions(result)[0].startswith("build base")
     assert all(j["mounted"] and j["base"] == result["jails"][0]["base"]
                for j in result["jails"])
     assert len(mounts_under(lab.data_dir)) == 150
@@ -290,7 +320,15 @@ def test_debootstrap_once_then_from_the_cache(lab, module):
     start = time.monotonic()
     second = module("nslab_jail", args)
     took = time.monotonic() - start
-    assert "extract the cached tarball" in second["actions"][0]
+    assert "extract the cached tarball" in lab_actions(second)[0]
+    # debootstrap's /dev nodes are not kept; Debian's setuid programs are
+    assert second["stripped"][0]["device_nodes"] > 0
+    assert second["stripped"][0]["setuid_setgid"] == 0
+    base = second["jails"][0]["base"]
+    assert os.stat(base + "/usr/bin/passwd").st_mode & stat.S_ISUID
+    assert not [n for n in os.listdir(base + "/dev")
+                if stat.S_ISCHR(os.lstat(base + "/dev/" + n).st_mode)
+                or stat.S_ISBLK(os.lstat(base + "/dev/" + n).st_mode)]
     assert second["jails"][0]["command_result"]["stdout"].startswith("12.")
     assert took < 30, took
     # apt inside sees the jail's own dpkg database, not the host's
@@ -313,3 +351,108 @@ def test_converges_under_python39(lab, module):
     gone = module("nslab_jail", dict(lab=lab.name, name="p", state="absent"),
                   interpreter=interpreter)
     assert gone["changed"] is True and not os.path.exists(lab.data_dir)
+
+
+def make_old_layout(lab, name, overlay):
+    """Turn a jail made now into one of the layout before issue #15: layers directly in the
+    jail directory, no ``layout`` in jail.json, an overlay mounted without nosuid,nodev."""
+    jail = os.path.join(lab.data_dir, "jails", name)
+    for point in reversed(mounts_under(jail)):
+        sh("umount", point)
+    if overlay:
+        for part in ("upper", "work"):
+            os.rename(os.path.join(jail, "layer", part), os.path.join(jail, part))
+    else:
+        os.rmdir(os.path.join(jail, "root"))
+        os.rename(os.path.join(jail, "layer", "copy"), os.path.join(jail, "root"))
+    os.rmdir(os.path.join(jail, "layer"))
+    record = json.load(open(os.path.join(jail, "jail.json")))
+    del record["layout"]
+    json.dump(record, open(os.path.join(jail, "jail.json"), "w"))
+    os.chmod(jail, 0o755)
+    if overlay:
+        lower = glob.glob(os.path.join(lab.data_dir, "bases", "*", "rootfs"))[0]
+        sh("mount", "-t", "overlay", "overlay", "-o", "lowerdir=%s,upperdir=%s/upper,workdir="
+           "%s/work" % (lower, jail, jail), os.path.join(jail, "root"))
+
+
+@needs_busybox
+def test_jails_of_the_old_layout_are_migrated_in_place_keeping_their_files(lab, module):
+    jails = [dict(name="ov", command=["sh", "-c", "echo kept > /k"]),
+             dict(name="cp", overlay=False, command=["sh", "-c", "echo kept > /k"])]
+    assert module("nslab_jail", dict(lab=lab.name, jails=jails))["_status"] == "ok"
+    make_old_layout(lab, "ov", overlay=True)
+    make_old_layout(lab, "cp", overlay=False)
+    for path in (lab.data_dir, os.path.join(lab.data_dir, "bases")):
+        os.chmod(path, 0o755)
+    plain = [dict(name="ov", command=["cat", "/k"]),
+             dict(name="cp", overlay=False, command=["cat", "/k"])]
+    planned = module("nslab_jail", dict(lab=lab.name, jails=plain), check=True)
+    assert planned["changed"] is True
+    assert stat.S_IMODE(os.stat(lab.data_dir).st_mode) == 0o755          # check mode: as was
+
+    migrated = module("nslab_jail", dict(lab=lab.name, jails=plain))
+    assert migrated["_status"] == "ok", migrated.get("msg")
+    assert migrated["actions"] == planned["actions"] == [
+        "restrict %s to mode 0711 (was 0755)" % lab.data_dir,
+        "restrict %s/bases to mode 0700 (was 0755)" % lab.data_dir,
+        "move the writable layer of jail 'ov' below its private layer/ directory (0700) "
+        "and remount it nosuid,nodev",
+        "move the writable layer of jail 'cp' below its private layer/ directory (0700) "
+        "and remount it nosuid,nodev"]
+    assert [j["command_result"]["stdout"] for j in migrated["jails"]] == ["kept\n", "kept\n"]
+    for jail in migrated["jails"]:
+        assert {"nosuid", "nodev"} <= set(mount_options(jail["root"]))
+        layer = os.path.join(os.path.dirname(jail["root"]), "layer")
+        assert stat.S_IMODE(os.stat(layer).st_mode) == 0o700
+    assert os.path.isfile(os.path.join(lab.data_dir, "jails", "ov", "layer", "upper", "k"))
+    assert module("nslab_jail", dict(lab=lab.name, jails=plain))["changed"] is False
+
+
+def loop_devices_of(image):
+    return [line for line in sh("losetup", "-a").stdout.splitlines()
+            if "(%s)" % image in line]
+
+
+@needs_busybox
+def test_a_disk_limit_caps_the_writable_layer_and_goes_with_the_jail(lab, module):
+    args = dict(lab=lab.name, name="q", disk="32M")
+    made = module("nslab_jail", args, diff=True)
+    assert made["_status"] == "ok", made.get("msg")
+    jail = os.path.join(lab.data_dir, "jails", "q")
+    image, layer, root = jail + "/layer.img", jail + "/layer", made["jails"][0]["root"]
+    assert made["jails"][0]["disk"] == 32 << 20 and made["diff"]["after"]["q"]["disk"] == 32 << 20
+    assert os.stat(image).st_size == 32 << 20 and os.stat(image).st_blocks * 512 < 32 << 20
+    assert stat.S_IMODE(os.stat(image).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(layer).st_mode) == 0o700
+    assert mounts_under(jail) == [layer, root, root + "/dev", root + "/dev/pts"]
+    assert {"nosuid", "nodev"} <= set(mount_options(layer)) and len(loop_devices_of(image)) == 1
+    # a container writing 48 MiB gets ENOSPC, and nothing lands outside the image
+    proc = subprocess.run(["chroot", root, "sh", "-c",
+                           "dd if=/dev/zero of=/big bs=1M count=48 2>&1"], capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and "No space left on device" in proc.stdout
+    assert os.path.getsize(layer + "/upper/big") < 32 << 20
+    assert module("nslab_jail", args)["changed"] is False
+
+    down = module("nslab_jail", dict(args, state="unmounted"))
+    assert down["actions"] == ["unmount jail 'q' (4 mounts)"]
+    assert mounts_under(jail) == [] and loop_devices_of(image) == []
+    up = module("nslab_jail", dict(lab=lab.name, name="q"))          # disk unset: kept
+    assert up["actions"] == ["mount layer, overlay, /dev, /dev/pts of jail 'q'"]
+    assert os.path.exists(root + "/big")
+
+    bigger = module("nslab_jail", dict(args, disk="64M"))
+    assert [a.split(" ")[0] for a in bigger["actions"]] == ["remove", "create"]
+    assert "with a 64 MiB disk" in bigger["actions"][1]
+    assert not os.path.exists(root + "/big")                       # rebuilt: layer discarded
+    gone = module("nslab_jail", dict(args, state="absent"))
+    assert gone["_status"] == "ok" and not os.path.exists(lab.data_dir)
+    assert loop_devices_of(image) == []
+
+
+def test_a_bad_disk_size_is_refused_naming_it(lab, module):
+    result = module("nslab_jail", dict(lab=lab.name, jails=[dict(name="q", disk="1M")]))
+    assert result["_status"] == "failed"
+    assert "jails[0].disk: '1M' is not a size of at least 16M" in result["msg"]
+    assert not os.path.exists(lab.data_dir)

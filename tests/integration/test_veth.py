@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ip_links, sh
+from conftest import ip_links, nft_rules, sh
 
 
 @pytest.fixture
@@ -87,8 +87,14 @@ def test_absent_removes_both_ends(topo, module):
     module("nslab_namespace", dict(lab=topo.name, namespaces=[
         dict(name=topo.n("a")), dict(name=topo.n("b"))], state="absent"))
     assert topo.n("va") not in ip_links() and topo.n("vb") not in ip_links()
-    # so removing the pairs once their namespaces are gone has nothing left to do
+    # so removing the pairs once their namespaces are gone leaves only their ports'
+    # anti-spoofing rules to remove (the kernel does not know them), then nothing
     absent = dict(pairs(topo), veths=[dict(v, state="absent") for v in pairs(topo)["veths"]])
+    result = module("nslab_veth", absent)
+    assert result["actions"] == [
+        "remove the anti-spoofing rules of port '%s' of bridge '%s'" % (topo.n(v), topo.n("br"))
+        for v in ("va", "vb")], result
+    assert not any(c.startswith("nslab:%s:" % topo.name) for c, _h in nft_rules("bridge"))
     result = module("nslab_veth", absent)
     assert result["changed"] is False and result["actions"] == [], result
 
@@ -108,6 +114,8 @@ def test_failure_half_way_is_rolled_back(topo, module):
     for name in (topo.n("va"), topo.n("vb")):
         assert name not in ip_links()
     assert sorted(ip_links(topo.n("a"))) == ["lo"] and sorted(ip_links(topo.n("b"))) == ["lo"]
+    # the ports' anti-spoofing rules, in place before the ports were, went with them
+    assert not any(c.startswith("nslab:%s:" % topo.name) for c, _h in nft_rules("bridge"))
 
 
 def test_refusals_change_nothing(topo, module):

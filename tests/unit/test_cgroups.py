@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from ansible.module_utils.nslab_cgroups import (
-    CgroupApplier, CgroupBusyError, CgroupError, CgroupSpec, CgroupStore, FILES, MAX,
+    CgroupApplier, CgroupBusyError, CgroupError, CgroupSpec, CgroupStore, FILES, MAX, Layout,
     cgroup_view, detect_layout, format_cpulist, layout_problems, name_problem, parse_cpulist,
     parse_cpus, parse_count, parse_io, parse_limits, parse_size, plan_cgroups, read_cgroup,
     read_limits, read_usage, settle)
@@ -49,7 +49,8 @@ def test_v1_layout_of_this_machine(v1):
     assert [(h.version, os.path.basename(h.mount), h.controllers)
             for h in layout.hierarchies] == [
         (1, "cpu", ("cpu",)), (1, "cpuacct", ("cpuacct",)), (1, "cpuset", ("cpuset",)),
-        (1, "memory", ("memory",)), (1, "blkio", ("io",)), (1, "pids", ("pids",))]
+        (1, "memory", ("memory",)), (1, "devices", ("devices",)), (1, "blkio", ("io",)),
+        (1, "pids", ("pids",))]
     assert (layout.cpus, layout.mems) == ("0-1", "0")
     # the cgroup2 mount holds only hugetlb: no cgroup is made there
     assert str(root / "unified") not in [h.mount for h in layout.hierarchies]
@@ -322,7 +323,7 @@ def test_new_v1_cgroup_gets_its_parents_cpuset(v1):
     actions = plan_cgroups([CgroupSpec("web/a", limits={"pids": 10})], {"web/a": state},
                            layout)
     assert actions[0].summary == ("create cgroup 'nslab/demo/web/a' (cpu, cpuacct, cpuset, "
-                                  "memory, blkio, pids)")
+                                  "memory, devices, blkio, pids)")
     cpuset = [(o.kind, os.path.relpath(o.path, str(root)), o.text) for o in actions[0].ops
               if "cpuset" in o.path]
     assert cpuset == [("mkdir", "cpuset/nslab/demo/web", None),
@@ -388,7 +389,7 @@ def test_attach_only_what_is_not_a_member(v1):
     state = read_cgroup(layout, "demo", "x", owned("x"))
     actions = plan_cgroups([CgroupSpec("x", procs=[19675, 4242])], {"x": state}, layout)
     assert [a.summary for a in actions] == ["move process 4242 into cgroup 'nslab/demo/x'"]
-    assert len(actions[0].ops) == 6 and {o.text for o in actions[0].ops} == {"4242"}
+    assert len(actions[0].ops) == 7 and {o.text for o in actions[0].ops} == {"4242"}
 
 
 def test_delete_refuses_processes_and_children_unless_allowed(v1):
@@ -400,7 +401,7 @@ def test_delete_refuses_processes_and_children_unless_allowed(v1):
     actions = plan_cgroups([CgroupSpec("x", "absent")], {"x": state}, layout, kill=True)
     assert actions[0].summary == ("kill 2 processes (19675, 19699) in cgroup 'nslab/demo/x' "
                                   "and delete it")
-    assert [o.kind for o in actions[0].ops][:7] == ["kill"] * 6 + ["rmdir"]
+    assert [o.kind for o in actions[0].ops][:8] == ["kill"] * 7 + ["rmdir"]
 
     os.mkdir(str(root / "pids/nslab/demo/x/inner"))
     parent = read_cgroup(layout, "demo", "x", owned("x", "x/inner"))
@@ -483,3 +484,27 @@ def test_translators_agree_on_what_they_write_and_read():
         for key, value in values.items():
             if version == 2 or key not in ("memory_high", "io_weight"):
                 assert translator.read(key, files) == value, (version, key)
+
+
+def test_v1_devices_directory_is_made_recorded_and_removed(v1, tmp_path):
+    """The devices hierarchy holds every container's cgroup (nslab_devices sets its rules):
+    made with the others, its inode recorded, removed with the others."""
+    full, root = v1
+    assert full.hierarchy_of("devices").mount == str(root / "devices")
+    # only that hierarchy: a plain file system has no kernel to fill a new cpuset's files
+    layout = Layout([full.hierarchy_of("devices")], full.kind)
+    store = CgroupStore("demo", root=str(tmp_path / "state"))
+    record = store.load()
+    states = {"web/a": read_cgroup(layout, "demo", "web/a", record)}
+    actions = plan_cgroups([CgroupSpec("web/a")], states, layout)
+    CgroupApplier(store, record, layout).apply(actions)
+    leaf = root / "devices/nslab/demo/web/a"
+    assert leaf.is_dir()
+    assert store.load()["cgroups"]["web/a"]["inodes"][str(leaf)] == os.stat(str(leaf)).st_ino
+    view = cgroup_view(layout, read_cgroup(layout, "demo", "web/a", record))
+    assert view["paths"]["devices"] == str(leaf)
+    # a second run plans nothing: the devices directory has no limit key to converge
+    again = read_cgroup(layout, "demo", "web/a", store.load())
+    assert plan_cgroups([CgroupSpec("web/a")], {"web/a": again}, layout) == []
+    gone = plan_cgroups([CgroupSpec("web/a", "absent")], {"web/a": again}, layout)
+    assert str(leaf) in [o.path for o in gone[0].ops if o.kind == "rmdir"]

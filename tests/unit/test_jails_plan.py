@@ -23,22 +23,25 @@ def spec(name, state="present", source=None, overlay=True):
     return JailSpec(name, state, source, overlay, None, source.base_id, STORE.rootfs(source))
 
 
-def mounted(name, lowerdir):
+def mounted(name, lowerdir, options="rw,nosuid,nodev", upperdir=None):
     root = STORE.jail_path(name, "root")
-    return [MountEntry(1, 0, "/", root, "rw", [], "overlay", "overlay",
-                       "rw,lowerdir=%s,upperdir=u,workdir=w" % lowerdir),
+    upperdir = upperdir or STORE.layer(name, "upper")
+    return [MountEntry(1, 0, "/", root, options, [], "overlay", "overlay",
+                       "rw,lowerdir=%s,upperdir=%s,workdir=w" % (lowerdir, upperdir)),
             MountEntry(2, 1, "/", root + "/dev", "rw", [], "tmpfs", "tmpfs", "rw"),
             MountEntry(3, 2, "/", root + "/dev/pts", "rw", [], "devpts", "devpts", "rw")]
 
 
-def lab(jails=(), bases=None, lowerdirs=(), requested=()):
+def lab(jails=(), bases=None, lowerdirs=(), requested=(), layout=nslab_jails.LAYOUT,
+        modes=None):
     """LabState with ``jails`` = [(name, base_id, overlay, mounts)] on disk."""
-    states = dict((n, JailState(n, {"lab": "demo", "name": n, "base": b, "overlay": o}, m))
+    states = dict((n, JailState(n, dict({"lab": "demo", "name": n, "base": b, "overlay": o},
+                                        **({"layout": layout} if layout else {})), m))
                   for n, b, o, m in jails)
     for name in requested:
         states.setdefault(name, JailState(name, None))
     return LabState(states, dict((n, s.record) for n, s in states.items() if s.exists),
-                    bases or {}, list(lowerdirs))
+                    bases or {}, list(lowerdirs), modes or {})
 
 
 def base_record(source):
@@ -73,7 +76,53 @@ def test_missing_mounts_and_a_foreign_overlay_at_the_root():
     assert missing_mounts(STORE, "a", True, lowerdir, []) == ["overlay", "/dev", "/dev/pts"]
     other = mounted("a", "/somewhere/else")
     assert missing_mounts(STORE, "a", True, lowerdir, other)[0] == "overlay"
-    assert missing_mounts(STORE, "a", False, lowerdir, full[1:]) == []
+
+
+def test_a_root_mount_without_nosuid_nodev_or_of_the_old_layout_is_remounted():
+    lowerdir = STORE.rootfs(busybox())
+    for mounts in (mounted("a", lowerdir, options="rw,relatime"),
+                   mounted("a", lowerdir, options="rw,nosuid"),
+                   mounted("a", lowerdir, upperdir=STORE.jail_path("a", "upper"))):
+        assert missing_mounts(STORE, "a", True, lowerdir, mounts) == ["overlay", "/dev",
+                                                                      "/dev/pts"]
+
+
+def test_a_copy_jail_needs_its_copy_bound_at_its_root_nosuid_nodev():
+    lowerdir = STORE.rootfs(busybox())
+    root = STORE.jail_path("c", "root")
+    dev = mounted("c", lowerdir)[1:]
+
+    def bind(source, options="rw,nosuid,nodev,relatime"):
+        return MountEntry(1, 0, source, root, options, [], "ext4", "/dev/vda", "rw")
+    copy = STORE.layer("c", "copy")
+    assert missing_mounts(STORE, "c", False, lowerdir, [bind(copy)] + dev) == []
+    assert missing_mounts(STORE, "c", False, lowerdir, dev) == ["root", "/dev", "/dev/pts"]
+    assert missing_mounts(STORE, "c", False, lowerdir, [bind(copy, "rw")] + dev)[0] == "root"
+    assert missing_mounts(STORE, "c", False, lowerdir, [bind("/elsewhere")] + dev)[0] == "root"
+
+
+def test_a_jail_of_the_old_layout_is_migrated_in_place_not_rebuilt():
+    source = busybox()
+    state = lab([("a", source.base_id, True, mounted("a", STORE.rootfs(source))),
+                 ("c", source.base_id, False, [])], {source.base_id: base_record(source)},
+                layout=None)
+    actions = plan_jails([spec("a"), spec("c", "unmounted", overlay=False)], state, STORE)
+    assert verbs(actions) == [("migrate", "a"), ("migrate", "c")]
+    assert actions[0].summary == ("move the writable layer of jail 'a' below its private "
+                                  "layer/ directory (0700) and remount it nosuid,nodev")
+    assert actions[0].mount is True and actions[1].mount is False
+
+
+def test_nslab_directories_with_wider_modes_are_restricted():
+    source = busybox()
+    modes = {"/d": 0o755, "/d/demo": 0o711, "/d/demo/bases": 0o755,
+             "/var/cache/nslab/debootstrap": 0o755}
+    state = lab([("a", source.base_id, True, mounted("a", STORE.rootfs(source)))],
+                {source.base_id: base_record(source)}, modes=modes)
+    actions = plan_jails([spec("a")], state, STORE)
+    assert [a.summary for a in actions] == [
+        "restrict /d to mode 0711 (was 0755)", "restrict /d/demo/bases to mode 0700 (was 0755)",
+        "restrict /var/cache/nslab/debootstrap to mode 0700 (was 0755)"]
 
 
 def test_a_changed_source_rebuilds_the_jail_and_releases_the_old_base():
@@ -162,3 +211,39 @@ def test_a_failed_build_leaves_no_temporary_directory(tmp_path):
     with pytest.raises(ApplyError, match="No space left"):
         JailApplier(store, Failing(), run=None).apply(actions)
     assert not tmp_path.exists()
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("512M", 512 << 20), ("2G", 2 << 30), ("2GiB", 2 << 30), ("16m", 16 << 20),
+    ("16777216", 16 << 20), ("0", None), (0, None)])
+def test_parse_disk_sizes(value, expected):
+    assert nslab_jails.parse_disk("disk", value) == (expected, None)
+
+
+@pytest.mark.parametrize("value", ["15M", "1K", "-5M", "lots", "1.5G", "", "5X"])
+def test_parse_disk_refuses_what_is_not_a_size_of_16m(value):
+    size, problem = nslab_jails.parse_disk("jails[3].", value)
+    assert size is None and problem.startswith("jails[3].disk: %r is not a size" % value)
+
+
+def test_a_jail_with_a_disk_needs_its_layer_mounted_first():
+    lowerdir = STORE.rootfs(busybox())
+    layer = MountEntry(9, 0, "/", STORE.layer("a"), "rw,nosuid,nodev", [], "ext4",
+                       "/dev/loop0", "rw")
+    full = [layer] + mounted("a", lowerdir)
+    assert missing_mounts(STORE, "a", True, lowerdir, full, 32 << 20) == []
+    assert missing_mounts(STORE, "a", True, lowerdir, full[1:], 32 << 20) == [
+        "layer", "overlay", "/dev", "/dev/pts"]
+
+
+def test_a_changed_disk_rebuilds_the_jail():
+    source = busybox()
+    state = lab([("a", source.base_id, True, [])], {source.base_id: base_record(source)})
+    jail = spec("a")
+    jail.disk = 64 << 20
+    actions = plan_jails([jail], state, STORE)
+    assert verbs(actions) == [("remove", "a"), ("create", "a")]
+    assert actions[1].disk == 64 << 20
+    assert actions[0].summary == (
+        "remove jail 'a' to rebuild it as an overlay of base %s with a 64 MiB disk (was an "
+        "overlay of %s); its writable layer is discarded" % (source.base_id, source.base_id))

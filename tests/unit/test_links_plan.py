@@ -51,8 +51,9 @@ def test_bridge_drift_is_repaired_with_undo_steps():
         "turn STP off on bridge 'br0'",
         "set MTU of bridge 'br0' from 1500 to 1400",
         "turn off IPv6 address generation on bridge 'br0'",
-        "add address 10.0.0.1/24 to bridge 'br0'",
+        # the old address goes first: with it, as the subnet's primary, go its secondaries
         "remove address 10.0.0.9/24 from bridge 'br0'",
+        "add address 10.0.0.1/24 to bridge 'br0'",
         "bring bridge 'br0' up",
     ]
     undo = [s.undo[1] for a in actions for s in a.steps]

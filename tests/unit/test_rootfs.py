@@ -3,13 +3,15 @@
 import os
 import pathlib
 import struct
+import subprocess
 
 import pytest
 
 from ansible.module_utils.nslab_rootfs import (default_mirror, elf_interpreter,
                                                parse_apt_sources, parse_busybox_list,
                                                parse_loader_list)
-from ansible.module_utils.nslab_sources import SourceResolver, canonical
+from ansible.module_utils.nslab_sources import (SourceResolver, canonical, strip_special,
+                                                tree_digest, walk_tree)
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -162,14 +164,92 @@ def test_options_of_another_source_and_bad_paths(tmp_path):
                                                binaries=["sh"]), "")[1]
     assert problems[0] == "binaries: only used with source 'host' (source is 'directory')"
     assert problems[1].startswith("path: path '/srv/../etc' is not in normal form")
-    for path, fragment in (("/", "host's root"), ("/var/lib/nslab/x", "nslab's own"),
-                           (str(tmp_path / "no"), "not a directory")):
+    for path, fragment in (("/", "'/' resolves to '/', the host's root"),
+                           ("/var/lib/nslab/x", "inside nslab's /var/lib/nslab"),
+                           (str(tmp_path / "no"), "which is not a directory")):
         problem = resolver(tmp_path).resolve(item(source="directory", path=path), "")[1][0]
         assert fragment in problem, problem
-    odd = tmp_path / "a:b"
-    odd.mkdir()
-    assert "overlayfs options" in resolver(tmp_path).resolve(
-        item(source="directory", path=str(odd)), "")[1][0]
+
+
+def test_a_directory_source_is_resolved_before_it_is_checked(tmp_path):
+    cases = {"/": "the host's root", "/etc": "a host system directory",
+             "/usr": "a host system directory", "/var": "which holds nslab's /var/cache/nslab",
+             "/proc/self": "inside the host's /proc", "/run/nslab": "inside nslab's /run/nslab",
+             str(tmp_path / "cache" / "x"): "inside nslab's %s" % (tmp_path / "cache")}
+    for index, (target, why) in enumerate(cases.items()):
+        link = tmp_path / ("link%d" % index)
+        link.symlink_to(target)
+        problems = resolver(tmp_path).resolve(item(source="directory", path=str(link)),
+                                              "jails[1].")[1]
+        real = os.path.realpath(target)
+        assert problems == ["jails[1].path: '%s' resolves to '%s', %s; expected a root "
+                            "filesystem tree of its own (not /, a host system directory, or "
+                            "inside or above nslab's /run/nslab, %s, /var/cache/nslab, "
+                            "/var/lib/nslab)" % (link, real, why, tmp_path / "cache")], target
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(tree)
+    source, problems = resolver(tmp_path).resolve(
+        item(source="directory", path=str(tmp_path / "alias"), keep_setuid=True), "")
+    assert problems == []
+    assert source.spec == {"path": str(tree), "keep_setuid": True}
+    before = source.base_id
+    (tree / "etc" / "new").write_text("x")
+    assert resolver(tmp_path).resolve(item(source="directory", path=str(tree)),
+                                      "")[0].base_id != before
+
+
+def test_a_tarball_must_resolve_to_a_regular_file(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to("/dev/null")
+    for path, kind in ((fifo, "a FIFO"), (tmp_path / "link", "a character device"),
+                       (tmp_path, "a directory")):
+        problems = resolver(tmp_path, which=lambda n: "/usr/bin/" + n).resolve(
+            item(source="tarball", path=str(path)), "")[1]
+        assert problems == ["path: '%s' resolves to '%s', which is %s; expected a root "
+                            "filesystem archive (a regular file: tar, optionally compressed)"
+                            % (path, os.path.realpath(path), kind)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_strip_special_drops_devices_and_clears_setuid_unless_kept(tmp_path):
+    for keep in (False, True):
+        top = tmp_path / ("keep" if keep else "strip")
+        (top / "dev").mkdir(parents=True)
+        (top / "sgid-dir").mkdir()
+        os.chmod(top / "sgid-dir", 0o2755)
+        os.mknod(top / "dev" / "mem", 0o666 | 0o020000, os.makedev(1, 1))
+        os.mknod(top / "dev" / "sda", 0o660 | 0o060000, os.makedev(8, 0))
+        for name, mode in (("su", 0o4755), ("sg", 0o2711), ("plain", 0o755)):
+            (top / name).write_text("x")
+            os.chmod(top / name, mode)
+        (top / "link").symlink_to("su")
+        counts = strip_special(str(top), keep_setuid=keep)
+        assert counts == {"device_nodes": 2, "setuid_setgid": 0 if keep else 2}
+        assert sorted(os.listdir(top / "dev")) == []
+        modes = dict((n, os.stat(top / n).st_mode & 0o7777) for n in ("su", "sg", "plain"))
+        assert modes == ({"su": 0o4755, "sg": 0o2711, "plain": 0o755} if keep else
+                         {"su": 0o755, "sg": 0o711, "plain": 0o755})
+        assert os.stat(top / "sgid-dir").st_mode & 0o7777 == 0o2755   # directories keep it
+
+
+def test_walk_tree_has_no_recursion_limit_and_the_digest_sees_changes(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(1100):
+            os.mkdir("d", dir_fd=fd)
+            deeper = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        os.close(fd)
+        assert len(list(walk_tree(str(tmp_path)))) == 1100
+        before = tree_digest(str(tmp_path))
+        os.chmod(tmp_path / "d", 0o700)
+        assert tree_digest(str(tmp_path)) != before
+    finally:
+        # pytest's own cleanup of old temporary directories uses shutil.rmtree
+        subprocess.run(["rm", "-rf", "--one-file-system", str(tmp_path / "d")], check=True)
 
 
 def test_debootstrap_needs_a_suite_a_mirror_and_the_tool_or_a_cache(tmp_path):

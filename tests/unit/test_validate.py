@@ -86,3 +86,17 @@ def test_paths_must_be_absolute_and_normal(value, fragment):
 def test_jail_names_never_leave_their_directory(value):
     from ansible.module_utils.nslab_validate import object_name_problem
     assert "jail name" in object_name_problem("name", value, "jail")
+
+
+@pytest.mark.parametrize("check,value", [
+    (lab_problem, "demo\n"), (nsname_problem, "demo-a\n"), (hostname_problem, "web1\n"),
+    (mac_problem, "02:42:ac:11:00:02\n"), (hostname_problem, "a" * 65),
+    (hostname_problem, "web_1"), (hostname_problem, "-web"), (hostname_problem, "web-"),
+])
+def test_names_are_matched_whole_a_trailing_newline_is_refused(check, value):
+    problem = check("option", value)
+    assert problem and problem.startswith("option: ") and "expected" in problem
+
+
+def test_a_boolean_is_not_an_mtu():
+    assert "out of range" in mtu_problem("mtu", True)
