@@ -250,3 +250,13 @@ def test_a_node_cannot_raise_its_own_cgroup_limits(lab, module, rootfs, netns, s
     else:
         assert "memory=0" in out and "pids=0" in out, out
         assert after == (str(4 << 30), "max")
+
+
+def test_a_1100_deep_tree_in_its_bind_does_not_stop_its_removal(lab, module, rootfs, netns):
+    deep = "cd /data; i=0; while [ $i -lt 1100 ]; do busybox mkdir d; cd d; i=$((i+1)); done"
+    run_in_node(lab, module, rootfs, netns, deep, binds=[{"path": "/data"}])
+    owned = "/var/lib/nslab/%s/binds/box" % lab.name
+    assert os.path.isdir(owned + "/data/d/d/d")
+    gone = module("nslab_container", dict(lab=lab.name, name="box", state="absent"))
+    assert gone["_status"] == "ok", gone.get("msg")
+    assert not os.path.exists(owned)
