@@ -54,3 +54,18 @@ def test_the_door_failure_markers_match_nslab_init():
     from ansible.module_utils import nslab_init
     assert plugin.ENTER_FAILED == nslab_init.ENTER_FAILED
     assert plugin.ENTER_PREFIX == nslab_init.ENTER_PREFIX.encode()
+
+
+def test_the_doors_script_is_the_seccomp_filter_then_nslab_init():
+    """The door installs the container's seccomp filter: its source must come first."""
+    from ansible.plugins.loader import module_utils_loader
+    module_utils_loader.add_directory(str(ROOT / "module_utils"))
+    plugin.Connection._door_source = None
+    source = plugin.Connection.door_source()
+    seccomp = (ROOT / "module_utils" / "nslab_seccomp.py").read_text()
+    init = (ROOT / "module_utils" / "nslab_init.py").read_text()
+    assert plugin.DOOR_MODULES == ("nslab_seccomp", "nslab_init")
+    assert source == seccomp + "\n" + init
+    namespace = {}
+    exec(compile(source, "door", "exec"), namespace)      # one script: no clashing names
+    assert callable(namespace["seccomp_install"]) and callable(namespace["enter"])
