@@ -438,6 +438,7 @@ class ContainerManager:
         # Records and logs are the host's business only.
         os.makedirs(self.store.directory(), mode=0o700, exist_ok=True)
         os.chmod(self.store.directory(), 0o700)
+        self._drop_unlisted_files(spec)
         log_fd, old_fd = (_open_log(path) for path in self.store.log_paths(spec.name))
         config.update(log_fd=log_fd, log_old_fd=old_fd, log_max_size=spec.log_max_size)
         try:
@@ -473,6 +474,15 @@ class ContainerManager:
         finally:
             os.close(go_w)
         return launch
+
+    def _drop_unlisted_files(self, spec):
+        """Copies of files no longer listed: a start binds only what is listed now."""
+        directory = self.store.files_dir(spec.name)
+        listed = set(host_file_name(path) for path in spec.files)
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            for entry in os.listdir(directory):
+                if entry not in listed:
+                    os.unlink(os.path.join(directory, entry))
 
     def _finish(self, launch):
         """Wait for an init's report and record it."""

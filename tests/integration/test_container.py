@@ -211,12 +211,17 @@ def test_files_are_bound_read_only_from_the_host_and_never_through_a_symlink(
     assert changed["actions"] == ["write /etc/hosts in container 'box'"]   # no restart
     assert changed["containers"][0]["pid"] == pid
     assert open("/proc/%d/root/etc/hosts" % pid).read() == hosts + "# more\n"   # at once
+    other = module("nslab_container", dict(args, files={"/etc/motd": "hi\n"}))
+    assert other["actions"] == ["write /etc/motd in container 'box'",
+                                "restart container 'box' (files changed)"]
+    assert sorted(os.listdir(copies)) == ["%2Fetc%2Fmotd"]      # the unlisted copy went
+    args["files"] = {"/etc/hosts": hosts + "# more\n"}
+    pid = module("nslab_container", args)["containers"][0]["pid"]
 
     # a jail whose /etc is a symlink to a host directory: nothing follows it
     outside = tmp_path / "host-etc"
     outside.mkdir()
-    (rootfs / "etc" / "hosts").unlink()
-    (rootfs / "etc").rmdir()
+    shutil.rmtree(str(rootfs / "etc"))
     os.symlink(str(outside), str(rootfs / "etc"))
     rewritten = module("nslab_container", dict(args, files={"/etc/hosts": "new\n"}))
     assert rewritten["actions"] == ["write /etc/hosts in container 'box'"]
