@@ -25,6 +25,13 @@ description:
   - Ownership is recorded in C(/run/nslab/<lab>/ns/<name>.json) with the namespaces' inode
     numbers. A namespace of the same name that nslab did not make (for example one from
     C(ip netns add)) is never changed or deleted.
+  - A new C(net) namespace also carries its lab in the kernel, as the ifalias of its C(lo),
+    C(nslab:<lab>:netns). When the record is lost (C(/run/nslab/<lab>) emptied while the lab
+    runs), a net namespace whose C(lo) carries this lab's tag, and the other types still
+    bind-mounted at their place under C(/run/nslab/<lab>/ns/), are adopted (the record is
+    rewritten, reported as a change) or, with V(absent), deleted. One without the tag, or
+    tagged for another lab, is refused as before.
+  - C(/run/nslab) is a private bind mount of itself, made again when it was removed.
   - Deleting a net namespace deletes the veths inside it; the module waits until their host
     ends are gone, so their names can be reused at once.
 version_added: "0.1.0"
@@ -111,7 +118,9 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["create net, uts namespaces 'demo-apt101'"]
+  sample:
+    - "create net, uts namespaces 'demo-apt101'"
+    - "adopt namespace 'demo-apt102', found without its record (net: lo tagged nslab:demo:netns)"
 namespaces:
   description: Each requested namespace as the kernel shows it after the run.
   returned: always

@@ -12,7 +12,13 @@ nslab's bind mounts from propagating into other mount namespaces, where they wou
 namespaces alive after nslab removed them.
 
 Ownership: ``/run/nslab/<lab>/ns/<name>.json`` records which types nslab made and their
-inode numbers; a bind mount whose inode differs from the record is not trusted.
+inode numbers; a bind mount whose inode differs from the record is not trusted. A net
+namespace also carries its lab in the kernel: the child that makes it tags its ``lo`` with
+the ifalias ``nslab:<lab>:netns`` (nslab_owner; 0.012 ms each). When the record is lost
+(``/run/nslab/<lab>`` emptied), a netns at ``/run/netns/<name>`` whose ``lo`` carries this
+lab's tag, and a namespace still bind-mounted at its place in the lab's own directory, are
+the lab's: adopted (record rewritten, reported as a change) or removed. A netns without the
+tag stays "not nslab's"; one tagged for another lab is that lab's.
 
 Namespaces are made in a forked child (``unshare(2)``), which the parent bind-mounts and
 then lets exit: ~1 ms each, no helper binary.
@@ -29,7 +35,9 @@ from typing import Dict, List, Optional
 
 from ansible.module_utils.nslab_errors import ApplyError, NslabError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
-from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
+from ansible.module_utils.nslab_owner import (NETNS_ROLE, STATE_ROOT, alias_for, lab_dir,
+                                              parse_alias, read_json, read_lo_alias,
+                                              remove_empty_dirs, set_lo_alias,
                                               write_json_atomic)
 from ansible.module_utils import nslab_syscalls as sc
 
@@ -65,6 +73,7 @@ class NamespaceState:
     types: Dict[str, int] = field(default_factory=dict)   # live types -> inode
     missing: List[str] = field(default_factory=list)      # recorded, bind mount gone
     hostname: Optional[str] = None
+    adopted: str = ""         # found without a record, and why it is the lab's
 
     def view(self, store):
         if self.owner is None and not self.types:
@@ -80,7 +89,7 @@ class NamespaceState:
 @dataclass
 class NamespaceAction:
     summary: str
-    verb: str                 # create, remove, hostname, delete
+    verb: str                 # adopt, create, remove, hostname, delete
     name: str
     types: List[str] = field(default_factory=list)
     hostname: Optional[str] = None
@@ -118,9 +127,7 @@ class NamespaceStore:
         record = self.find_record(name)
         state = NamespaceState(name=name, owner=record["lab"] if record else None)
         if record is None:
-            if os.path.lexists(os.path.join(self.netns_dir, name)):
-                raise OwnershipError("netns", name, "not nslab's (no nslab record)")
-            return state
+            return self._unrecorded(state, nsfs, with_hostname)
         for nstype, info in sorted(record.get("types", {}).items()):
             path = info["path"]
             if path not in nsfs:
@@ -136,16 +143,60 @@ class NamespaceStore:
             state.hostname = read_hostname(state_path(self, state, "uts"))
         return state
 
+    def _unrecorded(self, state, nsfs, with_hostname):
+        """Namespace ``state.name`` without a record: what the kernel says is this lab's
+        (see the module docstring), or OwnershipError."""
+        name, found = state.name, []
+        net = os.path.join(self.netns_dir, name)
+        if os.path.lexists(net):
+            self.check_netns_tag(name)
+            state.types["net"] = os.stat(net).st_ino
+            found.append("net: lo tagged %s" % alias_for(self.lab, NETNS_ROLE))
+        for nstype in NS_TYPES:
+            path = self.path(self.lab, name, nstype)
+            if nstype != "net" and path in nsfs:
+                state.types[nstype] = os.stat(path).st_ino
+                found.append("%s: mounted at %s" % (nstype, path))
+        if state.types:
+            state.owner, state.adopted = self.lab, "; ".join(found)
+            if with_hostname and "uts" in state.types:
+                state.hostname = read_hostname(self.path(self.lab, name, "uts"))
+        return state
+
+    def check_netns_tag(self, name):
+        """Raise OwnershipError unless net namespace ``name`` (existing, no record) is
+        bind-mounted and its lo carries this lab's tag."""
+        path = os.path.join(self.netns_dir, name)
+        if path not in mount_points(read_mountinfo(), "nsfs"):
+            raise OwnershipError("netns", name, "not nslab's (no nslab record, and %s is "
+                                 "not a namespace mount)" % path)
+        tag = parse_alias(read_netns_tag(path))
+        if tag == (self.lab, NETNS_ROLE):
+            return
+        if tag is not None and tag[1] == NETNS_ROLE:
+            raise OwnershipError("netns", name, "owned by nslab lab '%s' (its lo's ifalias)"
+                                 % tag[0])
+        raise OwnershipError("netns", name, "not nslab's (no nslab record, no nslab tag "
+                             "on its lo)")
+
+
+def read_netns_tag(path):
+    """The ifalias of ``lo`` in the net namespace bind-mounted at ``path``."""
+    return in_namespaces({"net": path}, read_lo_alias)
+
 
 def check_lab_netns(store, name):
     """True if net namespace ``name`` exists and is this lab's, False if it does not exist;
-    raise OwnershipError if it exists and is not this lab's."""
+    raise OwnershipError if it exists and is not this lab's. Without a record, the tag on
+    its lo decides (a rerun after the lab's state was lost)."""
     if not os.path.exists(os.path.join(store.netns_dir, name)):
         return False
     record = store.find_record(name)
-    if record is None or record.get("lab") != store.lab or "net" not in record.get("types", {}):
-        owner = ("owned by nslab lab '%s'" % record["lab"]) if record else "not nslab's"
-        raise OwnershipError("netns", name, owner)
+    if record is None:
+        store.check_netns_tag(name)
+        return True
+    if record.get("lab") != store.lab or "net" not in record.get("types", {}):
+        raise OwnershipError("netns", name, "owned by nslab lab '%s'" % record["lab"])
     return True
 
 
@@ -161,6 +212,10 @@ def plan_namespaces(specs, states, lab):
         if state.owner not in (None, lab):
             raise OwnershipError("namespace", spec.name,
                                  "owned by nslab lab '%s'" % state.owner)
+        if state.adopted and spec.state != "absent":
+            actions.append(NamespaceAction(
+                "adopt namespace '%s', found without its record (%s)" % (
+                    spec.name, state.adopted), "adopt", spec.name, sorted(state.types)))
         if spec.state == "absent":
             if state.owner is not None:
                 actions.append(NamespaceAction(
@@ -246,8 +301,9 @@ def _detach_inherited_mounts(private_root):
         sc.umount2(private_root, sc.MNT_DETACH)
 
 
-def unshare_and_bind(types, targets, hostname=None, private_root=STATE_ROOT):
-    """Make new namespaces of ``types`` in a child and bind-mount them at ``targets``."""
+def unshare_and_bind(types, targets, hostname=None, private_root=STATE_ROOT, net_tag=None):
+    """Make new namespaces of ``types`` in a child and bind-mount them at ``targets``; a
+    new net namespace gets ``net_tag`` as the ifalias of its lo."""
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     pid = os.fork()
@@ -263,6 +319,8 @@ def unshare_and_bind(types, targets, hostname=None, private_root=STATE_ROOT):
                 _detach_inherited_mounts(private_root)
             if hostname and "uts" in types:
                 socket.sethostname(hostname)
+            if net_tag and "net" in types:
+                set_lo_alias(net_tag)
             os.write(ready_w, b"ok")
             os.read(done_r, 1)   # stay alive until the parent has bound our namespaces
             os._exit(0)
@@ -378,7 +436,8 @@ class NamespaceApplier:
             if os.path.lexists(target):
                 # A leftover file (its namespace is gone): nslab's own, recorded path.
                 unbind(target)
-        inodes = unshare_and_bind(action.types, targets, action.hostname, self.store.root)
+        inodes = unshare_and_bind(action.types, targets, action.hostname, self.store.root,
+                                  alias_for(self.store.lab, NETNS_ROLE))
         for nstype in action.types:
             record["types"][nstype] = {"path": targets[nstype], "inode": inodes[nstype]}
         if action.hostname:
@@ -394,6 +453,13 @@ class NamespaceApplier:
             remove_empty_dirs(os.path.dirname(self.store.path(self.store.lab, name, "uts")),
                               self.store.root)
         self.undo.append((action.summary, undo))
+
+    def _adopt(self, action):
+        record = self.record(action.name)
+        for nstype in action.types:
+            path = self.store.path(self.store.lab, action.name, nstype)
+            record["types"][nstype] = {"path": path, "inode": os.stat(path).st_ino}
+        self.save(record)
 
     def _hostname(self, action):
         set_hostname(self.store.path(self.store.lab, action.name, "uts"), action.hostname)

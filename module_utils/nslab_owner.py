@@ -4,21 +4,39 @@
 """Ownership: what nslab created, and for which lab.
 
 Links carry an ifalias ``nslab:<lab>:<role>`` set at creation, so ownership is read from
-the kernel, not from a file that can drift. Namespaces cannot carry a tag, so their record
-is a JSON file under the state dir ``/run/nslab/<lab>/`` holding the namespace inodes,
-which are checked against the kernel before the record is trusted.
+the kernel, not from a file that can drift. A net namespace carries the same kind of tag on
+its ``lo`` (``nslab:<lab>:netns``), set by the child that made it, through one raw
+rtnetlink request (no helper binary). Other namespaces cannot carry a tag: their record is
+a JSON file under the state dir ``/run/nslab/<lab>/`` holding the namespace inodes, which
+are checked against the kernel before the record is trusted. The netns record is kept too
+(inodes, types); the tag is what lets a lab find its namespaces again when that record is
+lost.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import tempfile
 
 from ansible.module_utils.nslab_errors import OwnershipError
 
 ALIAS_PREFIX = "nslab:"
 STATE_ROOT = "/run/nslab"
+NETNS_ROLE = "netns"
+
+# rtnetlink, as <linux/netlink.h> and <linux/rtnetlink.h> define it
+NETLINK_ROUTE = 0
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK = 1, 4
+RTM_GETLINK, RTM_SETLINK = 18, 19
+IFLA_IFALIAS = 20
+LOOPBACK_IFINDEX = 1        # lo is registered first in every net namespace
+NLMSG_HEADER = struct.Struct("=IHHII")      # len, type, flags, seq, pid
+IFINFOMSG = struct.Struct("=BxHiII")        # family, type, index, flags, change
+RTATTR = struct.Struct("=HH")               # len, type
 
 
 def alias_for(lab, role):
@@ -48,6 +66,56 @@ def check_link_owner(link, lab, role, kind, netns=None):
         return
     if parse_alias(link.alias) != (lab, role):
         raise OwnershipError(kind, link.name, describe_owner(link.alias), netns)
+
+
+def _align4(length):
+    return (length + 3) & ~3
+
+
+def _link_request(msg_type, flags, ifindex, attrs=b""):
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0) + attrs
+    return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), msg_type, flags, 1, 0) + body
+
+
+def _rtnetlink(request, what):
+    """Send one request in the caller's net namespace; return the reply's payload."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        sock.send(request)
+        reply = sock.recv(65536)
+    length, msg_type = NLMSG_HEADER.unpack_from(reply)[:2]
+    if msg_type == NLMSG_ERROR:
+        error = -struct.unpack_from("=i", reply, NLMSG_HEADER.size)[0]
+        if error:
+            raise OSError(error, "%s: %s" % (what, os.strerror(error)))
+    return reply[NLMSG_HEADER.size:length], msg_type
+
+
+def set_lo_alias(alias):
+    """Set the ifalias of ``lo`` in the caller's net namespace (RTM_SETLINK)."""
+    data = alias.encode("utf-8") + b"\0"
+    attr = RTATTR.pack(RTATTR.size + len(data), IFLA_IFALIAS) + data
+    attr += b"\0" * (_align4(len(attr)) - len(attr))
+    _rtnetlink(_link_request(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, LOOPBACK_IFINDEX, attr),
+               "set the ifalias of lo")
+
+
+def read_lo_alias():
+    """The ifalias of ``lo`` in the caller's net namespace ("" when it has none)."""
+    payload, msg_type = _rtnetlink(_link_request(RTM_GETLINK, NLM_F_REQUEST, LOOPBACK_IFINDEX),
+                                   "read lo")
+    if msg_type == NLMSG_ERROR:
+        return ""
+    offset = IFINFOMSG.size
+    while offset + RTATTR.size <= len(payload):
+        length, kind = RTATTR.unpack_from(payload, offset)
+        if length < RTATTR.size:
+            break
+        if kind == IFLA_IFALIAS:
+            data = payload[offset + RTATTR.size:offset + length]
+            return data.split(b"\0", 1)[0].decode("utf-8", "replace")
+        offset += _align4(length)
+    return ""
 
 
 def lab_dir(lab, root=STATE_ROOT):

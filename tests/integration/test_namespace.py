@@ -122,3 +122,62 @@ def test_failure_half_way_rolls_back_this_runs_namespaces(lab, module):
     assert not os.path.exists("/run/netns/" + second)
     assert not [m for m in nsfs_mounts() if lab.name in m]
     assert not os.path.exists(os.path.join(STATE_ROOT, lab.name, "ns", first + ".json"))
+
+
+def lo_alias(name):
+    links = json.loads(sh("ip", "-j", "-d", "link", "show", "lo", netns=name).stdout)
+    return links[0].get("ifalias")
+
+
+def test_a_netns_is_tagged_and_adopted_when_its_record_is_lost(lab, module):
+    name = lab.n("lost")
+    module("nslab_namespace", dict(lab=lab.name, namespaces=[
+        dict(name=name, types=["net", "uts", "ipc"], hostname="keep")]))
+    # the kernel holds the owner: lo's ifalias in the namespace nslab made
+    assert lo_alias(name) == "nslab:%s:netns" % lab.name
+    inodes = dict((t, ns_inode(p)) for t, p in [
+        ("net", "/run/netns/" + name),
+        ("uts", os.path.join(STATE_ROOT, lab.name, "ns", name, "uts"))])
+    os.unlink(os.path.join(STATE_ROOT, lab.name, "ns", name + ".json"))   # record lost
+
+    check = module("nslab_namespace", dict(lab=lab.name, name=name, types=["net", "uts"],
+                                           hostname="keep"), check=True)
+    assert check["changed"] is True
+    assert not os.path.exists(os.path.join(STATE_ROOT, lab.name, "ns", name + ".json"))
+    result = module("nslab_namespace", dict(lab=lab.name, name=name, types=["net", "uts"],
+                                            hostname="keep"))
+    assert result["actions"] == [
+        "adopt namespace '%s', found without its record (net: lo tagged nslab:%s:netns; "
+        "uts: mounted at %s; ipc: mounted at %s)" % (
+            name, lab.name, os.path.join(STATE_ROOT, lab.name, "ns", name, "uts"),
+            os.path.join(STATE_ROOT, lab.name, "ns", name, "ipc")),
+        "remove ipc namespace '%s'" % name]
+    # the same namespaces, kept: adopted, not recreated
+    assert ns_inode("/run/netns/" + name) == inodes["net"]
+    assert ns_inode(os.path.join(STATE_ROOT, lab.name, "ns", name, "uts")) == inodes["uts"]
+    again = module("nslab_namespace", dict(lab=lab.name, name=name, types=["net", "uts"],
+                                           hostname="keep"))
+    assert again["changed"] is False
+
+    # lost again, then removed without its record
+    os.unlink(os.path.join(STATE_ROOT, lab.name, "ns", name + ".json"))
+    gone = module("nslab_namespace", dict(lab=lab.name, name=name, state="absent"))
+    assert gone["changed"] is True
+    assert lab.leftovers() == []
+
+
+def test_a_netns_tagged_for_another_lab_or_untagged_is_refused(lab, module):
+    tagged, plain = lab.n("other"), lab.n("plain")
+    sh("ip", "netns", "add", tagged)
+    sh("ip", "link", "set", "lo", "alias", "nslab:otherlab:netns", netns=tagged)
+    sh("ip", "netns", "add", plain)
+    sh("ip", "link", "set", "lo", "alias", "my own", netns=plain)
+    for state in ("present", "absent"):
+        result = module("nslab_namespace", dict(lab=lab.name, name=tagged, state=state))
+        assert result["_status"] == "failed"
+        assert ("netns '%s' exists and is owned by nslab lab 'otherlab' (its lo's ifalias)"
+                % tagged) in result["msg"]
+        result = module("nslab_namespace", dict(lab=lab.name, name=plain, state=state))
+        assert result["_status"] == "failed"
+        assert "netns '%s' exists and is not nslab's" % plain in result["msg"]
+    assert os.path.exists("/run/netns/" + tagged) and os.path.exists("/run/netns/" + plain)

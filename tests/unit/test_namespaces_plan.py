@@ -68,3 +68,24 @@ def test_plan_absent_and_other_labs():
     with pytest.raises(OwnershipError) as err:
         plan_namespaces(absent, {"a": state("a", owner="other", types=["net"])}, "demo")
     assert "lab 'other'" in str(err.value)
+
+
+def test_plan_adopts_a_namespace_found_without_its_record_before_changing_it():
+    found = state("x", types=["net", "ipc"])
+    found.adopted = "net: lo tagged nslab:demo:netns"
+    actions = plan_namespaces([NamespaceSpec("x", ["net", "uts"], "x")], {"x": found}, "demo")
+    assert [(a.verb, a.types) for a in actions] == [
+        ("adopt", ["ipc", "net"]), ("create", ["uts"]), ("remove", ["ipc"])]
+    assert actions[0].summary == ("adopt namespace 'x', found without its record "
+                                  "(net: lo tagged nslab:demo:netns)")
+    # removing it needs no adoption: the delete forgets it anyway
+    gone = plan_namespaces([NamespaceSpec("x", ["net"], state="absent")], {"x": found}, "demo")
+    assert [(a.verb, a.types) for a in gone] == [("delete", ["ipc", "net"])]
+
+
+def test_lo_alias_requests_are_well_formed_rtnetlink():
+    from ansible.module_utils import nslab_owner as owner
+    request = owner._link_request(owner.RTM_GETLINK, owner.NLM_F_REQUEST, 1)
+    length, kind, flags = owner.NLMSG_HEADER.unpack_from(request)[:3]
+    assert (length, kind, flags) == (len(request), 18, 1) and length == 32
+    assert owner.IFINFOMSG.unpack_from(request, 16)[2] == 1          # ifindex of lo
