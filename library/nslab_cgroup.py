@@ -39,7 +39,9 @@ description:
     its parent's CPUs and memory nodes, without which no process could join it.
   - Ownership is recorded in C(/run/nslab/<lab>/cgroups.json) with the inode of each cgroup
     directory. A directory under C(nslab/<lab>/) that nslab did not make (no record, or another
-    inode) is never changed or deleted; the module fails and names it.
+    inode) is never changed or deleted; the module fails and names it. When the record file
+    itself is missing (the lab's state was lost), the directories under C(nslab/<lab>/) that the
+    task names are the lab's own; their entry is rebuilt from the kernel, reported as a change.
   - With O(state=absent) the limit options are ignored, so the same list of cgroups can
     build a lab and remove it.
   - O(state=absent) on a cgroup that still has processes fails and lists them, unless
@@ -316,6 +318,7 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nslab_adopt import adopt_cgroups
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
 from ansible.module_utils.nslab_cgroups import (CgroupApplier, CgroupSpec, CgroupStore, KEYS,
@@ -387,9 +390,11 @@ def converge(module):
     specs = build_specs(items, layout)
     store = CgroupStore(params["lab"])
     record = store.load()
+    # Recovery (nslab_adopt): without the lab's record, its own directories are its own.
+    adopted = adopt_cgroups(store, record, layout, specs)
 
     states = read_states(layout, params["lab"], specs, record)
-    actions = plan_cgroups(specs, states, layout, kill=params["kill"])
+    actions = adopted + plan_cgroups(specs, states, layout, kill=params["kill"])
     after = states
     if actions and not module.check_mode:
         CgroupApplier(store, record, layout).apply(actions)

@@ -40,6 +40,12 @@ description:
     O(netns)'s path (deleted and made again), it is no longer in its O(cgroup) (moved out,
     the cgroup removed and made again) or its root is not the jail's root (unmounted and
     mounted again) - with the reason in RV(actions).
+  - Without its record (C(/run/nslab/<lab>) lost while the lab runs), an init of the container
+    is found by the label C(nslab:<lab>:<name>) in its command line, and taken only if it is
+    pid 1 of a pid namespace right below the host's, in O(netns) and in the cgroup
+    C(nslab/<lab>/<cgroup>) of every hierarchy that has it (what only root can arrange). It is
+    stopped (a change); a started container is then started again. Any other process with
+    that label is left alone.
   - O(state=absent) stops the container and removes its record, logs and files. Its namespaces,
     jail, cgroup and veths belong to their own modules (the nslab_node role removes them
     all, in order).
@@ -385,6 +391,8 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nslab_adopt import (find_unrecorded, stop_unrecorded,
+                                              unrecorded_summaries)
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
 from ansible.module_utils.nslab_cgroups import MAX, detect_layout, parse_size
@@ -636,14 +644,17 @@ def converge(module):
     broken = dict((s.name, health_problem(states[s.name].record, s, layout, lab))
                   for s in specs if s.state == "started" and states[s.name].running)
     actions = plan_containers(specs, states, stale, bind_dirs, broken)
+    # Recovery (nslab_adopt): verified inits of containers whose record was lost go first.
+    unrecorded = find_unrecorded(lab, specs, states, layout)
     after = states
-    if actions and not module.check_mode:
+    if (actions or unrecorded) and not module.check_mode:
+        stop_unrecorded(lab, unrecorded, specs, layout)
         ContainerManager(store, layout, mounts=mounts).apply(actions)
         after = dict((s.name, store.read(s.name)) for s in specs)
 
     result = {
-        "changed": bool(actions),
-        "actions": [a.summary for a in actions],
+        "changed": bool(actions or unrecorded),
+        "actions": unrecorded_summaries(unrecorded) + [a.summary for a in actions],
         "containers": [dict(name=s.name, **after[s.name].view()) for s in specs],
     }
     if module._diff:

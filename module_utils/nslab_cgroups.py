@@ -22,6 +22,8 @@ Ownership. cgroupfs holds no reliable tag, so ``/run/nslab/<lab>/cgroups.json`` 
 cgroup nslab made and the inode of its directory in every hierarchy. A directory under
 ``nslab/<lab>/`` without a record (or with another inode) is not nslab's: it is never changed
 or deleted.
+When the record file itself is missing (the lab's state was lost), nslab_adopt rebuilds
+the entries of the directories a task names under ``nslab/<lab>/`` from the kernel.
 
 Every function that touches the file system takes its paths from a ``Layout`` or a
 ``CgroupStore``, so unit tests run them over a constructed tree.

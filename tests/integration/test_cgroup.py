@@ -246,6 +246,9 @@ def test_children_are_deleted_first_and_parents_cleaned_up(lab, module):
 
 
 def test_foreign_cgroup_is_refused_and_untouched(lab, module):
+    # With the lab's record in place, a directory it does not name is not nslab's (without
+    # any record, the lab's own subtree is adopted: test_lost_state).
+    assert module("nslab_cgroup", dict(lab=lab.name, name="mine"))["changed"] is True
     hand = os.path.join(V1_MEMORY, "nslab", lab.name, "hand")
     os.makedirs(hand)
     for state in ("present", "absent"):
