@@ -147,6 +147,13 @@ def test_a_rerun_after_the_state_is_lost_adopts_the_running_lab(lab, tmp_path):
         lose_state(lab)
         assert sorted(lab.init_pids()) == sorted(inits + impostor_pids)
 
+        # check mode tells what the rerun would do, and does none of it
+        check = run_playbook("lab.yml", {"lab": path}, check=True, json_results=True)
+        assert not failed(check), failed(check)
+        assert len(changed(check)["Containers"]) == 6          # 3 found inits stopped, 3 starts
+        assert sorted(lab.init_pids()) == sorted(inits + impostor_pids)
+        assert not os.path.exists(os.path.join(STATE_ROOT, lab.name))
+
         rerun = build(path)
         assert not failed(rerun), failed(rerun)
         actions = changed(rerun)
