@@ -30,7 +30,8 @@ description:
     runs), a net namespace whose C(lo) carries this lab's tag, and the other types still
     bind-mounted at their place under C(/run/nslab/<lab>/ns/), are adopted (the record is
     rewritten, reported as a change) or, with V(absent), deleted. One without the tag, or
-    tagged for another lab, is refused as before.
+    tagged for another lab, is refused as before. A net namespace made before nslab tagged
+    them is tagged by the next run (a change, once).
   - C(/run/nslab) is a private bind mount of itself, made again when it was removed.
   - Deleting a net namespace deletes the veths inside it; the module waits until their host
     ends are gone, so their names can be reused at once.

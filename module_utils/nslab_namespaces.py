@@ -18,7 +18,9 @@ the ifalias ``nslab:<lab>:netns`` (nslab_owner; 0.012 ms each). When the record 
 (``/run/nslab/<lab>`` emptied), a netns at ``/run/netns/<name>`` whose ``lo`` carries this
 lab's tag, and a namespace still bind-mounted at its place in the lab's own directory, are
 the lab's: adopted (record rewritten, reported as a change) or removed. A netns without the
-tag stays "not nslab's"; one tagged for another lab is that lab's.
+tag stays "not nslab's"; one tagged for another lab is that lab's. A recorded netns made
+before nslab tagged them (its record lacks ``net_tagged``) is tagged by the next run, once,
+as a change.
 
 Namespaces are made in a forked child (``unshare(2)``), which the parent bind-mounts and
 then lets exit: ~1 ms each, no helper binary.
@@ -74,6 +76,7 @@ class NamespaceState:
     missing: List[str] = field(default_factory=list)      # recorded, bind mount gone
     hostname: Optional[str] = None
     adopted: str = ""         # found without a record, and why it is the lab's
+    untagged: bool = False    # its netns was made before nslab tagged lo (record says)
 
     def view(self, store):
         if self.owner is None and not self.types:
@@ -89,7 +92,7 @@ class NamespaceState:
 @dataclass
 class NamespaceAction:
     summary: str
-    verb: str                 # adopt, create, remove, hostname, delete
+    verb: str                 # adopt, tag, create, remove, hostname, delete
     name: str
     types: List[str] = field(default_factory=list)
     hostname: Optional[str] = None
@@ -139,6 +142,7 @@ class NamespaceStore:
                                      "a different namespace than the one nslab made "
                                      "(inode %d, recorded %d)" % (inode, info["inode"]))
             state.types[nstype] = inode
+        state.untagged = "net" in state.types and not record.get("net_tagged")
         if with_hostname and "uts" in state.types:
             state.hostname = read_hostname(state_path(self, state, "uts"))
         return state
@@ -216,6 +220,10 @@ def plan_namespaces(specs, states, lab):
             actions.append(NamespaceAction(
                 "adopt namespace '%s', found without its record (%s)" % (
                     spec.name, state.adopted), "adopt", spec.name, sorted(state.types)))
+        elif state.untagged and spec.state != "absent" and "net" in spec.types:
+            actions.append(NamespaceAction(
+                "tag net namespace '%s' with its lab on lo (made before nslab tagged them)"
+                % spec.name, "tag", spec.name, ["net"]))
         if spec.state == "absent":
             if state.owner is not None:
                 actions.append(NamespaceAction(
@@ -440,6 +448,8 @@ class NamespaceApplier:
                                   alias_for(self.store.lab, NETNS_ROLE))
         for nstype in action.types:
             record["types"][nstype] = {"path": targets[nstype], "inode": inodes[nstype]}
+        if "net" in action.types:
+            record["net_tagged"] = True
         if action.hostname:
             record["hostname"] = action.hostname
         self.save(record)
@@ -459,6 +469,16 @@ class NamespaceApplier:
         for nstype in action.types:
             path = self.store.path(self.store.lab, action.name, nstype)
             record["types"][nstype] = {"path": path, "inode": os.stat(path).st_ino}
+        if "net" in action.types:
+            record["net_tagged"] = True
+        self.save(record)
+
+    def _tag(self, action):
+        tag = alias_for(self.store.lab, NETNS_ROLE)
+        in_namespaces({"net": self.store.path(self.store.lab, action.name, "net")},
+                      lambda: set_lo_alias(tag))
+        record = self.record(action.name)
+        record["net_tagged"] = True
         self.save(record)
 
     def _hostname(self, action):
@@ -472,6 +492,8 @@ class NamespaceApplier:
         for nstype in action.types:
             unbind(self.store.path(self.store.lab, action.name, nstype))
             record["types"].pop(nstype, None)
+        if "net" in action.types:
+            record.pop("net_tagged", None)
         self.save(record)
 
     def _delete(self, action):

@@ -181,3 +181,25 @@ def test_a_netns_tagged_for_another_lab_or_untagged_is_refused(lab, module):
         assert result["_status"] == "failed"
         assert "netns '%s' exists and is not nslab's" % plain in result["msg"]
     assert os.path.exists("/run/netns/" + tagged) and os.path.exists("/run/netns/" + plain)
+
+
+def test_a_netns_made_before_tags_is_tagged_once(lab, module):
+    name = lab.n("old")
+    module("nslab_namespace", dict(lab=lab.name, name=name))
+    # as an older nslab left it: no tag on lo, no net_tagged in the record
+    sh("ip", "link", "set", "lo", "alias", "", netns=name)
+    record_path = os.path.join(STATE_ROOT, lab.name, "ns", name + ".json")
+    with open(record_path) as handle:
+        record = json.load(handle)
+    del record["net_tagged"]
+    with open(record_path, "w") as handle:
+        json.dump(record, handle)
+    inode = ns_inode("/run/netns/" + name)
+    assert not lo_alias(name)
+
+    result = module("nslab_namespace", dict(lab=lab.name, name=name))
+    assert result["actions"] == [
+        "tag net namespace '%s' with its lab on lo (made before nslab tagged them)" % name]
+    assert lo_alias(name) == "nslab:%s:netns" % lab.name
+    assert ns_inode("/run/netns/" + name) == inode
+    assert module("nslab_namespace", dict(lab=lab.name, name=name))["changed"] is False

@@ -89,3 +89,14 @@ def test_lo_alias_requests_are_well_formed_rtnetlink():
     length, kind, flags = owner.NLMSG_HEADER.unpack_from(request)[:3]
     assert (length, kind, flags) == (len(request), 18, 1) and length == 32
     assert owner.IFINFOMSG.unpack_from(request, 16)[2] == 1          # ifindex of lo
+
+
+def test_plan_tags_a_recorded_netns_made_before_tags_once():
+    old = state("x", types=["net"])
+    old.untagged = True
+    actions = plan_namespaces([NamespaceSpec("x", ["net"])], {"x": old}, "demo")
+    assert [(a.verb, a.types) for a in actions] == [("tag", ["net"])]
+    assert plan_namespaces([NamespaceSpec("x", ["net"], state="absent")], {"x": old},
+                           "demo")[0].verb == "delete"
+    assert plan_namespaces([NamespaceSpec("x", ["net"])], {"x": state("x", types=["net"])},
+                           "demo") == []
