@@ -203,3 +203,25 @@ def test_a_netns_made_before_tags_is_tagged_once(lab, module):
     assert lo_alias(name) == "nslab:%s:netns" % lab.name
     assert ns_inode("/run/netns/" + name) == inode
     assert module("nslab_namespace", dict(lab=lab.name, name=name))["changed"] is False
+
+
+def test_the_private_state_root_is_made_again_when_it_was_removed(tmp_path):
+    # nslab's own functions over a root of this test's (the real /run/nslab is shared with
+    # every other lab on the host): removed, it is made again, as a private self-bind mount.
+    from ansible.module_utils.nslab_namespaces import ensure_private_root, release_private_root
+    root = str(tmp_path / "state")
+
+    def mount_of(path):
+        with open("/proc/self/mountinfo") as handle:
+            for line in handle:
+                fields = line.split()
+                if fields[4] == path:
+                    return fields[6:fields.index("-")]
+        return None
+
+    for _ in range(2):
+        ensure_private_root(root)
+        assert mount_of(root) is not None
+        assert not any(tag.startswith(("shared:", "master:")) for tag in mount_of(root))
+        release_private_root(root)        # empty: unmounted and removed, as after rm -rf
+        assert mount_of(root) is None and not os.path.exists(root)
