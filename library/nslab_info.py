@@ -143,6 +143,7 @@ import os
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nslab_adopt import lost_cgroups, lost_netns_records
 from ansible.module_utils.nslab_ansible import run_module, runner_for
 from ansible.module_utils.nslab_cgroups import CgroupStore, cgroup_view, detect_layout, read_cgroup
 from ansible.module_utils.nslab_containers import ContainerStore
@@ -207,9 +208,11 @@ def find_underlay(address, host_links):
 
 
 def lab_cgroups(lab, layout):
-    record = CgroupStore(lab).load()
+    store = CgroupStore(lab)
+    record = store.load()
+    # Recovery (nslab_adopt): without the record, the lab's own cgroup directories.
     return [dict(name=name, **cgroup_view(layout, read_cgroup(layout, lab, name, record)))
-            for name in sorted(record.get("cgroups", {}))]
+            for name in sorted(record.get("cgroups", {})) or lost_cgroups(store, layout)]
 
 
 def lab_jails(lab):
@@ -226,7 +229,8 @@ def lab_info(lab, runner, host_links, nsfs, layout):
     store = NamespaceStore(lab)
     namespaces, netns_addresses, veths = [], {}, []
     tables = {None: host_links}
-    for record in store.lab_records():
+    # Recovery (nslab_adopt): net namespaces tagged for the lab whose records were lost.
+    for record in store.lab_records() + lost_netns_records(store, nsfs):
         state = store.read(record["name"], nsfs)
         live = not state.missing
         namespaces.append({"name": record["name"], "types": sorted(record["types"]),

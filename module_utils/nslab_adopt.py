@@ -34,10 +34,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ansible.module_utils.nslab_cgroups import (CREATE, V1_NAMES, CgroupAction, Op,
+from ansible.module_utils.nslab_cgroups import (CREATE, NSLAB_DIR, V1_NAMES, CgroupAction, Op,
                                                 cgroup_relpath)
 from ansible.module_utils.nslab_containers import cgroup_dirs, remove_cgroups_below
+from ansible.module_utils.nslab_errors import NslabError
 from ansible.module_utils.nslab_init import proc_start_time
+from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_runner import netns_path
 
 LABEL_PREFIX = "nslab:"
@@ -231,3 +233,41 @@ def adopt_cgroups(store, record, layout, specs):
                     relpath, store.lab), CREATE, spec.name, [Op("own", spec.name)]))
     return actions
 
+
+
+def lost_cgroups(store, layout):
+    """When ``store``'s record file is missing: the lab's cgroups as the kernel shows them
+    (every directory right below ``nslab/<lab>/`` in any hierarchy), for nslab_info, so a
+    lab's removal finds them."""
+    if os.path.exists(store.path):
+        return []
+    names = set()
+    for hierarchy in layout.hierarchies:
+        top = hierarchy.path(os.path.join(NSLAB_DIR, store.lab))
+        if os.path.isdir(top):
+            names.update(e.name for e in os.scandir(top) if e.is_dir())
+    return sorted(names)
+
+
+# --- net namespaces -----------------------------------------------------------------------
+
+def lost_netns_records(store, nsfs=None):
+    """Records, as nslab_namespaces writes them, of the net namespaces at /run/netns that
+    no record names and whose lo carries this lab's tag: for nslab_info, so a lab whose
+    records were lost is still seen (and removed). One short child per such namespace."""
+    if not os.path.isdir(store.netns_dir):
+        return []
+    if nsfs is None:
+        nsfs = mount_points(read_mountinfo(), "nsfs")
+    found = []
+    for name in sorted(os.listdir(store.netns_dir)):
+        path = os.path.join(store.netns_dir, name)
+        if path not in nsfs or store.find_record(name) is not None:
+            continue
+        try:
+            store.check_netns_tag(name)
+        except NslabError:
+            continue
+        found.append({"lab": store.lab, "name": name,
+                      "types": {"net": {"path": path, "inode": os.stat(path).st_ino}}})
+    return found
