@@ -1,8 +1,15 @@
 """What the scenarios' testinfra tests share: the lab as nslab_info reads it from the
-kernel, and commands run inside a container (through all of its init's namespaces and
-its root, as its own processes see the system)."""
+kernel, and commands run inside a container (through nslab's door, as its own processes
+run: its namespaces, root, cgroups, capabilities and seccomp filter)."""
 
+import importlib.util
 import json
+import pathlib
+
+_CLI = pathlib.Path(__file__).resolve().parents[2] / "cli" / "nslab_exec.py"
+_SPEC = importlib.util.spec_from_file_location("nslab_exec", _CLI)
+nslab_exec = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(nslab_exec)
 
 
 def lab_view(host, lab):
@@ -17,10 +24,15 @@ def containers(view):
 
 
 def in_container(host, container, command):
-    """Run a shell command inside a running container and return testinfra's result."""
+    """Run a shell command inside a running container and return testinfra's result.
+
+    It goes through nslab's door (cli/nslab_exec.py's script, fed to the instance's
+    python3): the command runs as the container's own processes do, with its capabilities,
+    cgroups and seccomp filter, on whichever host testinfra reaches."""
     assert container["state"] == "running", container
-    return host.run("nsenter --target %d --all --root --wd -- /bin/sh -c %s"
-                    % (container["pid"], _quote(command)))
+    lab = container["log"].split("/")[3]          # /run/nslab/<lab>/containers/<name>.log
+    script = nslab_exec.door_script(lab, container["name"], ["/bin/sh", "-c", command])
+    return host.run("python3 -I -S - <<'NSLAB_DOOR'\n%s\nNSLAB_DOOR" % script)
 
 
 def host_namespaces(host):
@@ -60,7 +72,3 @@ def addresses_in(host, netns):
     return {link["ifname"]: ["%s/%s" % (a["local"], a["prefixlen"])
                              for a in link.get("addr_info", []) if a.get("scope") == "global"]
             for link in links}
-
-
-def _quote(text):
-    return "'" + text.replace("'", "'\\''") + "'"

@@ -19,7 +19,7 @@ BIN = pathlib.Path(sys.executable).parent
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 SEQUENCE = ["syntax", "create", "converge", "idempotence", "verify", "destroy"]
 # What a copy of the project needs to run its scenarios.
-PROJECT_FILES = ["ansible.cfg", "lab.yml", ".config", "labs", "library", "module_utils",
+PROJECT_FILES = ["ansible.cfg", "lab.yml", ".config", "cli", "labs", "library", "module_utils",
                  "plugins", "roles", "molecule"]
 
 pytestmark = pytest.mark.integration
