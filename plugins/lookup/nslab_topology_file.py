@@ -99,6 +99,15 @@ def bounded_loader(max_aliases, max_nodes):
     return BoundedLoader
 
 
+def _children(node):
+    """A YAML node's direct children: a sequence's items, a mapping's keys and values."""
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def expanded_size(root, limit):
     """How many nodes ``root`` has with aliases expanded (a node reached twice counts
     twice), computed once per distinct node; raises LimitExceeded above ``limit`` or on a
@@ -109,13 +118,7 @@ def expanded_size(root, limit):
         key = id(node)
         if done:
             active.discard(key)
-            if isinstance(node, yaml.SequenceNode):
-                children = node.value
-            elif isinstance(node, yaml.MappingNode):
-                children = [n for pair in node.value for n in pair]
-            else:
-                children = []
-            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
             if sizes[key] > limit:
                 raise LimitExceeded("more than %d nodes once its aliases are expanded "
                                     "(at line %d); expected at most %d" % (
@@ -128,13 +131,7 @@ def expanded_size(root, limit):
                 node.start_mark.line + 1))
         active.add(key)
         stack.append((node, True))
-        if isinstance(node, yaml.SequenceNode):
-            children = node.value
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        else:
-            children = []
-        for child in children:
+        for child in _children(node):
             if id(child) in active:
                 raise LimitExceeded("a recursive alias at line %d; expected a tree" % (
                     child.start_mark.line + 1))
