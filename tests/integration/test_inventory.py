@@ -2,12 +2,13 @@
 are the lab's nodes, and ``ansible -m raw`` through them runs inside each running node (its
 hostname, its cgroups); the stopped node is listed and reported, not skipped."""
 
+import ipaddress
 import json
 import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, ansible_env, task_results
+from conftest import BIN, ROOT, RUNNING_LAB_LINK, ansible_env, task_results
 
 
 @pytest.fixture
@@ -65,8 +66,9 @@ def test_the_inventory_lists_exactly_the_labs_nodes(running_lab, source):
     assert hostvars[nodes[0]]["nslab_limits"]["memory"] == 64 * 2 ** 20
     # The point-to-point link a:eth1 - c:eth1: its addresses, no network.
     assert hostvars[nodes[0]]["nslab_interfaces"]["eth1"]["network"] is None
+    link = ipaddress.ip_network(RUNNING_LAB_LINK)
     assert hostvars[nodes[0]]["nslab_interfaces"]["eth1"]["addresses"] == [
-        "10.213.158.253/30"]
+        "%s/%d" % (next(link.hosts()), link.prefixlen)]
 
 
 def test_the_ready_source_shows_the_lab_in_the_graph(running_lab):
