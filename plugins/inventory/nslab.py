@@ -32,7 +32,9 @@ extends_documentation_fragment:
   - constructed
 options:
   plugin:
-    description: Marks the file as a source for this plugin.
+    description:
+      - Marks the file as a source for this plugin; its name must end in C(nslab.yml) or
+        C(nslab.yaml) (as C(inventory/nslab.yml) or C(demo.nslab.yml)).
     required: true
     type: str
     choices: [nslab]
@@ -238,6 +240,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 path, exc))
         views = dict((lab, view) for lab, view in views.items()
                      if view.get("containers") or (view.get("record") or {}).get("nodes"))
+        for lab in labs:
+            if lab not in views:
+                self.display.warning("nslab inventory %s: lab '%s' has no node on this "
+                                     "machine" % (path, lab))
         from ansible.module_utils.nslab_topology import bridge_name, host_end_name
         self.populate(inventory_of(views, socket.gethostname(), bridge_name, host_end_name))
 
