@@ -147,3 +147,24 @@ def test_documentation_renders_with_its_options_and_examples():
     assert {"plugin", "labs", "compose", "groups", "keyed_groups", "strict"} <= set(
         doc["doc"]["options"])
     assert yaml.safe_load(doc["examples"])["plugin"] == "nslab"
+
+
+@pytest.mark.parametrize("labs", ["../etc", "a/b", ".hidden"])
+def test_a_lab_name_that_is_no_nslab_name_is_refused_before_anything_is_read(
+        tmp_path, monkeypatch, labs):
+    from ansible.errors import AnsibleParserError
+    from ansible.inventory.data import InventoryData
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import inventory_loader
+
+    def no_reading(_labs):
+        raise AssertionError("the labs were read")
+
+    source = tmp_path / "demo.nslab.yml"
+    source.write_text("plugin: nslab\nlabs: ['%s']\n" % labs)
+    inventory_loader.add_directory(str(ROOT / "plugins" / "inventory"))
+    module = inventory_loader.get("nslab")
+    monkeypatch.setattr(module, "read_labs", no_reading)
+    with pytest.raises(AnsibleParserError, match="labs: '%s' is not an nslab lab name" % (
+            labs.replace(".", "[.]"))):
+        module.parse(InventoryData(), DataLoader(), str(source), cache=False)
