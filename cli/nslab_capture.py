@@ -20,20 +20,13 @@ stderr and exit status 1 (2 for usage). Otherwise the exit status is tcpdump's.
 """
 
 import os
-import re
 import shutil
 import sys
 
 import nslab_cli
-from nslab_exec import connection_plugin
+from nslab_inspect import Refused, name_problem, running_node
 
-# interface names as nslab_topology checks them (IFNAMSIZ - 1)
-IFNAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
 USAGE = "usage: ./nslab capture LAB NODE IFACE [-w FILE.pcap|-] [-c COUNT] [FILTER...]\n"
-
-
-class Refused(Exception):
-    """One line for the user; nothing was started."""
 
 
 def usage(message):
@@ -74,27 +67,17 @@ def parse(args):
 
 
 def check_names(lab, node, iface):
-    name_re = connection_plugin().NAME_RE
-    for what, value in (("lab", lab), ("node", node)):
-        if not name_re.match(value):
-            raise Refused("%s '%s' is not an nslab name (letters, digits, '_', '.', '-')"
-                          % (what, value))
-    if not IFNAME_RE.match(iface):
-        raise Refused("interface '%s' is not an interface name (letters, digits, '_', '.', "
-                      "'-'; at most 15)" % iface)
+    nslab_cli.use_module_utils()
+    from ansible.module_utils.nslab_validate import ifname_problem
+    problem = name_problem(lab=lab, node=node) or ifname_problem("IFACE", iface)
+    if problem:
+        raise Refused(problem)
 
 
-def node_netns_path(lab, node):
-    """The nsfs path of the node's net namespace, from nslab's records; Refused otherwise."""
-    view = nslab_cli.read_labs(lab).get(lab) or {}
-    containers = dict((c["name"], c) for c in view.get("containers") or [])
-    if node not in containers:
-        if not containers and not view.get("namespaces"):
-            raise Refused("no lab '%s' on this host" % lab)
-        raise Refused("no node '%s' in lab '%s' on this host" % (node, lab))
-    container = containers[node]
-    if container["state"] != "running":
-        raise Refused("node '%s' of lab '%s' is %s" % (node, lab, container["state"]))
+def node_netns(lab, node):
+    """(netns record name, nsfs path) of the running node's net namespace, from nslab's
+    records; Refused otherwise."""
+    container, view = running_node(lab, node)
     namespaces = dict((n["name"], n) for n in view.get("namespaces") or [])
     netns = namespaces.get(container.get("netns"))
     if not netns or "net" not in netns["paths"] or not netns["live"]:
@@ -135,7 +118,7 @@ def main(args):
         if not shutil.which("tcpdump"):
             raise Refused("tcpdump is not installed (Debian package tcpdump; ./nslab capture "
                           "installs it)")
-        netns, nsfs_path = node_netns_path(lab, node)
+        netns, nsfs_path = node_netns(lab, node)
         check_interface(netns, iface, node)
         pcap = write_to is not None or not sys.stdout.isatty()
         if write_to not in (None, "-"):

@@ -80,15 +80,11 @@ def shell_argv(term):
 
 def shell_refusal(lab, node):
     """Why a shell cannot start in ``node`` (one line), or None: from nslab's reader."""
-    import nslab_cli
-    view = nslab_cli.read_labs(lab).get(lab) or {}
-    containers = dict((c["name"], c) for c in view.get("containers") or [])
-    if node not in containers:
-        if not containers and not view.get("namespaces"):
-            return "no lab '%s' on this host" % lab
-        return "no node '%s' in lab '%s' on this host" % (node, lab)
-    if containers[node]["state"] != "running":
-        return "node '%s' of lab '%s' is %s" % (node, lab, containers[node]["state"])
+    from nslab_inspect import Refused, running_node
+    try:
+        running_node(lab, node)
+    except Refused as err:
+        return str(err)
     return None
 
 

@@ -32,11 +32,38 @@ import sys
 import time
 
 import nslab_cli
-from nslab_exec import connection_plugin
 
 JSON_VERSION = 1
 LIMIT_KEYS = ("memory", "pids", "cpus")
 ELSEWHERE = "elsewhere"
+
+
+class Refused(Exception):
+    """One line for the user: what does not exist or cannot be done, and why."""
+
+
+def name_problem(lab=None, node=None):
+    """The first of ``lab``/``node`` that nslab would not accept as a name (nslab_validate,
+    as the modules check them), as one line; None if both are fine. Checked before any path
+    is built from them."""
+    nslab_cli.use_module_utils()
+    from ansible.module_utils.nslab_validate import lab_problem, object_name_problem
+    return ((lab is not None and lab_problem("LAB", lab))
+            or (node is not None and object_name_problem("NODE", node, "node")) or None)
+
+
+def running_node(lab, node):
+    """The reader's view of ``node`` if it runs on this host; Refused (one line) if the lab
+    or the node is not here, or the node is not running."""
+    view = nslab_cli.read_labs(lab).get(lab) or {}
+    if not lab_exists(view):
+        raise Refused("no lab '%s' on this host" % lab)
+    containers = dict((c["name"], c) for c in view.get("containers") or [])
+    if node not in containers:
+        raise Refused("no node '%s' in lab '%s' on this host" % (node, lab))
+    if containers[node]["state"] != "running":
+        raise Refused("node '%s' of lab '%s' is %s" % (node, lab, containers[node]["state"]))
+    return containers[node], view
 
 
 def usage(message):
@@ -165,9 +192,9 @@ def main(args):
     if any(a.startswith("-") for a in rest) or len(rest) > 1:
         return usage("unexpected argument(s): %s" % " ".join(rest))
     lab = rest[0] if rest else None
-    if lab is not None and not connection_plugin().NAME_RE.match(lab):
-        sys.stderr.write("nslab inspect: lab '%s' is not an nslab name (letters, digits, "
-                         "'_', '.', '-')\n" % lab)
+    problem = name_problem(lab=lab)
+    if problem:
+        sys.stderr.write("nslab inspect: %s\n" % problem)
         return 1
     labs = nslab_cli.read_labs(lab)
     if lab is not None and not lab_exists(labs.get(lab) or {}):

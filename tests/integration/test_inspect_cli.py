@@ -98,4 +98,4 @@ def test_a_missing_lab_or_a_bad_name_is_one_line_and_fails():
     assert missing.stderr == "nslab inspect: no lab 'nosuchlab-%d' on this host\n" % os.getpid()
     bad = nslab_inspect("../etc", "--json")
     assert bad.returncode == 1 and bad.stdout == ""
-    assert bad.stderr.count("\n") == 1 and "'../etc' is not an nslab name" in bad.stderr
+    assert bad.stderr.count("\n") == 1 and "LAB: lab name '../etc' is invalid" in bad.stderr
