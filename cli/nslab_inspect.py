@@ -8,14 +8,15 @@ One row per node: its lab, host, state, init pid, addresses, memory / pids / CPU
 against the node's limits (its cgroup's files), and uptime. A lab over several hosts
 keeps its plan record on each host (``/run/nslab/<lab>/plan.json``); its nodes on this
 host are read from the kernel, the others come from that record with their host and the
-state ``elsewhere``: placed on another host, whose kernel is not read from here.
+state ``elsewhere``: placed on another host, whose kernel is not read from here. A node the
+record places on this host (the host of the nodes found here) that is not here is ``absent``.
 
 ``--json`` prints one object, for scripts (``version`` changes if its shape does)::
 
     {"version": 1,
      "labs": {LAB: {"nodes": [NODE, ...], "bridges": [NAME, ...], "leftovers": [TEXT, ...]}}}
     NODE = {"name", "host", "here": bool,
-            "state": "running" | "stopped" | "elsewhere",
+            "state": "running" | "stopped" | "elsewhere" | "absent",
             "pid": int | null, "addresses": ["10.0.0.2/24", ...], "netns", "cgroup",
             "limits": {"memory": bytes | "max" | null, "pids": int | "max" | null,
                        "cpus": float | "max" | null},
@@ -36,6 +37,7 @@ import nslab_cli
 JSON_VERSION = 1
 LIMIT_KEYS = ("memory", "pids", "cpus")
 ELSEWHERE = "elsewhere"
+ABSENT = "absent"
 
 
 class Refused(Exception):
@@ -98,11 +100,15 @@ def node_rows(view, now, this_host):
             "started_at": started,
             "uptime_seconds": round(now - started, 1) if started else None})
     here = set(r["name"] for r in rows)
+    # the record's name for this host: the one it gives the nodes found here
+    this_hosts = set(placed.get(name) for name in here) - {None}
     for name, node in sorted((record.get("nodes") or {}).items()):
         if name in here:
             continue
+        host = (node or {}).get("host")
         rows.append({
-            "name": name, "host": (node or {}).get("host"), "here": False, "state": ELSEWHERE,
+            "name": name, "host": host, "here": host in this_hosts,
+            "state": ABSENT if host in this_hosts else ELSEWHERE,
             "pid": None, "addresses": sorted(((node or {}).get("addresses") or {}).values()),
             "netns": None, "cgroup": None, "limits": dict((k, None) for k in LIMIT_KEYS),
             "usage": None, "started_at": None, "uptime_seconds": None})
@@ -155,7 +161,7 @@ def used_of(used, limit):
 def table_row(lab, node):
     use = node["usage"] or {}
     limits = node["limits"]
-    if node["here"]:
+    if node["usage"] is not None:
         memory = used_of(human_bytes(use.get("memory_bytes")), human_bytes(limits["memory"])
                          if isinstance(limits["memory"], int) else limits["memory"])
         pids = used_of("-" if use.get("pids") is None else use["pids"], limits["pids"])

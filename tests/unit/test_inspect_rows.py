@@ -48,3 +48,12 @@ def test_a_single_host_lab_is_on_this_host():
 def test_a_lab_with_nothing_on_this_host_does_not_exist():
     assert not nslab_inspect.lab_exists({"containers": [], "record": None, "leftovers": []})
     assert nslab_inspect.lab_exists({"record": RECORD})
+
+
+def test_a_node_the_record_places_here_but_missing_is_absent():
+    record = dict(RECORD, nodes=dict(RECORD["nodes"], c={"host": "h1", "addresses": {}}))
+    document = nslab_inspect.inspect({"w": dict(VIEW, record=record)}, now=1100.0)
+    c = document["labs"]["w"]["nodes"][2]
+    assert (c["name"], c["host"], c["here"], c["state"]) == ("c", "h1", True, "absent")
+    row = nslab_inspect.render_table(document).splitlines()[3].split()
+    assert row == ["w", "c", "h1", "absent", "-", "-", "-", "-", "-", "-"]
