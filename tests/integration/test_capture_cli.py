@@ -5,6 +5,7 @@ one line and a non-zero exit."""
 
 import ipaddress
 import os
+import pty
 import select
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from conftest import ROOT, RUNNING_LAB_SUBNET
+from test_exec_cli import Terminal
 
 sys.path.insert(0, str(ROOT / "cli"))
 import nslab_cli  # noqa: E402
@@ -112,6 +114,27 @@ def test_packets_stream_to_standard_output_as_pcap(running_lab):
     assert capture.returncode == 0
     assert out[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")   # pcap's magic number
     assert_ping_between(read_pcap(out), a, b)
+
+
+def test_on_a_terminal_packets_are_decoded_lines(running_lab):
+    lab, nodes = running_lab.name, nodes_of(running_lab.name)
+    a, b = lan_address(nodes["a"]), lan_address(nodes["b"])
+    pid, master = pty.fork()
+    if pid == 0:
+        os.execv(NSLAB, [NSLAB, "capture", lab, "a", "eth0", "-c", "2", "icmp"])
+    term = Terminal(master)
+    try:
+        term.read_until("listening on eth0")
+        ping(lab, "a", b)
+        seen = term.read_until("packets captured")
+    except BaseException:
+        os.kill(pid, 9)
+        raise
+    finally:
+        _pid, status = os.waitpid(pid, 0)
+        os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "IP %s > %s: ICMP echo request" % (a, b) in seen, seen
 
 
 def nslab_capture(*args):
