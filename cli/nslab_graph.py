@@ -37,8 +37,9 @@ LINK = {"color": "#c2410c", "penwidth": "2"}
 
 def quote(text):
     """A DOT double-quoted string: backslashes and quotes escaped, newlines as ``\\n``
-    (centred lines in a label)."""
-    text = str(text).replace("\\", "\\\\").replace('"', '\\"')
+    (centred lines in a label), and ``&`` as ``&amp;`` (graphviz decodes HTML entities in
+    strings: ``&amp;`` in a name would otherwise be drawn as ``&``)."""
+    text = str(text).replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"')
     return '"%s"' % text.replace("\r", "").replace("\n", "\\n")
 
 
