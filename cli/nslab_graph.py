@@ -31,7 +31,7 @@ RUNNING = {"style": "rounded,filled", "fillcolor": "#dbeafe", "color": "#1e40af"
 STOPPED = {"style": "rounded,dashed", "color": "#9ca3af", "fontcolor": "#6b7280"}
 ELSEWHERE = {"style": "rounded,dotted", "color": "#4b5563"}
 NETWORK = {"shape": "box", "style": "filled", "fillcolor": "#fef3c7", "color": "#b45309"}
-TUNNEL = {"style": "dashed", "color": "#7c3aed", "fontcolor": "#7c3aed"}
+TUNNEL = {"style": "dashed", "color": "#7c3aed", "fontcolor": "#7c3aed", "fontsize": "10"}
 LINK = {"color": "#c2410c", "penwidth": "2"}
 
 
