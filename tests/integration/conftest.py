@@ -333,10 +333,10 @@ def rootfs(tmp_path):
     return root
 
 
-# No other test uses 10.213.128.0/19. A random /24 in it (and a /30 at its end for the link)
-# lets two sessions run at once, as engineers do while they work.
+# No other test uses 10.213.128.0/19. A random /24 of it (lan in its first half, the link's
+# /30 at its end) lets two sessions run at once, as engineers do while they work.
 _RUNNING_LAB_THIRD = 128 + secrets.randbelow(32)
-RUNNING_LAB_SUBNET = "10.213.%d.0/24" % _RUNNING_LAB_THIRD
+RUNNING_LAB_SUBNET = "10.213.%d.0/25" % _RUNNING_LAB_THIRD
 RUNNING_LAB_LINK = "10.213.%d.252/30" % _RUNNING_LAB_THIRD
 
 
