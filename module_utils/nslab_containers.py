@@ -289,6 +289,11 @@ class ContainerStore:
         """The log and its previous, rotated part."""
         return [self.log_path(name), self.log_path(name) + ".1"]
 
+    def exec_path(self, name):
+        """Which start of the container nslab_exec last ran its commands for (not *.json:
+        nslab_info reads those as container records)."""
+        return os.path.join(self.directory(), name + ".exec")
+
     def files_dir(self, name):
         """nslab's copies of the files bound into the container (``files``)."""
         return os.path.join(self.directory(), name + ".files")
@@ -570,7 +575,7 @@ class ContainerManager:
         except FileNotFoundError:
             return ""
         if not os.path.exists(self.store.record_path(name)):
-            for log in self.store.log_paths(name):
+            for log in self.store.log_paths(name) + [self.store.exec_path(name)]:
                 if os.path.lexists(log):
                     os.unlink(log)
             shutil.rmtree(self.store.files_dir(name), ignore_errors=True)
@@ -614,7 +619,8 @@ class ContainerManager:
         self.stop_many(specs)
         for spec in specs:
             remove_owned_binds(self.store.lab, spec.name, self.mounts)
-            for path in [self.store.record_path(spec.name)] + self.store.log_paths(spec.name):
+            for path in [self.store.record_path(spec.name), self.store.exec_path(spec.name)] \
+                    + self.store.log_paths(spec.name):
                 if os.path.lexists(path):
                     os.unlink(path)
             shutil.rmtree(self.store.files_dir(spec.name), ignore_errors=True)
