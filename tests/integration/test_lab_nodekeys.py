@@ -49,8 +49,9 @@ def write(tmp_path, spec, template=TEMPLATE):
     return str(path)
 
 
-def build(path, state="present"):
-    return run_playbook("lab.yml", {"lab": path, "state": state}, json_results=True)
+def build(path, state="present", check=False):
+    return run_playbook("lab.yml", {"lab": path, "state": state}, check=check,
+                        json_results=True)
 
 
 def changed(results):
@@ -84,6 +85,15 @@ def test_files_sysctls_exec_and_userns_converge_and_a_template_change_restarts_o
         lab, tmp_path):
     path = write(tmp_path, topology(lab))
     host_ttl = open("/proc/sys/net/ipv4/ip_default_ttl").read()
+    # Check mode first: templates render, sysctls and exec are reported, nothing is made.
+    dry = build(path, check=True)
+    assert not failed(dry), failed(dry)
+    assert changed(dry)["The nodes' exec commands, once per start, through nslab's door"][
+        "actions"] == ["run 'cat /etc/node.conf' in container 'r1'",
+                       "run 'echo to-stderr >&2' in container 'r1'"]
+    assert "The nodes' own sysctls, in their net namespaces" in changed(dry)
+    assert not os.path.exists("/run/netns/%s-r1" % lab.name)
+    assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
     first = build(path)
     assert not failed(first), failed(first)
     done = changed(first)
@@ -125,6 +135,10 @@ def test_files_sysctls_exec_and_userns_converge_and_a_template_change_restarts_o
 
     # A changed template restarts r1 alone, and its exec runs again for the new start.
     write(tmp_path, topology(lab), TEMPLATE + "extra line\n")
+    dry = build(path, check=True)
+    assert not failed(dry) and "restart container 'r1' (file_digests changed)" in changed(
+        dry)["Containers"]["actions"], changed(dry)
+    assert pids(lab) == before
     third = build(path)
     assert not failed(third), failed(third)
     done = changed(third)
