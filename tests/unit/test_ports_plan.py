@@ -10,10 +10,11 @@ import pytest
 
 from ansible.module_utils.nslab_nft import HOST_TABLE, isolate_rule, parse_table as \
     parse_host_table, plan_rules, script as host_script
-from ansible.module_utils.nslab_ports import (PortSpec, Published, Table,
+from ansible.module_utils.nslab_ports import (ANY, PortSpec, Published, Table,
                                               conflict_problems, lab_clash_problems,
                                               parse_port, parse_table, plan_ports,
                                               port_problems, script, undo_script, view)
+from ansible.module_utils.nslab_topology import compile_lab, validate
 
 FIXTURE = (pathlib.Path(__file__).parent / "fixtures" / "nft_inet_nslab_ports.json").read_text()
 BRIDGE = "nslab-br1"
@@ -162,3 +163,40 @@ def test_bridge_isolation_never_drops_the_table_that_holds_published_ports():
     assert len(current) == 1 and current.others == 12
     wanted = plan_rules(HOST_TABLE, [isolate_rule("demo", BRIDGE)], current, lambda c: True)
     assert not wanted
+
+
+def topology(ports, networks=("lan",), more=None):
+    nodes = {"web": {"networks": list(networks), "ports": ports}}
+    nodes.update(more or {})
+    return {"lab": "demo", "networks": {"lan": {"subnet": "10.213.188.0/24"},
+                                        "v6": {"subnet": "fd00:213::/64"}},
+            "nodes": nodes}
+
+
+def test_the_topology_key_is_validated_with_the_rest():
+    assert validate(topology(["8080:80", "127.0.0.1:2222:22/tcp"])) == []
+    problems = validate(topology(["8080:80", "99999:80"], more={
+        "dns": {"networks": ["lan"], "ports": ["8080:53/tcp"]},
+        "lonely": {"ports": ["9000:80"]},
+        "six": {"networks": ["v6"], "ports": ["9001:80"]}}))
+    assert any(p.startswith("nodes.web.ports[1]: '99999:80' is invalid (HOST port 99999 is "
+                            "out of range 1-65535)") for p in problems)
+    assert any(p.startswith("nodes.dns.ports[0]: every host address:8080/tcp is already "
+                            "published by nodes.web.ports[0]") for p in problems)
+    assert any(p.startswith("nodes.lonely.ports: node lonely has ports but no network")
+               for p in problems)
+    assert any(p.startswith("nodes.six.ports: node six's first network v6 is fd00:213::/64, "
+                            "not IPv4") for p in problems)
+    assert any("nodes.x.ports: 8080 is not a list" in p
+               for p in validate(topology([], more={"x": {"networks": ["lan"],
+                                                          "ports": 8080}})))
+
+
+def test_compile_leads_each_port_to_the_first_networks_address():
+    compiled = compile_lab(topology(["8080:80", "5353:53/udp"], networks=("lan", "v6")))
+    bridge = compiled["bridges"][0]["name"]
+    assert compiled["ports"] == [
+        {"node": "web", "port": "8080:80", "address": "10.213.188.2", "bridge": bridge},
+        {"node": "web", "port": "5353:53/udp", "address": "10.213.188.2", "bridge": bridge}]
+    assert compile_lab(topology(None))["ports"] == []
+    assert ANY == "*"
