@@ -6,11 +6,12 @@ the lab; the 127.0.0.1 guard proven by the attack it stops."""
 import json
 import secrets
 import socket
+import subprocess
 
 import yaml
 
 from ansible.module_utils.nslab_topology import bridge_name
-from conftest import BUSYBOX_SKIP, Lab, nft_rules, run_module, run_playbook, sh
+from conftest import BUSYBOX, BUSYBOX_SKIP, Lab, nft_rules, run_module, run_playbook, sh
 
 pytestmark = BUSYBOX_SKIP
 
@@ -33,7 +34,9 @@ def free_port():
 
 
 def topology(lab, ports, more_nodes=None, isolate_host=None):
-    lan = {"subnet": SUBNET, "nat": True}
+    # No nat: it would turn the host's IPv4 forwarding on, for every test on the machine;
+    # connections through the host are tested in a gateway namespace instead.
+    lan = {"subnet": SUBNET}
     if isolate_host is not None:
         lan["isolate_host"] = isolate_host
     nodes = {"web": {"networks": ["lan"], "command": [
@@ -95,14 +98,16 @@ def route_localnet(lab):
         return name, int(handle.read())
 
 
-def client_namespace(lab):
-    """A namespace of the test's own, joined to the host by a veth: another machine."""
-    ns, host_end, ns_end = lab.n("cl"), lab.n("ch"), lab.n("cn")
+def client_namespace(lab, gateway, addresses=CLIENT):
+    """A namespace of the test's, joined to ``gateway`` (a namespace acting as the host)
+    by a veth: another machine."""
+    ns, gw_end, ns_end = lab.n("cl"), lab.n("ch"), lab.n("cn")
     sh("ip", "netns", "add", ns)
-    sh("ip", "link", "add", host_end, "type", "veth", "peer", ns_end, "netns", ns)
-    sh("ip", "addr", "add", CLIENT[0] + "/30", "dev", host_end)
-    sh("ip", "link", "set", host_end, "up")
-    sh("ip", "addr", "add", CLIENT[1] + "/30", "dev", ns_end, netns=ns)
+    sh("ip", "link", "add", gw_end, "netns", gateway, "type", "veth", "peer", ns_end,
+       "netns", ns)
+    sh("ip", "addr", "add", addresses[0] + "/30", "dev", gw_end, netns=gateway)
+    sh("ip", "link", "set", gw_end, "up", netns=gateway)
+    sh("ip", "addr", "add", addresses[1] + "/30", "dev", ns_end, netns=ns)
     sh("ip", "link", "set", ns_end, "up", netns=ns)
     sh("ip", "link", "set", "lo", "up", netns=ns)
     return ns
@@ -111,6 +116,14 @@ def client_namespace(lab):
 def test_a_published_port_reaches_the_node_converges_and_goes(lab, tmp_path):
     port, local_port = free_port(), free_port()
     spec = topology(lab, ["%d:80" % port, "127.0.0.1:%d:80/tcp" % local_port])
+
+    path = tmp_path / ("%s.yml" % lab.name)
+    path.write_text(yaml.safe_dump(spec))
+    checked = run_playbook("lab.yml", {"lab": str(path)}, check=True, json_results=True)
+    assert not failed(checked), failed(checked)
+    assert any("publish every host address:%d/tcp" % port in a for a in changed(checked)[
+        "Published ports (host port -> node, in nslab's own nftables table)"])
+    assert lab_rules(lab) == set()
 
     first = build(lab, tmp_path, spec)
     assert not failed(first), failed(first)
@@ -132,10 +145,6 @@ def test_a_published_port_reaches_the_node_converges_and_goes(lab, tmp_path):
     assert PAGE in get("127.0.0.1", local_port)
     # the loopback-only one is not on the host's other addresses
     assert PAGE not in get(BRIDGE_IP, local_port, timeout=1)
-    # from another machine (a namespace of the test's, through the host's veth)
-    ns = client_namespace(lab)
-    assert PAGE in get(CLIENT[0], port, netns=ns)
-    assert PAGE not in get(CLIENT[0], local_port, netns=ns, timeout=1)
 
     assert changed(build(lab, tmp_path, spec)) == {}
 
@@ -256,3 +265,85 @@ def test_bridge_isolation_going_leaves_the_published_ports(lab, tmp_path):
     assert not failed(unisolated), failed(unisolated)
     assert lab_rules(lab) == set(r for r in published if r[0] != "input")
     assert PAGE in get(BRIDGE_IP, port)
+
+
+def test_the_module_alone_check_diff_rerun_and_absent(lab):
+    """nslab_ports by itself on a bridge of the test's: check mode changes nothing, the
+    diff says what is published, a rerun changes nothing, absent takes it all back."""
+    bridge = lab.n("br")
+    sh("ip", "link", "add", bridge, "type", "bridge")
+    port = free_port()
+    args = {"lab": lab.name, "ports": [
+        {"node": "n1", "port": "%d:80" % port, "address": "10.213.190.2/24", "bridge": bridge}]}
+    expected = ["every host address:%d/tcp -> node n1 10.213.190.2:80" % port]
+
+    checked = run_module("nslab_ports", args, check=True, diff=True)
+    assert checked["changed"] and checked["diff"]["after"]["published"] == expected
+    assert lab_rules(lab) == set()
+    with open("/proc/sys/net/ipv4/conf/%s/route_localnet" % bridge) as handle:
+        assert handle.read().strip() == "0"
+
+    done = run_module("nslab_ports", args, diff=True)
+    assert done["changed"] and done["published"] == expected
+    assert done["diff"] == {"before": {"published": []}, "after": {"published": expected}}
+    assert len(lab_rules(lab)) == 5            # 3 for the port, 2 guards of the bridge
+    with open("/proc/sys/net/ipv4/conf/%s/route_localnet" % bridge) as handle:
+        assert handle.read().strip() == "1"
+    again = run_module("nslab_ports", args)
+    assert not again["changed"] and again["actions"] == []
+
+    bad = run_module("nslab_ports", dict(args, ports=[dict(args["ports"][0], port="80")]))
+    assert bad["_status"] == "failed" and "ports[0].port: '80' is invalid" in bad["msg"]
+    assert len(lab_rules(lab)) == 5
+
+    assert run_module("nslab_ports", {"lab": lab.name, "state": "absent"},
+                      check=True)["changed"]
+    assert len(lab_rules(lab)) == 5
+    gone = run_module("nslab_ports", {"lab": lab.name, "state": "absent"})
+    assert gone["changed"] and gone["published"] == []
+    assert lab_rules(lab) == set()
+    with open("/proc/sys/net/ipv4/conf/%s/route_localnet" % bridge) as handle:
+        assert handle.read().strip() == "0"
+    assert not run_module("nslab_ports", {"lab": lab.name, "state": "absent"})["changed"]
+
+
+def test_a_port_through_a_gateway_namespace_from_another_machine(lab, tmp_path):
+    """The module in a namespace of the test's acting as the host (its own forwarding on,
+    the real host's untouched): another machine reaches the node through the gateway's
+    address, the gateway itself through 127.0.0.1."""
+    gw, node = lab.n("gw"), lab.n("nd")
+    for ns in (gw, node):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "set", "lo", "up", netns=ns)
+    sh("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=gw)
+    bridge = lab.n("br")
+    sh("ip", "link", "add", bridge, "type", "bridge", netns=gw)
+    sh("ip", "addr", "add", "10.213.191.1/24", "dev", bridge, netns=gw)
+    sh("ip", "link", "set", bridge, "up", netns=gw)
+    sh("ip", "link", "add", lab.n("nh"), "netns", gw, "type", "veth", "peer", lab.n("nn"),
+       "netns", node)
+    sh("ip", "link", "set", lab.n("nh"), "master", bridge, "up", netns=gw)
+    sh("ip", "addr", "add", "10.213.191.2/24", "dev", lab.n("nn"), netns=node)
+    sh("ip", "link", "set", lab.n("nn"), "up", netns=node)
+    client = client_namespace(lab, gw, ("10.213.190.1", "10.213.190.2"))
+    (tmp_path / "index.html").write_text(PAGE + "\n")
+    server = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % node, BUSYBOX, "httpd",
+                               "-f", "-p", "80", "-h", str(tmp_path)])
+    try:
+        port = free_port()
+        args = {"lab": lab.name, "ports": [
+            {"node": "n1", "port": "%d:80" % port, "address": "10.213.191.2",
+             "bridge": bridge}]}
+        done = run_module("nslab_ports", args, netns=gw)
+        assert done["changed"] and not done.get("warnings")
+        assert PAGE in get("10.213.190.1", port, netns=client)       # another machine
+        assert PAGE in get("127.0.0.1", port, netns=gw)              # the "host" itself
+        assert PAGE in get("10.213.191.1", port, netns=gw)
+        assert not run_module("nslab_ports", args, netns=gw)["changed"]
+        gone = run_module("nslab_ports", {"lab": lab.name, "state": "absent"}, netns=gw)
+        assert gone["changed"]
+        assert sh("nft", "list", "table", "inet", "nslab", netns=gw, check=False).returncode
+        assert PAGE not in get("10.213.190.1", port, netns=client, timeout=1)
+    finally:
+        server.kill()
+        server.wait()
