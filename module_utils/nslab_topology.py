@@ -25,6 +25,7 @@ import re
 from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, block_device, \
     parse_limits, parse_size
 from ansible.module_utils.nslab_init import CAPABILITIES
+from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems
 from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
     _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, CACHE_ROOT, DATA_ROOT, SOURCE_OPTIONS, \
     SOURCES, VARIANTS
@@ -480,6 +481,55 @@ def _dedupe(problems):
     return out
 
 
+NODE_KEYS = NODE_KEYS | {"ports"}
+
+
+def ports_problems(nodes, subnets):
+    """The ``ports`` of every node: syntax and ranges (nslab_ports' parser), a node with
+    ports but no IPv4 address to lead them to (its first network's), and a
+    HOST_IP:HOST_PORT/proto published twice in the lab."""
+    problems, published = [], []
+    for name, node in nodes.items():
+        if not isinstance(node, dict) or node.get("ports") in (None, []):
+            continue
+        where = "nodes.%s.ports" % name
+        found = port_problems(where, node["ports"])
+        problems += found
+        if not isinstance(node["ports"], list):
+            continue
+        first = next(iter(_node_networks(node)), None) if isinstance(
+            node.get("networks"), (list, dict)) else None
+        if first is None:
+            problems.append("%s: node %s has ports but no network; expected the node on a "
+                            "network (its first network's address receives the ports)" % (
+                                where, name))
+        elif first in subnets and subnets[first].version != 4:
+            problems.append("%s: node %s's first network %s is %s, not IPv4; expected an "
+                            "IPv4 network first (ports are published to its address)" % (
+                                where, name, first, subnets[first]))
+        for index, entry in enumerate(node["ports"]):
+            try:
+                published.append(("%s[%d]" % (where, index), parse_port(entry)))
+            except ValueError:
+                pass            # said by port_problems
+    return problems + lab_clash_problems(published)
+
+
+def compile_ports(lab, nodes, compiled, host):
+    """nslab_ports' ``ports`` for the nodes built on ``host``: each entry leads to the
+    node's address on its first network."""
+    ports = []
+    for name, node in nodes.items():
+        if not node.get("ports") or compiled["nodes"][name]["host"] != host:
+            continue
+        first = compiled["nodes"][name]["interfaces"][0]
+        for entry in node["ports"]:
+            ports.append({"node": name, "port": str(entry),
+                          "address": first["address"].split("/")[0],
+                          "bridge": bridge_name(lab, first["network"])})
+    return ports
+
+
 def validate(topology, host_addresses=(), resolve=block_device):
     """Every problem of a topology, as sentences naming the key's path, the bad value and
     what was expected; [] when it is valid.
@@ -619,6 +669,7 @@ def validate(topology, host_addresses=(), resolve=block_device):
             problems.append("%s: VNI %d is already used by %s" % (where, vni, seen[vni]))
         else:
             seen[vni] = where
+    problems += ports_problems(nodes, subnets)
     return _dedupe(problems)
 
 
@@ -1059,6 +1110,7 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                     "peers": [underlay[end_hosts[1 - side]]], "mtu": mtu,
                     "addresses": [address] if address else []})
     _node_facts(result)
+    result["ports"] = compile_ports(lab, nodes, result, host)
     result["remove"] = removals(result, current)
     if multi:
         result["record"] = plan_record(result, fleet, record)
