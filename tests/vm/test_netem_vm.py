@@ -1,0 +1,282 @@
+"""Impairment measured: netem delay, loss and rate on a lab's link, in the Debian 12 VM.
+
+The development machines' and CI's kernels have no netem (CONFIG_NET_SCH_NETEM is not set),
+so tests/integration/test_link.py skips its netem cases there. The VM's stock Debian kernel
+loads sch_netem, so here the impairment is not only configured but measured: one lab (two
+busybox nodes joined by a point-to-point link) is built once with lab.yml over SSH, then
+nslab_link sets netem on the link's two ends and the test measures, from inside the nodes'
+net namespaces on the VM, what the kernel delivers:
+
+- ``delay: 50ms`` on both ends' egress adds 100 ms of round trip to the minimum of 20 pings;
+- ``loss: 20%`` on one direction loses ~20 % of 200 pings; on both directions 1 - 0.8^2 = 36 %
+  (an echo and its reply must both pass), each within 4 sigma of the binomial expectation;
+- ``rate: 10mbit`` gives an iperf3 TCP throughput within +-15 % of 10 Mbit/s;
+- removing the netem brings the round trip back to the baseline.
+
+Every measured figure is printed (``pytest -s`` shows them). Run it with
+``.venv/bin/pytest -m vm tests/vm/test_netem_vm.py -s`` (as root). See vm/README.md.
+"""
+
+import json
+import math
+import os
+import pathlib
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+HERE = pathlib.Path(__file__).resolve().parent
+CGROUP = "/sys/fs/cgroup"
+SUBNET = "10.213.181.0/30"          # the link; a: .1, b: .2 (read back from the kernel)
+
+pytestmark = pytest.mark.vm
+
+
+# --- helpers (the same as tests/vm/test_cgroup_v2.py's) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def inventory(vm, tmp_path_factory):
+    """An Ansible inventory naming the VM."""
+    path = tmp_path_factory.mktemp("vm") / "inventory.ini"
+    path.write_text(
+        "[vm]\n"
+        "nslab-vm ansible_host={host} ansible_port={port} ansible_user=root "
+        "ansible_ssh_private_key_file={key} "
+        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null' "
+        "ansible_python_interpreter=/usr/bin/python3\n".format(**vm))
+    return str(path)
+
+
+def ansible_env():
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_CALLBACK_PLUGINS=str(HERE.parent / "integration" / "callback_plugins"),
+        ANSIBLE_STDOUT_CALLBACK="nslab_json",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_HOST_KEY_CHECKING="False",
+        LC_ALL="C.UTF-8",
+    )
+
+
+def run_module(inventory, module, args):
+    """Run one module on the VM with ``ansible`` and return its result dict."""
+    argv = [str(BIN / "ansible"), "all", "-i", inventory, "-m", module, "-a", json.dumps(args)]
+    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("{") and '"_status"' in line:
+            return json.loads(line)
+    raise AssertionError("no result from %s (rc %s):\n%s\n%s" % (
+        module, proc.returncode, proc.stdout, proc.stderr))
+
+
+def run_playbook(inventory, playbook, extra_vars):
+    """Run a playbook on the VM; return its task results (one dict each)."""
+    argv = [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / playbook),
+            "-e", json.dumps(extra_vars)]
+    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
+    results = [json.loads(line) for line in proc.stdout.splitlines()
+               if line.startswith("{") and '"_status"' in line]
+    assert results, "no results from %s:\n%s\n%s" % (playbook, proc.stdout, proc.stderr)
+    return results
+
+
+def ssh(vm, script, check=True, timeout=120):
+    """Run a shell script on the VM as root; return the completed process."""
+    argv = ["ssh", "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-i", vm["key"], "-p", vm["port"], "root@%s" % vm["host"], script]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("on the VM: %s\nrc %d\n%s\n%s" % (
+            script, proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def failed(results):
+    return [r for r in results if r["_status"] in ("failed", "unreachable")]
+
+
+# --- one lab for the whole module -------------------------------------------------------------
+
+class Lab:
+    """The lab in the VM: its name, the nodes' netns paths and the link's addresses."""
+
+    def __init__(self, vm, inventory, name):
+        self.vm, self.inventory, self.name = vm, inventory, name
+        self.addr = {}
+
+    def netns(self, node):
+        return "/run/netns/%s-%s" % (self.name, node)
+
+    def run_in(self, node, command, check=True, timeout=120):
+        """A command in a node's net namespace only (the VM's own tools: iputils, iperf3)."""
+        return ssh(self.vm, "nsenter --net=%s %s" % (self.netns(node), command),
+                   check=check, timeout=timeout)
+
+    def impair(self, netem):
+        """nslab_link on a:eth1 (a flat netem is the egress of both ends); the result."""
+        entry = {"node": "a", "interface": "eth1"}
+        if netem is not None:
+            entry["netem"] = netem
+        result = run_module(self.inventory, "nslab_link", {"lab": self.name, "links": [entry]})
+        assert result["_status"] == "ok", result
+        print("\nnslab_link %s: %s" % (json.dumps(netem), result["actions"]))
+        return result
+
+    def root_qdiscs(self):
+        """The root qdisc of eth1 in a's and in b's namespace, as the kernel reports them."""
+        out = []
+        for node in ("a", "b"):
+            qdiscs = json.loads(self.run_in(node, "tc -j qdisc show dev eth1 root").stdout)
+            out.append(qdiscs[0])
+        return out
+
+    def ping(self, count, interval, wait=2):
+        """iputils ping from a to b: (transmitted, received, [rtt ms of each reply], min rtt).
+        The minimum is the summary's (microseconds): a reply line rounds 100 ms and more
+        to whole milliseconds."""
+        out = self.run_in("a", "ping -n -c %d -i %s -W %d %s" % (
+            count, interval, wait, self.addr["b"]), check=False, timeout=300).stdout
+        sent, got = re.search(r"(\d+) packets transmitted, (\d+) received", out).groups()
+        rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+        summary = re.search(r"rtt min/avg/max/mdev = ([\d.]+)/", out)
+        return int(sent), int(got), rtts, float(summary.group(1)) if summary else None
+
+
+@pytest.fixture(scope="module")
+def lab(vm, inventory, tmp_path_factory):
+    """Two busybox nodes joined by a point-to-point link, built once with lab.yml; destroyed
+    with lab.yml afterwards, and whatever that leaves removed straight through the kernel."""
+    name = "n" + secrets.token_hex(3)
+    ssh(vm, "modprobe sch_netem")                  # the reason this tier runs these tests
+    spec = {
+        "lab": name,
+        "defaults": {"jail": {"source": "busybox"}, "limits": {"memory": "64M", "pids": 64}},
+        "nodes": {"a": {}, "b": {}},
+        "links": [{"endpoints": ["a:eth1", "b:eth1"], "subnet": SUBNET}],
+    }
+    topology = tmp_path_factory.mktemp("netem") / ("%s.yml" % name)
+    topology.write_text(yaml.safe_dump(spec))
+    built = run_playbook(inventory, "lab.yml", {"lab": str(topology)})
+    this = Lab(vm, inventory, name)
+    try:
+        assert not failed(built), failed(built)
+        for node in ("a", "b"):
+            info = json.loads(this.run_in(node, "ip -j -4 addr show dev eth1").stdout)
+            this.addr[node] = info[0]["addr_info"][0]["local"]
+        yield this
+    finally:
+        run_playbook(inventory, "lab.yml", {"lab": str(topology), "state": "absent"})
+        ssh(vm, """
+            for pid in $(pgrep -f 'nslab[:]{lab}:'); do kill -9 $pid; done
+            for ns in $(ls /run/netns 2>/dev/null | grep '^{lab}-'); do ip netns del $ns; done
+            rm -rf /run/nslab/{lab} /var/lib/nslab/{lab}
+            true
+            """.format(lab=name), check=False)
+
+
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def rtt_figures(lab, label):
+    """min and median RTT of 20 pings at 50 ms (all must come back), printed."""
+    sent, got, rtts, lowest = lab.ping(20, "0.05")
+    assert (sent, got) == (20, 20), (label, sent, got)
+    figures = (lowest, median(rtts))
+    print("%s RTT a->b over 20 pings: min %.3f ms, median %.3f ms, max %.3f ms" % (
+        label, figures[0], figures[1], max(rtts)))
+    return figures
+
+
+# --- the measurements -------------------------------------------------------------------------
+
+def test_delay_50ms_adds_100ms_of_round_trip_and_removal_restores_it(lab):
+    base_min, base_median = rtt_figures(lab, "baseline")
+
+    lab.impair({"delay": "50ms"})
+    for qdisc in lab.root_qdiscs():
+        assert (qdisc["kind"], qdisc["handle"]) == ("netem", "4e53:"), qdisc
+        assert qdisc["options"]["delay"]["delay"] == pytest.approx(0.05), qdisc
+    delayed_min, delayed_median = rtt_figures(lab, "delay 50ms")
+    # 50 ms on the egress of each end: +100 ms of round trip. netem never sends a packet
+    # before its time, so the minimum cannot come in under +100 ms (less 1 ms for the clock's
+    # and ping's rounding); above it, only hrtimer slack and the TCG guest's scheduling
+    # delay add up, which the baseline's spread bounds: +10 ms covers both here.
+    added = delayed_min - base_min
+    print("added RTT (min): %.3f ms; (median): %.3f ms; expected 100 ms, [99, 110]" % (
+        added, delayed_median - base_median))
+    assert 99 <= added <= 110, (base_min, delayed_min)
+
+    # the key gone: nslab's qdisc is removed from both ends and the round trip is back
+    lab.impair(None)
+    assert [q["kind"] for q in lab.root_qdiscs()] == ["noqueue", "noqueue"]
+    back_min, _ = rtt_figures(lab, "after removal")
+    assert back_min < base_min + 10, (base_min, back_min)
+
+
+def binomial_bounds(count, p, sigmas=4):
+    mean = count * p
+    sigma = math.sqrt(count * p * (1 - p))
+    return mean - sigmas * sigma, mean + sigmas * sigma
+
+
+@pytest.mark.parametrize("netem, p_lost, label", [
+    # a's egress only: the echo requests lose 20 %, the replies nothing
+    ({"egress": {"loss": "20%"}}, 0.2, "loss 20% one direction"),
+    # both ends: an echo and its reply each pass with 0.8, so 1 - 0.8^2 = 36 % are lost
+    ({"loss": "20%"}, 1 - 0.8 ** 2, "loss 20% both directions"),
+])
+def test_loss_20pct_loses_pings_within_4_sigma(lab, netem, p_lost, label):
+    lab.impair(netem)
+    try:
+        sent, got, _, _ = lab.ping(200, "0.01", wait=1)
+    finally:
+        lab.impair(None)
+    lost = sent - got
+    low, high = binomial_bounds(sent, p_lost)
+    print("%s: %d of %d pings lost (%.1f %%); expected %.1f, 4 sigma [%.1f, %.1f]" % (
+        label, lost, sent, 100.0 * lost / sent, sent * p_lost, low, high))
+    assert sent == 200
+    assert low <= lost <= high, (lost, low, high)
+
+
+def test_rate_10mbit_gives_10mbit_of_tcp_throughput(lab):
+    lab.impair({"rate": "10mbit"})
+    pidfile = None
+    try:
+        rate = lab.root_qdiscs()[0]["options"]["rate"]["rate"]
+        assert rate == 1250000, rate                         # bytes/s, as tc -j reports it
+        # the server in b's namespace (one test, then it exits), the client in a's: a's egress
+        # carries the data through the link's qdisc
+        pidfile = "/run/iperf3-%s.pid" % lab.name
+        lab.run_in("b", "iperf3 -s -1 -D -I %s -B %s" % (pidfile, lab.addr["b"]))
+        report = None
+        for _ in range(20):
+            client = lab.run_in("a", "iperf3 -c %s -t 5 -J" % lab.addr["b"], check=False,
+                                timeout=60)
+            report = json.loads(client.stdout) if client.stdout.strip() else {}
+            if "end" in report and not report.get("error"):
+                break
+            ssh(lab.vm, "sleep 0.2")                          # the daemon not listening yet
+        received = report["end"]["sum_received"]["bits_per_second"]
+        sent = report["end"]["sum_sent"]["bits_per_second"]
+    finally:
+        lab.impair(None)
+        if pidfile:
+            ssh(lab.vm, "test -e {f} && kill $(cat {f}); rm -f {f}".format(f=pidfile),
+                check=False)
+    print("rate 10mbit: iperf3 TCP a->b received %.3f Mbit/s, sent %.3f Mbit/s "
+          "(expected 10 +-15 %%)" % (received / 1e6, sent / 1e6))
+    assert 8.5e6 <= received <= 11.5e6, received
