@@ -25,6 +25,7 @@ import re
 from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, block_device, \
     parse_limits, parse_size
 from ansible.module_utils.nslab_init import CAPABILITIES
+from ansible.module_utils.nslab_netem import netem_problems
 from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
     _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, CACHE_ROOT, DATA_ROOT, SOURCE_OPTIONS, \
     SOURCES, VARIANTS
@@ -1249,10 +1250,47 @@ def node_routes(node, networks, subnets, bridge_address):
     return routes
 
 
+def _link_conditions(topology, placement, host, tunnels):
+    """nslab_link's ``links`` on this host: every attachment of a node here and every
+    point-to-point link whose first endpoint is here (its veth), with its netem (None:
+    none) and state (up unless said), so a key taken out of the file is undone too.
+    ``tunnels``: indexes of links across hosts (VXLAN, not veths: left out)."""
+    conditions = []
+    for name, node in topology["nodes"].items():
+        if placement[name] != host:
+            continue
+        networks = (node or {}).get("networks") or []
+        for index, net in enumerate(networks):
+            options = networks[net] if isinstance(networks, dict) else None
+            options = options if isinstance(options, dict) else {}
+            conditions.append({"node": name, "interface": "eth%d" % index,
+                               "netem": options.get("netem"),
+                               "state": options.get("state", "up")})
+    for index, link in enumerate(topology.get("links") or []):
+        node, ifname = _endpoint(_link_endpoints(link)[0])
+        if placement[node] != host or index in tunnels:
+            continue
+        spec = link if isinstance(link, dict) else {}
+        conditions.append({"node": node, "interface": ifname, "netem": spec.get("netem"),
+                           "state": spec.get("state", "up")})
+    return conditions
+
+
 def _compile_netkeys(result, topology, subnets, placement, host):
     """Adds ``routes`` (nslab_route's ``nodes``: every node on this host, with all of its
-    routes, so a route taken out of the file is removed) to a compiled lab."""
+    routes, so a route taken out of the file is removed) and ``conditions`` (nslab_link's
+    ``links``) to a compiled lab."""
     lab = topology["lab"]
+    result["conditions"] = _link_conditions(
+        topology, placement, host,
+        set(i for i, link in enumerate(result["links"]) if link["tunnel"]))
+    # A veth kept down by nslab_link: nslab_veth must not bring it back up on each run.
+    down = set((netns_name(lab, c["node"]), c["interface"]) for c in result["conditions"]
+               if c["state"] == "down")
+    for veth in result["veths"]:
+        if set([(veth.get("netns"), veth["name"]),
+                (veth["peer"].get("netns"), veth["peer"]["name"])]) & down:
+            veth["keep_state"] = True
     networks = dict((n, v or {}) for n, v in (topology.get("networks") or {}).items())
     bridges = dict((b["name"], b["addresses"][0].split("/")[0]) for b in result["bridges"])
     result["routes"] = [

@@ -84,6 +84,18 @@ def test_the_list_and_address_forms_stay_valid():
     ("nodes/h2/networks/dmz/address", "10.213.176.5",
      "nodes.h2.networks.dmz.address: 10.213.176.5 is outside 10.213.177.0/24"),
     ("links/0/state", True, "links[0].state: True is a boolean; expected up or down"),
+    # netem: nslab_netem's own rules, each named by the topology's key path
+    ("links/0/netem", {"delay": "-5ms"}, "links[0].netem.delay: "),
+    ("links/0/netem", {"loss": "150%"}, "links[0].netem.loss: "),
+    ("links/0/netem", {"rate": 10}, "links[0].netem.rate: "),
+    ("links/0/netem", {"rate": "10"}, "links[0].netem.rate: "),
+    ("links/0/netem", "20ms", "links[0].netem: expected a mapping"),
+    ("nodes/h2/networks/dmz/netem", {"egress": {"delay": "1h"}},
+     "nodes.h2.networks.dmz.netem.egress.delay: "),
+    ("links/0/netem", {"delay": "20ms", "jitter": "2ms", "loss": "1%", "rate": "10mbit",
+                       "corrupt": "0.1%", "duplicate": "1%", "reorder": "25%"}, None),
+    ("nodes/h2/networks/dmz/netem", {"egress": {"rate": "1mbit"}, "ingress": {"delay": "5ms"}},
+     None),
 ])
 def test_a_bad_network_key_is_named_by_its_path(path, value, problem):
     problems = validate(changed(path, value))
@@ -136,6 +148,27 @@ def test_a_node_with_its_own_default_route_keeps_it_on_a_nat_network():
     assert routes_of(compile_lab(spec))["nk-h1"] == [{"to": "default", "via": "10.213.176.9"}]
     spec = changed("nodes/h1/networks", {"lan": {"gateway": "10.213.176.7"}})
     assert routes_of(compile_lab(spec))["nk-h1"] == [{"to": "default", "via": "10.213.176.7"}]
+
+
+def test_every_attachment_and_link_gets_its_netem_and_state():
+    spec = changed("links/0/netem", {"delay": "20ms"})
+    spec["links"][0]["state"] = "down"
+    spec["nodes"]["h2"]["networks"]["dmz"]["netem"] = {"egress": {"rate": "10mbit"}}
+    compiled = compile_lab(spec)
+    assert compiled["conditions"] == [
+        {"node": "h1", "interface": "eth0", "netem": None, "state": "up"},
+        {"node": "h2", "interface": "eth0", "netem": {"egress": {"rate": "10mbit"}},
+         "state": "up"},
+        {"node": "r1", "interface": "eth0", "netem": None, "state": "up"},
+        {"node": "r1", "interface": "eth1", "netem": None, "state": "up"},
+        {"node": "r1", "interface": "eth2", "netem": None, "state": "up"},
+        {"node": "r2", "interface": "eth0", "netem": None, "state": "up"},
+        # a link: seen from its first endpoint
+        {"node": "r1", "interface": "eth5", "netem": {"delay": "20ms"}, "state": "down"}]
+    # nslab_veth leaves the up/down state of that pair alone (nslab_link keeps it down)
+    assert [v["name"] for v in compiled["veths"] if v.get("keep_state")] == ["eth5"]
+    spec["links"][0]["state"] = "up"
+    assert [v for v in compile_lab(spec)["veths"] if v.get("keep_state")] == []
 
 
 def test_the_attachment_mapping_keeps_addresses():
