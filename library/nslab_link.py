@@ -240,6 +240,8 @@ def apply_entry(kernel, actions):
 
 
 def _binary(kernel, argv):
+    if argv[0] == "sh":
+        return list(argv)
     tool = kernel.tc if argv[0] == "tc" else kernel.runner.ip_bin
     return [tool] + list(argv[1:])
 

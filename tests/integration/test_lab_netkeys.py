@@ -5,6 +5,7 @@ values refused with nothing changed."""
 
 import json
 
+import pytest
 import yaml
 
 from conftest import BUSYBOX_SKIP, run_playbook, sh
@@ -128,7 +129,98 @@ def test_routes_are_set_converged_and_removed(lab, tmp_path):
     assert routes(lab, "h1")["10.213.180.0/24"] == ("10.213.176.2", None)
 
 
+def qdiscs(netns, dev):
+    """The root qdiscs of a device as ``tc -j qdisc show dev`` reports them."""
+    out = sh("tc", "-j", "qdisc", "show", "dev", dev, netns=netns).stdout
+    return [(q["kind"], q.get("options", {}).get("delay", {}).get("delay"))
+            for q in json.loads(out or "[]") if q.get("root")]
+
+
+def is_up(netns, dev):
+    out = sh("ip", "-j", "link", "show", "dev", dev, netns=netns).stdout
+    return "UP" in json.loads(out)[0]["flags"]
+
+
+def rtt_ms(lab, node, address, count=5):
+    out = sh("ping", "-c", str(count), "-i", "0.2", "-W", "2", address,
+             netns="%s-%s" % (lab.name, node)).stdout
+    return float(out.rsplit("=", 1)[1].split("/")[1])      # rtt min/avg/max/mdev: avg
+
+
+def netem_available():
+    """Can this kernel add a netem qdisc? Probed on lo of a throwaway namespace."""
+    return sh("unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
+              "1ms", check=False).returncode == 0
+
+
+NO_NETEM = pytest.mark.skipif(not netem_available(), reason="this kernel has no netem qdisc "
+                              "(CONFIG_NET_SCH_NETEM is not set)")
+
+
+def test_link_state_is_converged_and_restored(lab, tmp_path):
+    spec = topology(lab)
+    spec["nodes"]["h1"]["networks"]["v6"] = {"address": "fd00:213:176::11", "state": "down"}
+    spec["links"][0]["state"] = "down"
+    first = build(lab, tmp_path, spec)
+    assert not failed(first), [r["msg"] for r in failed(first)]
+    h1, h2, r = ("%s-%s" % (lab.name, n) for n in ("h1", "h2", "r"))
+    # state down: both ends, of the attachment (node and bridge port) and of the link
+    assert not is_up(h1, "eth1") and not is_up(None, "%s-h1-1" % lab.name)
+    assert not is_up(r, "eth5") and not is_up(h2, "eth5")
+    assert is_up(h1, "eth0") and is_up(h2, "eth0")
+    # h2's route through the link that is down waits for it: not in the kernel, no failure
+    assert "10.213.179.0/24" not in routes(lab, "h2")
+
+    rerun = build(lab, tmp_path, spec)
+    assert not failed(rerun), failed(rerun)
+    assert changed(rerun) == {}
+    assert not is_up(r, "eth5") and not is_up(h1, "eth1")
+
+    # the keys taken out: both up again, the waiting route added, nothing restarted
+    pids = dict((n, open("/run/nslab/%s/containers/%s.json" % (lab.name, n)).read())
+                for n in ("h1", "h2", "r"))
+    del spec["nodes"]["h1"]["networks"]["v6"]["state"]
+    del spec["links"][0]["state"]
+    third = build(lab, tmp_path, spec)
+    assert not failed(third), [r["msg"] for r in failed(third)]
+    assert set(changed(third)) <= {"The veth pairs", "The links' impairment and state",
+                                   "The nodes' static routes (nslab's own, proto 213)"}
+    assert "Containers" not in changed(third)
+    assert pids == dict((n, open("/run/nslab/%s/containers/%s.json" % (lab.name, n)).read())
+                        for n in ("h1", "h2", "r"))
+    assert is_up(h1, "eth1") and is_up(None, "%s-h1-1" % lab.name)
+    assert is_up(r, "eth5") and is_up(h2, "eth5")
+    assert routes(lab, "h2")["10.213.179.0/24"] == ("10.213.178.1", "213")
+    assert changed(build(lab, tmp_path, spec)) == {}
+
+
+@NO_NETEM
+def test_netem_is_converged_and_removed(lab, tmp_path):
+    spec = topology(lab)
+    spec["nodes"]["h1"]["networks"]["lan"]["netem"] = {"delay": "20ms"}
+    first = build(lab, tmp_path, spec)
+    assert not failed(first), [r["msg"] for r in failed(first)]
+    h1 = "%s-h1" % lab.name
+    # a flat netem: the egress of both ends, the node's and the host's on the bridge
+    assert qdiscs(h1, "eth0") == [("netem", 0.02)]
+    assert qdiscs(None, "%s-h1-0" % lab.name) == [("netem", 0.02)]
+    delayed = rtt_ms(lab, "h1", "10.213.176.1")
+    assert 40 <= delayed < 60, delayed                        # 20 ms each way
+    assert changed(build(lab, tmp_path, spec)) == {}
+
+    del spec["nodes"]["h1"]["networks"]["lan"]["netem"]
+    third = build(lab, tmp_path, spec)
+    assert set(changed(third)) == {"The links' impairment and state"}
+    assert qdiscs(h1, "eth0")[0][0] != "netem"
+    assert qdiscs(None, "%s-h1-0" % lab.name)[0][0] != "netem"
+    assert rtt_ms(lab, "h1", "10.213.176.1") < 10
+    assert changed(build(lab, tmp_path, spec)) == {}
+
+
 BAD = [
+    (("links", 0, "netem"), {"delay": "-20ms"}, "links[0].netem.delay: "),
+    (("links", 0, "netem"), {"loss": "150%"}, "links[0].netem.loss: "),
+    (("links", 0, "netem"), {"rate": "10"}, "links[0].netem.rate: "),
     (("nodes", "h1", "routes", 0, "via"), "10.213.150.1",
      "nodes.h1.routes[0].via: 10.213.150.1 is on no subnet the node is attached to"),
     (("nodes", "h2", "networks", "dmz", "gateway"), "10.213.176.1",

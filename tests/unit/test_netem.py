@@ -8,8 +8,8 @@ import pathlib
 import pytest
 
 from ansible.module_utils.nslab_netem import (NSLAB_HANDLE, EndDesired, EndState, RootQdisc,
-                                              delete_argv, netem_argv, netem_equal,
-                                              netem_problems, normalize_netem,
+                                              delete_argv, keep_addresses_argv, netem_argv,
+                                              netem_equal, netem_problems, normalize_netem,
                                               parse_root_qdiscs, plan_end, plan_link)
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -152,6 +152,11 @@ def end(dev, qdisc_file=None, up=True, netns="lab-n1"):
     return EndState(netns=netns, dev=dev, qdisc=qdisc, up=up)
 
 
+def down(dev):
+    """A down action's commands: keep the IPv6 addresses, then set the device down."""
+    return " ".join(keep_addresses_argv(dev) + ["ip", "link", "set", "dev", dev, "down"])
+
+
 def argvs(actions):
     return [(a.netns, " ".join(" ".join(argv) for argv in a.argv)) for a in actions]
 
@@ -209,7 +214,7 @@ def test_plan_removes_nslab_netem_when_no_impairment_is_wanted():
 def test_plan_sets_link_state_on_both_ends_only_where_it_differs():
     node, peer = end("va", up=True), end("vb", up=False, netns="lab-n2")
     actions, _, _ = plan_link(node, peer, None, state="down")
-    assert argvs(actions) == [("lab-n1", "ip link set dev va down")]
+    assert argvs(actions) == [("lab-n1", down("va"))]
     assert actions[0].undo == [["ip", "link", "set", "dev", "va", "up"]]
     actions, _, _ = plan_link(node, peer, None, state="up")
     assert argvs(actions) == [("lab-n2", "ip link set dev vb up")]
@@ -238,7 +243,7 @@ def test_foreign_root_qdisc_is_only_a_warning_when_no_impairment_is_wanted():
     assert problems == []
     assert "foreign root qdisc (tbf 1:)" in warnings[0]
     # the link state is still converged; the tbf is not touched
-    assert argvs(actions) == [("lab-n2", "ip link set dev vb down"), (None, "ip link set dev vh down")]
+    assert argvs(actions) == [("lab-n2", down("vb")), (None, down("vh"))]
 
 
 def test_root_qdisc_owner_of_nslab_handle_with_another_kind_is_foreign():
