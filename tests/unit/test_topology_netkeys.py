@@ -251,3 +251,27 @@ def test_a_route_of_another_owner_is_a_conflict_never_clobbered():
     assert [(new.to, old.proto) for new, old in conflicts] == [
         ("10.7.0.0/16", "boot"), ("10.213.176.0/30", "kernel")]
     assert all(a.command[1] == "del" for a in actions)
+
+
+def test_the_published_schema_takes_the_network_keys_and_refuses_bad_ones():
+    import json
+    import pathlib
+
+    import jsonschema
+    schema = json.loads((pathlib.Path(__file__).resolve().parents[2] / "docs" /
+                         "topology.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    spec = changed("links/0/netem", {"delay": "20ms", "jitter": "2ms", "loss": "1%",
+                                     "rate": "10mbit", "corrupt": "0.1%"})
+    spec["links"][0]["state"] = "down"
+    spec["nodes"]["h2"]["networks"]["dmz"]["netem"] = {"egress": {"rate": "1Mbit"}}
+    spec["nodes"]["h2"]["networks"]["dmz"]["state"] = "up"
+    assert validate(spec) == []
+    assert [e.message for e in validator.iter_errors(spec)] == []
+    for path, value in [("links/0/netem", {"rate": "10"}), ("links/0/netem", {"delay": "-5ms"}),
+                        ("links/0/state", "off"), ("nodes/r1/routes/0", {"to": "default"}),
+                        ("nodes/h2/networks/dmz/mtu", 1400),
+                        ("links/0/netem", {"egress": {"loss": "1"}})]:
+        bad = changed(path, value)
+        assert validate(bad), path
+        assert list(validator.iter_errors(bad)), (path, value)
