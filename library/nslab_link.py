@@ -123,11 +123,10 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module
-from ansible.module_utils.nslab_errors import (ApplyError, CommandError, NslabError,
-                                               ValidationError)
+from ansible.module_utils.nslab_errors import NslabError, ValidationError
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
-from ansible.module_utils.nslab_netem import (EndState, netem_problems, normalize_netem,
-                                              parse_root_qdiscs, plan_link)
+from ansible.module_utils.nslab_netem import (EndState, apply_actions, netem_problems,
+                                              normalize_netem, parse_root_qdiscs, plan_link)
 from ansible.module_utils.nslab_owner import parse_alias
 from ansible.module_utils.nslab_runner import Runner
 from ansible.module_utils.nslab_topology import netns_name
@@ -219,26 +218,6 @@ def end_view(end, up=None, netem=None, predicted=False):
     return view
 
 
-def apply_entry(kernel, actions):
-    """Run one entry's actions in order; on failure undo the done ones, newest first."""
-    done = []
-    for action in actions:
-        try:
-            for argv in action.argv:
-                kernel.runner.run(_binary(kernel, argv), netns=action.netns)
-        except CommandError as err:
-            undone, errors = [], []
-            for old in reversed(done + [action]):
-                for argv in old.undo:
-                    try:
-                        kernel.runner.run(_binary(kernel, argv), netns=old.netns)
-                        undone.append(old.summary)
-                    except CommandError as undo_err:
-                        errors.append(str(undo_err))
-            raise ApplyError(err, [a.summary for a in done], undone, errors)
-        done.append(action)
-
-
 def _binary(kernel, argv):
     if argv[0] == "sh":
         return list(argv)
@@ -289,7 +268,8 @@ def converge(module):
                       end_view(peer_end, up, normal["ingress"], True)]
         result["actions"] += [a.summary for a in actions]
         if actions and not module.check_mode:
-            apply_entry(kernel, actions)
+            apply_actions(lambda netns, argv: kernel.runner.run(_binary(kernel, argv),
+                                                                netns=netns), actions)
     if result["changed"] and not module.check_mode:
         kernel.forget()
     for entry, ends, node_end, peer_end, actions in plans:

@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Link impairment (netem) and link state: validation, canonical form, tc argv, parser, planner.
 
-Pure: no AnsibleModule, no subprocess. Unit-tested on captured ``tc -j`` output
+Pure: no AnsibleModule, no subprocess (``apply_actions`` runs commands through the caller's
+``run``). Unit-tested on captured ``tc -j`` output
 (tests/unit/fixtures/tc_*.json).
 
 Syntax (the topology contract): a flat mapping ``{delay, jitter, loss, rate, corrupt,
@@ -33,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from ansible.module_utils.nslab_errors import ApplyError, CommandError
 from ansible.module_utils.nslab_iproute import json_documents
 
 NSLAB_HANDLE = "4e53:"
@@ -438,3 +440,37 @@ def plan_link(node_end, peer_end, netem, state="up"):
     if problems:
         return [], problems, warnings
     return actions, [], warnings
+
+
+# ---------------------------------------------------------------------------- apply
+
+def _undo(run, action, errors):
+    """Run an action's undo commands; a ``qdisc del`` followed by more commands may fail
+    (the half-done action had already removed the qdisc) without being an error."""
+    for index, argv in enumerate(action.undo):
+        try:
+            run(action.netns, argv)
+        except CommandError as err:
+            if not (argv[1:3] == ["qdisc", "del"] and index + 1 < len(action.undo)):
+                errors.append(str(err))
+
+
+def apply_actions(run, actions):
+    """Run ``actions`` (one entry's) in order through ``run(netns, argv)``, which raises
+    CommandError. On a failure, undo what was done, newest first (the failing action too
+    when part of it ran), and raise ApplyError naming what was done and undone."""
+    done = []
+    for action in actions:
+        ran = 0
+        try:
+            for argv in action.argv:
+                run(action.netns, argv)
+                ran += 1
+        except CommandError as err:
+            undone, errors = [], []
+            for old in reversed(done + ([action] if ran else [])):
+                _undo(run, old, errors)
+                undone.append(old.summary)
+            raise ApplyError(err, [a.summary for a in done], undone, errors)
+        done.append(action)
+    return done

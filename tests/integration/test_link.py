@@ -213,3 +213,19 @@ def test_impair_playbook_degrades_and_restores(topo):
                                                      restore=True))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert operstate("eth1", a) == operstate("eth1", b) == "UP"
+
+
+def test_a_veth_nslab_did_not_make_is_refused_by_name(topo, module):
+    # A pair made by hand from node a's namespace to the host (no nslab ifalias): not the
+    # lab's link, although it is in the lab's namespace and named after the lab.
+    a, host_end = topo.n("a"), topo.n("hand1")
+    sh("ip", "link", "add", "name", "hand0", "type", "veth", "peer", "name", host_end,
+       "netns", "1", netns=a)
+    sh("ip", "link", "set", "hand0", "up", netns=a)
+    sh("ip", "link", "set", host_end, "up")
+    result = module("nslab_link", dict(lab=topo.name, links=[
+        dict(node="a", interface="hand0", state="down")]))
+    assert result["_status"] == "failed"
+    assert ("links[0].interface: 'hand0' of node 'a' is not a veth of lab '%s'" % topo.name
+            in result["msg"])
+    assert operstate("hand0", a) != "DOWN" and operstate(host_end) != "DOWN"

@@ -7,9 +7,11 @@ import pathlib
 
 import pytest
 
+from ansible.module_utils.nslab_errors import ApplyError, CommandError
 from ansible.module_utils.nslab_netem import (NSLAB_HANDLE, EndDesired, EndState, RootQdisc,
-                                              delete_argv, keep_addresses_argv, netem_argv,
-                                              netem_equal, netem_problems, normalize_netem,
+                                              apply_actions, delete_argv, keep_addresses_argv,
+                                              netem_argv, netem_equal, netem_problems,
+                                              normalize_netem,
                                               parse_root_qdiscs, plan_end, plan_link)
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -250,3 +252,79 @@ def test_root_qdisc_owner_of_nslab_handle_with_another_kind_is_foreign():
     assert RootQdisc(dev="x", kind="tbf", handle=NSLAB_HANDLE).owner == "foreign"
     assert RootQdisc(dev="x", kind="pfifo_fast", handle="0:").owner == "default"
     assert RootQdisc(dev="x", kind="pfifo", handle="0:").owner == "foreign"
+
+
+# ---------------------------------------------------------------------------- apply / rollback
+
+class FakeKernel:
+    """Records commands; the command matching ``fail_on`` (and any undo delete listed in
+    ``also_fail``) fails like the real tool would."""
+
+    def __init__(self, fail_on, also_fail=()):
+        self.fail_on, self.also_fail, self.ran = fail_on, also_fail, []
+
+    def __call__(self, netns, argv):
+        line = " ".join(argv)
+        if line == self.fail_on or line in self.also_fail:
+            self.ran.append("FAIL %s" % line)
+            raise CommandError(argv, 2, "RTNETLINK answers: No such file or directory")
+        self.ran.append("%s: %s" % (netns, line))
+
+
+def test_apply_runs_every_action_in_order():
+    node, peer = end("va"), end("vh", netns=None)
+    actions, _, _ = plan_link(node, peer, {"delay": "20ms"}, state="down")
+    kernel = FakeKernel(fail_on=None)
+    assert apply_actions(kernel, actions) == actions
+    assert kernel.ran == ["lab-n1: tc qdisc add dev va root handle 4e53: netem delay 20ms",
+                          "lab-n1: " + " ".join(keep_addresses_argv("va")),
+                          "lab-n1: ip link set dev va down",
+                          "None: tc qdisc add dev vh root handle 4e53: netem delay 20ms",
+                          "None: " + " ".join(keep_addresses_argv("vh")),
+                          "None: ip link set dev vh down"]
+
+
+def test_a_failure_half_way_undoes_the_entry_newest_first():
+    node, peer = end("va"), end("vh", netns=None)
+    actions, _, _ = plan_link(node, peer, {"delay": "20ms"}, state="down")
+    kernel = FakeKernel(fail_on="tc qdisc add dev vh root handle 4e53: netem delay 20ms")
+    with pytest.raises(ApplyError) as caught:
+        apply_actions(kernel, actions)
+    assert kernel.ran[3:] == ["FAIL tc qdisc add dev vh root handle 4e53: netem delay 20ms",
+                              "lab-n1: ip link set dev va up",
+                              "lab-n1: tc qdisc del dev va root handle 4e53:"]
+    assert caught.value.rolled_back == ["set va in netns 'lab-n1' down",
+                                        "add netem delay 20ms to va in netns 'lab-n1'"]
+    assert caught.value.rollback_errors == []
+    assert "rolled back 2 step(s)" in str(caught.value)
+
+
+def test_a_failed_add_after_delete_restores_the_old_netem():
+    # Dropping rate/reorder/corrupt is delete + add; if the add fails, the old qdisc comes
+    # back (the undo's delete finds nothing, which is expected, not an error).
+    node = end("va", "tc_qdisc_netem_after_change.json")
+    actions, _, _ = plan_end(node, EndDesired(netem={"delay": "100ms"}, up=True))
+    add = "tc qdisc add dev va root handle 4e53: netem delay 100ms"
+    calls = []
+
+    def run(netns, argv):
+        calls.append(" ".join(argv))
+        if " ".join(argv) == add or (len(calls) > 2 and argv[1:3] == ["qdisc", "del"]):
+            raise CommandError(argv, 2, "RTNETLINK answers: No such file or directory")
+
+    with pytest.raises(ApplyError) as caught:
+        apply_actions(run, actions)
+    assert calls == ["tc qdisc del dev va root handle 4e53:", add,
+                     "tc qdisc del dev va root handle 4e53:",
+                     "tc qdisc add dev va root handle 4e53: netem delay 100ms reorder 25% "
+                     "corrupt 0.1% rate 10mbit"]
+    assert caught.value.rollback_errors == []
+
+
+def test_a_failure_of_the_first_command_undoes_nothing():
+    node = end("va", "tc_qdisc_netem_full.json")
+    actions, _, _ = plan_end(node, EndDesired(netem={"delay": "50ms"}, up=True))
+    kernel = FakeKernel(fail_on=" ".join(actions[0].argv[0]))
+    with pytest.raises(ApplyError) as caught:
+        apply_actions(kernel, actions)
+    assert len(kernel.ran) == 1 and caught.value.rolled_back == []
