@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import ipaddress
+import json
 import os
 import socket
 
@@ -150,6 +151,38 @@ def lab_info(lab, runner, host_links, nsfs, layout):
             "vxlans": vxlans,
             "jails": jails, "cgroups": cgroups, "netns_addresses": netns_addresses,
             "record": read_json(plan_record_path(lab)), "leftovers": leftovers}
+
+
+def lab_wires(lab, runner, view):
+    """The lab's veth pairs as the kernel pairs them: a sorted list of ``[end, end]``, each
+    end ``{"netns": name or None (the host), "name": ifname}``.
+
+    A veth names its peer by ifindex in the namespace its ``link_netnsid`` designates (read
+    with ``ip netns list-id`` in the end's own namespace), never by name: ifindexes repeat
+    across namespaces (both ends of a:eth1-c:eth1 are often ifindex 3, peer 3). An nsid
+    without a name seen from a node's namespace is the host's (it is not in /run/netns)."""
+    spaces = [None] + [n["name"] for n in view["namespaces"]
+                       if n["live"] and "net" in n["types"]]
+    tables, names = {}, {}
+    for netns in spaces:
+        tables[netns] = runner.read_links(netns=netns, addresses=False)
+        out = runner.run([runner.ip_bin, "-j", "netns", "list-id"], netns=netns)
+        names[netns] = dict((e["nsid"], e.get("name")) for e in json.loads(out or "[]"))
+    wires = set()
+    for netns, links in tables.items():
+        for link in links.values():
+            if link.kind != "veth" or parse_alias(link.alias) != (lab, "veth"):
+                continue
+            peer_netns = netns
+            if link.peer_netnsid is not None:
+                peer_netns = names[netns].get(link.peer_netnsid)
+                if peer_netns is None and netns is None:
+                    continue            # a namespace not in /run/netns: not the lab's
+            peer = next((p for p in tables.get(peer_netns, {}).values()
+                         if p.ifindex == link.peer_ifindex), None)
+            if peer is not None and peer.peer_ifindex == link.ifindex:
+                wires.add(tuple(sorted([(netns or "", link.name), (peer_netns or "", peer.name)])))
+    return [[{"netns": ns or None, "name": name} for ns, name in wire] for wire in sorted(wires)]
 
 
 def read_labs(runner, lab=None):

@@ -333,16 +333,20 @@ def rootfs(tmp_path):
     return root
 
 
-RUNNING_LAB_SUBNET = "10.213.159.0/24"          # no other test uses 10.213.158-159
-RUNNING_LAB_LINK = "10.213.158.252/30"
+# No other test uses 10.213.128.0/19. A random /24 in it (and a /30 at its end for the link)
+# lets two sessions run at once, as engineers do while they work.
+_RUNNING_LAB_THIRD = 128 + secrets.randbelow(32)
+RUNNING_LAB_SUBNET = "10.213.%d.0/24" % _RUNNING_LAB_THIRD
+RUNNING_LAB_LINK = "10.213.%d.252/30" % _RUNNING_LAB_THIRD
 
 
 @pytest.fixture(scope="session")
 def running_lab(tmp_path_factory):
     """One lab built once with lab.yml and shared by the tests that only read it (inventory,
-    inspect, graph, exec): busybox nodes a, b and c on the network ``lan``, a point-to-point
-    link a:eth1 - c:eth1, and a node ``d`` on lan that is stopped. Do not change it in a
-    test: build a lab of your own for that."""
+    inspect, graph, exec): busybox nodes a, b and c on the network ``lan``
+    (RUNNING_LAB_SUBNET), a point-to-point link a:eth1 - c:eth1 (RUNNING_LAB_LINK), and a
+    node ``d`` on lan that is stopped. Do not change it in a test: build a lab of your own
+    for that."""
     if os.geteuid() != 0:
         pytest.skip("integration tests need root (namespaces, links, mounts)")
     shared = Lab()
