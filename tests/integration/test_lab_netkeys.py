@@ -98,7 +98,7 @@ def test_routes_are_set_converged_and_removed(lab, tmp_path):
     assert changed(rerun) == {}
 
     # a route nslab did not add is left alone, even on a destination it once routed
-    sh("ip", "route", "add", "10.213.180.0/24", "via", "10.213.176.2",
+    sh("ip", "route", "add", "10.213.179.128/25", "via", "10.213.176.2",
        netns="%s-h1" % lab.name)
     # routes out of the file: nslab's are removed, the nat default stays
     del spec["nodes"]["h1"]["routes"]
@@ -116,17 +116,17 @@ def test_routes_are_set_converged_and_removed(lab, tmp_path):
         % lab.name]
     assert routes(lab, "h1") == {"default": ("10.213.176.1", "213"), LAN: (None, "kernel"),
                                  # ip leaves out the default protocol, boot
-                                 "10.213.180.0/24": ("10.213.176.2", None)}
+                                 "10.213.179.128/25": ("10.213.176.2", None)}
     assert routes(lab, "h2") == {DMZ: (None, "kernel"), P2P: (None, "kernel")}
 
     # a destination another owner routes is refused, by name; nothing changes
-    spec["nodes"]["h1"]["routes"] = [{"to": "10.213.180.0/24", "via": "10.213.176.3"}]
+    spec["nodes"]["h1"]["routes"] = [{"to": "10.213.179.128/25", "via": "10.213.176.3"}]
     refused = build(lab, tmp_path, spec)
     assert [r["_task"].split(" : ")[-1] for r in failed(refused)] == [
         "The nodes' static routes (nslab's own, proto 213)"]
-    assert "10.213.180.0/24 in netns '%s-h1' is already routed by via 10.213.176.2 " \
+    assert "10.213.179.128/25 in netns '%s-h1' is already routed by via 10.213.176.2 " \
         "(proto boot)" % lab.name in failed(refused)[0]["msg"]
-    assert routes(lab, "h1")["10.213.180.0/24"] == ("10.213.176.2", None)
+    assert routes(lab, "h1")["10.213.179.128/25"] == ("10.213.176.2", None)
 
 
 def qdiscs(netns, dev):
