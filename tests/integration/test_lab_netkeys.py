@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from conftest import BUSYBOX_SKIP, run_playbook, sh
+from conftest import BUSYBOX_SKIP, run_module, run_playbook, sh
 
 pytestmark = BUSYBOX_SKIP
 
@@ -127,6 +127,22 @@ def test_routes_are_set_converged_and_removed(lab, tmp_path):
     assert "10.213.179.128/25 in netns '%s-h1' is already routed by via 10.213.176.2 " \
         "(proto boot)" % lab.name in failed(refused)[0]["msg"]
     assert routes(lab, "h1")["10.213.179.128/25"] == ("10.213.176.2", None)
+
+    # the module alone: check and diff mode change nothing, then the change is made once
+    wanted = {"lab": lab.name, "nodes": [{"netns": "%s-h2" % lab.name, "routes": [
+        {"to": "default", "via": "10.213.177.3"}, {"to": "fd00:9::/32", "via": "10.213.177.4"}]}]}
+    checked = run_module("nslab_route", wanted, check=True, diff=True)
+    assert "via: 10.213.177.4 is IPv4 but to fd00:9::/32 is IPv6" in checked["msg"]
+    wanted["nodes"][0]["routes"].pop()
+    checked = run_module("nslab_route", wanted, check=True, diff=True)
+    assert checked["changed"] and checked["actions"] == [
+        "add route default via 10.213.177.3 in netns '%s-h2'" % lab.name]
+    assert checked["diff"] == {"before": {"%s-h2" % lab.name: []}, "after": {
+        "%s-h2" % lab.name: [{"to": "default", "via": "10.213.177.3"}]}}
+    assert "default" not in routes(lab, "h2")
+    assert run_module("nslab_route", wanted)["changed"]
+    assert routes(lab, "h2")["default"] == ("10.213.177.3", "213")
+    assert not run_module("nslab_route", wanted)["changed"]
 
 
 def qdiscs(netns, dev):
