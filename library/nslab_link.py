@@ -219,6 +219,8 @@ def end_view(end, up=None, netem=None, predicted=False):
 
 
 def _binary(kernel, argv):
+    if argv[0] == "sh":
+        return list(argv)
     tool = kernel.tc if argv[0] == "tc" else kernel.runner.ip_bin
     return [tool] + list(argv[1:])
 
