@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""``./nslab exec LAB NODE [--] [COMMAND...]``: run a command inside a running node.
+"""``./nslab exec LAB NODE [--] [COMMAND...]``: run a command inside a running node;
+``./nslab shell LAB NODE``: an interactive shell there (``--shell`` here).
 
 It goes through nslab's door, the same one the connection plugin ``nslab`` uses
 (``enter()`` in module_utils/nslab_init.py, with nslab_seccomp's filter): the command runs
@@ -12,6 +13,11 @@ Without a command it starts ``/bin/sh``. When standard input is a terminal the c
 a pseudo-terminal of its own (window size passed on), so nothing inside can reach the
 caller's terminal (TIOCSTI, job control). The exit status is the command's; 125 means the
 door could not get in (the node is not running, or does not exist).
+
+``shell`` first reads the lab (nslab_labview) so that a lab or node that does not exist, or
+a stopped node, is one line on stderr (exit status 1) rather than the door's message on the
+new terminal; then it starts the node's bash if it has one, else its ``/bin/sh``, as an
+interactive shell (line editing, job control) with the caller's ``TERM``.
 """
 
 import fcntl
@@ -20,6 +26,7 @@ import json
 import os
 import pathlib
 import pty
+import re
 import select
 import signal
 import sys
@@ -28,6 +35,11 @@ import tty
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENTER_FAILED = 125
+# TERM is handed to the node's shell as an argument, never interpreted; a value outside
+# terminfo's names falls back to a common one
+TERM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+SHELL_SCRIPT = ('TERM="$1"; export TERM; '
+                'if [ -x /bin/bash ]; then exec /bin/bash -i; fi; exec /bin/sh -i')
 
 
 def connection_plugin():
@@ -51,9 +63,29 @@ def door_script(lab, node, argv):
     return "%s\nenter(%s)\n" % (door_source(plugin), json.dumps(config))
 
 
-def usage(message):
-    sys.stderr.write("nslab exec: %s\nusage: ./nslab exec LAB NODE [--] [COMMAND...]\n" % message)
+def usage(message, shell=False):
+    if shell:
+        sys.stderr.write("nslab shell: %s\nusage: ./nslab shell LAB NODE\n" % message)
+    else:
+        sys.stderr.write("nslab exec: %s\nusage: ./nslab exec LAB NODE [--] [COMMAND...]\n"
+                         % message)
     return 2
+
+
+def shell_argv(term):
+    """The interactive shell to run in the node, with the caller's TERM."""
+    return ["/bin/sh", "-c", SHELL_SCRIPT, "sh",
+            term if term and TERM_RE.match(term) else "xterm"]
+
+
+def shell_refusal(lab, node):
+    """Why a shell cannot start in ``node`` (one line), or None: from nslab's reader."""
+    from nslab_inspect import Refused, running_node
+    try:
+        running_node(lab, node)
+    except Refused as err:
+        return str(err)
+    return None
 
 
 def copy_window_size(source_fd, target_fd):
@@ -102,6 +134,11 @@ def run_on_a_pty(argv):
 
 
 def main(args):
+    shell = args[:1] == ["--shell"]
+    if shell:
+        args = args[1:]
+        if len(args) != 2:
+            return usage("name a lab and a node", shell)
     if len(args) < 2:
         return usage("name a lab and a node")
     lab, node, command = args[0], args[1], args[2:]
@@ -111,10 +148,17 @@ def main(args):
     for what, value in (("lab", lab), ("node", node)):
         if not plugin.NAME_RE.match(value):
             return usage("%s '%s' is not an nslab name (letters, digits, '_', '.', '-')" % (
-                what, value))
+                what, value), shell)
     if os.geteuid() != 0:
-        sys.stderr.write("nslab exec: entering a node needs root\n")
+        sys.stderr.write("nslab %s: entering a node needs root\n" % (
+            "shell" if shell else "exec"))
         return ENTER_FAILED
+    if shell:
+        refusal = shell_refusal(lab, node)
+        if refusal:
+            sys.stderr.write("nslab shell: %s\n" % refusal)
+            return 1
+        command = shell_argv(os.environ.get("TERM"))
     argv = plugin.door_argv(sys.executable, door_source(plugin), lab, node,
                             command or ["/bin/sh"])
     if sys.stdin.isatty():

@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -330,3 +331,46 @@ def rootfs(tmp_path):
         os.symlink("busybox", root / "bin" / applet)
     (root / "tmp").mkdir()
     return root
+
+
+# No other test uses 10.213.128.0/19. A random /24 in it (and a /30 at its end for the link)
+# lets two sessions run at once, as engineers do while they work.
+_RUNNING_LAB_THIRD = 128 + secrets.randbelow(32)
+RUNNING_LAB_SUBNET = "10.213.%d.0/24" % _RUNNING_LAB_THIRD
+RUNNING_LAB_LINK = "10.213.%d.252/30" % _RUNNING_LAB_THIRD
+
+
+@pytest.fixture(scope="session")
+def running_lab(tmp_path_factory):
+    """One lab built once with lab.yml and shared by the tests that only read it (inventory,
+    inspect, graph, exec): busybox nodes a, b and c on the network ``lan``
+    (RUNNING_LAB_SUBNET), a point-to-point link a:eth1 - c:eth1 (RUNNING_LAB_LINK), and a
+    node ``d`` on lan that is stopped. Do not change it in a test: build a lab of your own
+    for that."""
+    if os.geteuid() != 0:
+        pytest.skip("integration tests need root (namespaces, links, mounts)")
+    shared = Lab()
+    spec = {
+        "lab": shared.name,
+        "defaults": {"jail": {"source": "busybox"},
+                     "limits": {"memory": "64M", "cpus": 0.5, "pids": 64}},
+        "networks": {"lan": {"subnet": RUNNING_LAB_SUBNET}},
+        "nodes": {"a": {"networks": ["lan"]}, "b": {"networks": ["lan"]},
+                  "c": {"networks": ["lan"], "limits": {"memory": "32M"}},
+                  "d": {"networks": ["lan"]}},
+        "links": [{"endpoints": ["a:eth1", "c:eth1"], "subnet": RUNNING_LAB_LINK}],
+    }
+    path = tmp_path_factory.mktemp("running_lab") / ("%s.yml" % shared.name)
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        built = run_playbook("lab.yml", {"lab": str(path)})
+        assert built.returncode == 0, built.stdout[-3000:]
+        stopped = run_module("nslab_container", {"lab": shared.name, "name": "d",
+                                                 "state": "stopped"})
+        assert stopped.get("changed"), stopped
+        shared.spec, shared.topology_file = spec, path
+        yield shared
+    finally:
+        shared.cleanup()
+        left = shared.leftovers()
+        assert not left, "cleanup left %s" % left
