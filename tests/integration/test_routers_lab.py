@@ -3,12 +3,15 @@ hosts behind them. One lab is built for the whole module (a copy of the file wit
 test's lab name and subnets in 10.213.184.0/22) and removed at the end whatever happens.
 
 Proven through nslab's door (what a user of ``./nslab exec`` sees): OSPF adjacencies come
-up; every host reaches every other across two or more routers; a link set down makes
-traffic reroute (the loss window of a ping running meanwhile is measured and printed) and
-up restores the shorter path; a link's netem delay, loss and rate show in measured RTT,
-loss and iperf3 throughput. ``pytest -s`` prints the figures.
+up; every host reaches every other across two or more routers; a link set down at runtime
+(nslab_link) makes traffic reroute (the loss window of a ping running meanwhile and the
+time until r1's kernel route changes are measured and printed) and up restores the shorter
+path; ``state: down`` written in the topology file does the same through lab.yml without
+restarting a node; a link's netem delay, loss and rate show in measured RTT, loss and
+iperf3 throughput (skipped on a kernel without netem). ``pytest -s`` prints the figures.
 """
 
+import copy
 import json
 import math
 import os
@@ -137,8 +140,6 @@ def full_adjacencies(lab_name):
 
 def set_link(lab_name, netem=None, state="up"):
     """The r1-r2 link's conditions at runtime, with nslab_link (nothing else touched)."""
-    if not (ROOT / "library" / "nslab_link.py").exists():       # TEMPORARY, see below
-        return set_link_by_hand(lab_name, netem, state)
     link = dict(R1_R2, state=state)
     if netem:
         link["netem"] = netem
@@ -165,7 +166,7 @@ def routers(tmp_path_factory):
     spec = topology(lab.name)
     try:
         start = time.monotonic()
-        build_with_missing_keys_by_hand(spec, directory)
+        build(spec, directory)
         print("\nrouters lab %s built in %.1f s" % (lab.name, time.monotonic() - start))
         lab.spec, lab.directory = spec, directory
         yield lab
@@ -210,8 +211,8 @@ def test_a_link_down_reroutes_and_up_restores_the_shorter_path(routers):
     sent, received, _rtt = ping_figures("\n".join(replies))
     stamps = [float(line[1:line.index("]")]) for line in replies if "bytes from" in line]
     gaps = sorted(b - a for a, b in zip(stamps, stamps[1:]))
-    print("\nlink r1-r2 down (nslab_link %.2f s): r1's kernel routes to h2 over r4 %.3f s "
-          "after nslab_link was called; h1's pings (replies %.3f s apart, median): %d of %d "
+    print("\nlink r1-r2 down (nslab_link ran %.2f s): r1's kernel routes to h2 over r4 %.3f s "
+          "after its eth1 went down; h1's pings (replies %.3f s apart, median): %d of %d "
           "lost, longest gap between replies %.3f s, over %.1f s" % (
               took, rerouted, gaps[len(gaps) // 2], sent - received, sent, gaps[-1],
               stamps[-1] - stamps[0]))
@@ -219,9 +220,38 @@ def test_a_link_down_reroutes_and_up_restores_the_shorter_path(routers):
     assert path(routers.name, "h1", h2) == ["10.213.185.254", R4_ON_R4_R1,
                                             "10.213.184.9", "10.213.184.5"]
     restored, took = cut_and_watch(routers.name, "r1", h2, R2_ON_R1_R2, "up")
-    print("link r1-r2 up (nslab_link %.2f s): r1's kernel routes to h2 over r2 again %.3f s "
-          "after nslab_link was called (a new adjacency: hello every 1 s)" % (took, restored))
+    print("link r1-r2 up (nslab_link ran %.2f s): r1's kernel routes to h2 over r2 again "
+          "%.3f s after its eth1 came up (a new adjacency: hello every 1 s)" % (took, restored))
     assert path(routers.name, "h1", h2) == ["10.213.185.254", R2_ON_R1_R2]
+
+
+def init_pids(lab_name):
+    """{node: its init's pid} from nslab's records."""
+    records = "/run/nslab/%s/containers" % lab_name
+    return dict((name[:-5], json.load(open(os.path.join(records, name)))["pid"])
+                for name in os.listdir(records) if name.endswith(".json"))
+
+
+def test_a_link_down_in_the_topology_file_reroutes_and_nothing_restarts(routers):
+    """``state: down`` on the r1-r2 link in the file and lab.yml again: h1 -> h2 goes
+    around through r4 and r3, and no node restarts; the key taken out brings it back."""
+    h2 = HOSTS["h2"]
+    before = init_pids(routers.name)
+    down = copy.deepcopy(routers.spec)
+    assert down["links"][0]["endpoints"] == ["r1:eth1", "r2:eth1"]
+    down["links"][0]["state"] = "down"
+    build(down, routers.directory)
+    wait_until("r1 routes to h2 over r4", lambda: route_via(
+        routers.name, "r1", h2) == [R4_ON_R4_R1], timeout=30)
+    assert path(routers.name, "h1", h2) == ["10.213.185.254", R4_ON_R4_R1,
+                                            "10.213.184.9", "10.213.184.5"]
+    build(routers.spec, routers.directory)
+    _via, back = wait_until("r1 routes to h2 over r2 again", lambda: route_via(
+        routers.name, "r1", h2) == [R2_ON_R1_R2], timeout=60)
+    assert path(routers.name, "h1", h2) == ["10.213.185.254", R2_ON_R1_R2]
+    assert init_pids(routers.name) == before
+    print("\nstate: down in the file, lab.yml: rerouted over r4; key removed, lab.yml: the "
+          "two-hop path back %.1f s after lab.yml returned; no node restarted" % back)
 
 
 @pytest.fixture(scope="module")
@@ -335,86 +365,20 @@ class Watch:
 
 
 def cut_and_watch(lab_name, router, destination, gateway, state):
-    """Set the r1-r2 link ``state`` while ``router`` polls its kernel's route to
-    ``destination`` every 5 ms; the seconds from the call until it goes via ``gateway``,
-    and how long the call took."""
-    watcher = Watch(lab_name, router, "echo polling; until ip route get %s | grep -q 'via %s "
-                    "'; do sleep 0.005; done; date +%%s.%%N" % (destination, gateway))
+    """Set the r1-r2 link ``state`` while ``router`` polls, every 5 ms, its eth1's state and
+    then its kernel's route to ``destination``: the seconds from the kernel's link change
+    until the route goes via ``gateway``, and how long the nslab_link run took."""
+    watcher = Watch(lab_name, router, (
+        "echo polling; until [ \"$(cat /sys/class/net/eth1/operstate)\" %s up ]; do "
+        "sleep 0.005; done; echo link $(date +%%s.%%N); until ip route get %s | grep -q "
+        "'via %s '; do sleep 0.005; done; echo route $(date +%%s.%%N)") % (
+            "=" if state == "up" else "!=", destination, gateway))
     watcher.wait_for("polling", timeout=30)
     called = time.time()
     set_link(lab_name, state=state)
     took = time.time() - called
-    watcher.finish(timeout=90)
-    return float(watcher.seen[-1]) - called, took
+    link = float(watcher.wait_for("link ", timeout=30).split()[1])
+    route = float(watcher.wait_for("route ", timeout=90).split()[1])
+    watcher.finish(timeout=30)
+    return route - link, took
 
-
-# --- TEMPORARY: the keys other branches are landing, done by hand until they do ----------
-# (files, sysctls, an attachment's gateway: nodekeys/netkeys; nslab_link: link). Removed
-# once main validates labs/routers.yml as it is.
-
-def missing_keys(spec):
-    from ansible.module_utils.nslab_topology import validate
-    return validate(spec)
-
-
-def build_with_missing_keys_by_hand(spec, directory):
-    problems = missing_keys(spec)
-    if not problems:
-        return build(spec, directory)
-    import copy
-
-    import jinja2
-    from ansible.module_utils.nslab_topology import compile_lab
-    bare = copy.deepcopy(spec)
-    gateways, files, sysctls = {}, {}, {}
-    text = "\n".join(problems)
-    for name, node in bare["nodes"].items():
-        if "unknown key 'files'" in text:
-            files[name] = node.pop("files", [])
-        if "unknown key 'sysctls'" in text:
-            sysctls[name] = node.pop("sysctls", {})
-        for network, value in list((node.get("networks") or {}).items()):
-            if isinstance(value, dict) and "is a mapping" in text:
-                node["networks"][network] = value["address"]
-                gateways[name] = value["gateway"]
-    assert not missing_keys(bare), missing_keys(bare)
-    commands = dict((n, bare["nodes"][n].get("command")) for n in files if files[n])
-    for name in commands:
-        bare["nodes"][name]["command"] = ["sleep", "infinity"]
-    build(bare, directory)
-    compiled = compile_lab(bare)
-    for name, entries in files.items():
-        facts = {"node": {"name": name, "lab": spec["lab"],
-                          "interfaces": compiled["nodes"][name]["interfaces"]}}
-        for entry in entries:
-            text = jinja2.Template((directory / entry["template"]).read_text(),
-                                   keep_trailing_newline=True, trim_blocks=True).render(**facts)
-            proc = subprocess.run(EXEC + [spec["lab"], name, "--", "sh", "-c",
-                                          "cat > %s && chmod %s %s" % (
-                                              entry["path"], entry["mode"], entry["path"])],
-                                  input=text, capture_output=True, text=True)
-            assert proc.returncode == 0, proc.stderr
-    for name, values in sysctls.items():
-        for key, value in values.items():
-            sh("nsenter", "--net=/run/netns/%s-%s" % (spec["lab"], name), "sysctl", "-qw",
-               "%s=%s" % (key, value))
-    for name, gateway in gateways.items():
-        sh("nsenter", "--net=/run/netns/%s-%s" % (spec["lab"], name), "ip", "route",
-           "replace", "default", "via", gateway)
-    for name, command in commands.items():
-        bare["nodes"][name]["command"] = command
-    return build(bare, directory)
-
-
-def set_link_by_hand(lab_name, netem, state):
-    for node in ("r1", "r2"):
-        netns = "--net=/run/netns/%s-%s" % (lab_name, node)
-        sh("nsenter", netns, "ip", "link", "set", "eth1", state)
-        sh("nsenter", netns, "tc", "qdisc", "del", "dev", "eth1", "root", check=False)
-        if netem:
-            argv = []
-            for key in ("delay", "loss", "rate"):
-                if key in netem:
-                    argv += [key, netem[key]]
-            sh("nsenter", netns, "tc", "qdisc", "add", "dev", "eth1", "root", "netem", *argv)
-    return {}
