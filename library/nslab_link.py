@@ -121,6 +121,8 @@ diff:
   type: dict
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module
 from ansible.module_utils.nslab_errors import NslabError, ValidationError
@@ -157,6 +159,11 @@ class Kernel:
         if netns not in self._links:
             self._links[netns] = self.runner.read_links(netns=netns, addresses=False)
         return self._links[netns]
+
+    def netns_ids(self, netns):
+        """{netns name: nsid} as ``netns`` numbers them (``link_netnsid`` of its veths)."""
+        out = self.runner.run([self.runner.ip_bin, "-j", "netns", "list-id"], netns=netns)
+        return dict((e["name"], e["nsid"]) for e in json.loads(out or "[]") if "name" in e)
 
     def qdiscs(self, netns):
         if netns not in self._qdiscs:
@@ -197,6 +204,12 @@ def find_ends(kernel, store, entry, where, namespaces):
                         netns, link.name)):
                 candidates.append((other, peer))
     mine = [(ns, p) for ns, p in candidates if parse_alias(p.alias) == (lab, "veth")]
+    if len(mine) > 1:
+        # ifindexes are per namespace: in a ring, another pair can have the same two
+        # numbers. The peer's namespace is the one link_netnsid names, seen from ours.
+        ids = kernel.netns_ids(netns)
+        mine = [(ns, p) for ns, p in mine if (ns is None and link.peer_netnsid is None)
+                or (ns is not None and ids.get(ns) == link.peer_netnsid)]
     if len(mine) != 1:
         found = ", ".join("%s%s (ifalias %r)" % (p.name, " in netns '%s'" % ns if ns else "",
                                                  p.alias) for ns, p in candidates)
@@ -219,6 +232,8 @@ def end_view(end, up=None, netem=None, predicted=False):
 
 
 def _binary(kernel, argv):
+    if argv[0] == "sh":
+        return list(argv)
     tool = kernel.tc if argv[0] == "tc" else kernel.runner.ip_bin
     return [tool] + list(argv[1:])
 

@@ -362,6 +362,13 @@ def _where(end):
     return "%s%s" % (end.dev, " in netns '%s'" % end.netns if end.netns else " (host)")
 
 
+def keep_addresses_argv(dev):
+    """A ``sh`` argv that sets the device's IPv6 keep_addr_on_down to 1 in the namespace it
+    runs in (nothing when the kernel has no IPv6 settings for it)."""
+    return ["sh", "-c", 'f=/proc/sys/net/ipv6/conf/"$1"/keep_addr_on_down; '
+            '[ ! -e "$f" ] || echo 1 > "$f"', "sh", dev]
+
+
 def plan_end(end, desired):
     """(actions, problems, warnings) that take one end from ``end`` to ``desired``.
 
@@ -401,8 +408,11 @@ def plan_end(end, desired):
         actions.append(LinkAction(summary, end.netns, argv, undo))
     if end.up != desired.up:
         state, old = ("up", "down") if desired.up else ("down", "up")
+        # The kernel drops a device's IPv6 addresses when it goes down (IPv4 ones stay)
+        # unless keep_addr_on_down is set; nslab_veth would add them back on every run.
+        keep = [] if desired.up else [keep_addresses_argv(end.dev)]
         actions.append(LinkAction("set %s %s" % (_where(end), state), end.netns,
-                                  [["ip", "link", "set", "dev", end.dev, state]],
+                                  keep + [["ip", "link", "set", "dev", end.dev, state]],
                                   [["ip", "link", "set", "dev", end.dev, old]]))
     return actions, problems, warnings
 

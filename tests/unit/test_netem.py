@@ -9,8 +9,9 @@ import pytest
 
 from ansible.module_utils.nslab_errors import ApplyError, CommandError
 from ansible.module_utils.nslab_netem import (NSLAB_HANDLE, EndDesired, EndState, RootQdisc,
-                                              apply_actions, delete_argv, netem_argv, netem_equal,
-                                              netem_problems, normalize_netem,
+                                              apply_actions, delete_argv, keep_addresses_argv,
+                                              netem_argv, netem_equal, netem_problems,
+                                              normalize_netem,
                                               parse_root_qdiscs, plan_end, plan_link)
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -153,6 +154,11 @@ def end(dev, qdisc_file=None, up=True, netns="lab-n1"):
     return EndState(netns=netns, dev=dev, qdisc=qdisc, up=up)
 
 
+def down(dev):
+    """A down action's commands: keep the IPv6 addresses, then set the device down."""
+    return " ".join(keep_addresses_argv(dev) + ["ip", "link", "set", "dev", dev, "down"])
+
+
 def argvs(actions):
     return [(a.netns, " ".join(" ".join(argv) for argv in a.argv)) for a in actions]
 
@@ -210,7 +216,7 @@ def test_plan_removes_nslab_netem_when_no_impairment_is_wanted():
 def test_plan_sets_link_state_on_both_ends_only_where_it_differs():
     node, peer = end("va", up=True), end("vb", up=False, netns="lab-n2")
     actions, _, _ = plan_link(node, peer, None, state="down")
-    assert argvs(actions) == [("lab-n1", "ip link set dev va down")]
+    assert argvs(actions) == [("lab-n1", down("va"))]
     assert actions[0].undo == [["ip", "link", "set", "dev", "va", "up"]]
     actions, _, _ = plan_link(node, peer, None, state="up")
     assert argvs(actions) == [("lab-n2", "ip link set dev vb up")]
@@ -239,7 +245,7 @@ def test_foreign_root_qdisc_is_only_a_warning_when_no_impairment_is_wanted():
     assert problems == []
     assert "foreign root qdisc (tbf 1:)" in warnings[0]
     # the link state is still converged; the tbf is not touched
-    assert argvs(actions) == [("lab-n2", "ip link set dev vb down"), (None, "ip link set dev vh down")]
+    assert argvs(actions) == [("lab-n2", down("vb")), (None, down("vh"))]
 
 
 def test_root_qdisc_owner_of_nslab_handle_with_another_kind_is_foreign():
@@ -271,8 +277,10 @@ def test_apply_runs_every_action_in_order():
     kernel = FakeKernel(fail_on=None)
     assert apply_actions(kernel, actions) == actions
     assert kernel.ran == ["lab-n1: tc qdisc add dev va root handle 4e53: netem delay 20ms",
+                          "lab-n1: " + " ".join(keep_addresses_argv("va")),
                           "lab-n1: ip link set dev va down",
                           "None: tc qdisc add dev vh root handle 4e53: netem delay 20ms",
+                          "None: " + " ".join(keep_addresses_argv("vh")),
                           "None: ip link set dev vh down"]
 
 
@@ -282,7 +290,7 @@ def test_a_failure_half_way_undoes_the_entry_newest_first():
     kernel = FakeKernel(fail_on="tc qdisc add dev vh root handle 4e53: netem delay 20ms")
     with pytest.raises(ApplyError) as caught:
         apply_actions(kernel, actions)
-    assert kernel.ran[2:] == ["FAIL tc qdisc add dev vh root handle 4e53: netem delay 20ms",
+    assert kernel.ran[3:] == ["FAIL tc qdisc add dev vh root handle 4e53: netem delay 20ms",
                               "lab-n1: ip link set dev va up",
                               "lab-n1: tc qdisc del dev va root handle 4e53:"]
     assert caught.value.rolled_back == ["set va in netns 'lab-n1' down",
