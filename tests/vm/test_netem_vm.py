@@ -3,9 +3,10 @@
 The development machines' and CI's kernels have no netem (CONFIG_NET_SCH_NETEM is not set),
 so tests/integration/test_link.py skips its netem cases there. The VM's stock Debian kernel
 loads sch_netem, so here the impairment is not only configured but measured: one lab (two
-busybox nodes joined by a point-to-point link) is built once with lab.yml over SSH, then
-nslab_link sets netem on the link's two ends and the test measures, from inside the nodes'
-net namespaces on the VM, what the kernel delivers:
+busybox nodes joined by a point-to-point link) is built once with lab.yml over SSH; each
+test writes the link's ``netem`` key into the topology and reruns lab.yml (which changes
+the link's qdiscs and nothing else), then measures, from inside the nodes' net namespaces on
+the VM, what the kernel delivers:
 
 - ``delay: 50ms`` on both ends' egress adds 100 ms of round trip to the minimum of 20 pings;
 - ``loss: 20%`` on one direction loses ~20 % of 200 pings; on both directions 1 - 0.8^2 = 36 %
@@ -101,6 +102,11 @@ def ssh(vm, script, check=True, timeout=120):
     return proc
 
 
+def changed(results):
+    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
+                for r in results if r.get("changed"))
+
+
 def failed(results):
     return [r for r in results if r["_status"] in ("failed", "unreachable")]
 
@@ -110,8 +116,9 @@ def failed(results):
 class Lab:
     """The lab in the VM: its name, the nodes' netns paths and the link's addresses."""
 
-    def __init__(self, vm, inventory, name):
+    def __init__(self, vm, inventory, name, spec, topology):
         self.vm, self.inventory, self.name = vm, inventory, name
+        self.spec, self.topology = spec, topology
         self.addr = {}
 
     def netns(self, node):
@@ -123,14 +130,19 @@ class Lab:
                    check=check, timeout=timeout)
 
     def impair(self, netem):
-        """nslab_link on a:eth1 (a flat netem is the egress of both ends); the result."""
-        entry = {"node": "a", "interface": "eth1"}
-        if netem is not None:
-            entry["netem"] = netem
-        result = run_module(self.inventory, "nslab_link", {"lab": self.name, "links": [entry]})
-        assert result["_status"] == "ok", result
-        print("\nnslab_link %s: %s" % (json.dumps(netem), result["actions"]))
-        return result
+        """Set the link's ``netem`` key in the topology (None: take it out) and rerun lab.yml;
+        only the links' task may change (a flat netem is the egress of both ends)."""
+        if netem is None:
+            self.spec["links"][0].pop("netem", None)
+        else:
+            self.spec["links"][0]["netem"] = netem
+        self.topology.write_text(yaml.safe_dump(self.spec))
+        results = run_playbook(self.inventory, "lab.yml", {"lab": str(self.topology)})
+        assert not failed(results), failed(results)
+        done = changed(results)
+        print("\nlab.yml with links[0].netem = %s: %s" % (json.dumps(netem), done))
+        assert list(done) == ["The links' impairment and state"], done
+        return done
 
     def root_qdiscs(self):
         """The root qdisc of eth1 in a's and in b's namespace, as the kernel reports them."""
@@ -167,7 +179,7 @@ def lab(vm, inventory, tmp_path_factory):
     topology = tmp_path_factory.mktemp("netem") / ("%s.yml" % name)
     topology.write_text(yaml.safe_dump(spec))
     built = run_playbook(inventory, "lab.yml", {"lab": str(topology)})
-    this = Lab(vm, inventory, name)
+    this = Lab(vm, inventory, name, spec, topology)
     try:
         assert not failed(built), failed(built)
         for node in ("a", "b"):
@@ -233,7 +245,7 @@ def binomial_bounds(count, p, sigmas=4):
 
 
 @pytest.mark.parametrize("netem, p_lost, label", [
-    # a's egress only: the echo requests lose 20 %, the replies nothing
+    # the egress of the first endpoint (a) only: the echo requests lose 20 %, the replies none
     ({"egress": {"loss": "20%"}}, 0.2, "loss 20% one direction"),
     # both ends: an echo and its reply each pass with 0.8, so 1 - 0.8^2 = 36 % are lost
     ({"loss": "20%"}, 1 - 0.8 ** 2, "loss 20% both directions"),
