@@ -114,6 +114,11 @@ options:
         without a restart; a change of which paths are listed restarts the container. The
         container's own root is never read or written by the module, so nothing a container
         does to its files can redirect, block or bloat the host's work.
+      - A value is the content (mode 0644), or C({content, mode, restart}) - C(mode) the
+        permission bits as an octal string (default C("0644"); with O(userns) the container's
+        root is not the file's owner), C(restart=true) a change of its content or mode
+        restarts the container, for a daemon that reads its configuration at start (the
+        topology's C(files)).
     type: dict
     default: {}
   stop_timeout:
@@ -257,7 +262,8 @@ options:
         description: Cgroup to move the init into.
         type: str
       files:
-        description: Files bound read-only into the container (path to content; see O(files)).
+        description: Files bound read-only into the container (path to content, or to
+          C({content, mode, restart}); see O(files)).
         type: dict
         default: {}
       stop_timeout:
@@ -572,15 +578,7 @@ def build_specs(items, lab, check_mode, warnings, layout):
             log_max_size, problem = None, "%slog_max_size: 'max' is not allowed; expected a " \
                                           "size like 1M" % where
         problems.append(problem)
-        for path, content in (item.get("files") or {}).items():
-            if not path.startswith("/") or os.path.normpath(path) != path or path == "/" or \
-                    under(path, INIT_MOUNTS):
-                problems.append("%sfiles: '%s' is not allowed; expected an absolute, normal "
-                                "path of a file like /etc/hosts, outside /proc, /sys and /dev"
-                                % (where, path))
-            elif len(str(content).encode("utf-8")) > FILE_MAX:
-                problems.append("%sfiles.%s: %d bytes is too big; expected at most %d" % (
-                    where, path, len(str(content).encode("utf-8")), FILE_MAX))
+        files, file_modes, restart_files = file_specs(where, item.get("files"), problems)
         base = item.get("userns_base")
         if item.get("userns") and (base is None or not 1 <= base <= 2 ** 32 - 65537):
             problems.append("%suserns_base: %s is out of range; expected 1 to %d" % (
@@ -594,7 +592,7 @@ def build_specs(items, lab, check_mode, warnings, layout):
             env=dict((str(k), str(v)) for k, v in (item.get("env") or {}).items()),
             workdir=item.get("workdir") or "/", capabilities=capabilities,
             cgroup=item.get("cgroup"), stop_timeout=item.get("stop_timeout", 10),
-            files=dict((k, str(v)) for k, v in (item.get("files") or {}).items()),
+            files=files, file_modes=file_modes, restart_files=restart_files,
             userns_base=base if item.get("userns") else None,
             privileged=bool(item.get("privileged")), binds=binds,
             log_max_size=log_max_size or 0, seccomp=item.get("seccomp") or "default",
@@ -605,6 +603,51 @@ def build_specs(items, lab, check_mode, warnings, layout):
     return specs
 
 
+FILE_OPTIONS = ("content", "mode", "restart")
+FILE_MODE_RE = re.compile(r"0?[0-7]{3}")
+
+
+def file_specs(where, files, problems):
+    """O(files) -> ({path: content}, {path: mode}, [paths whose change restarts])."""
+    contents, modes, restart = {}, {}, []
+    for path, value in (files or {}).items():
+        at = "%sfiles.%s" % (where, path)
+        if not path.startswith("/") or os.path.normpath(path) != path or path == "/" or \
+                under(path, INIT_MOUNTS):
+            problems.append("%sfiles: '%s' is not allowed; expected an absolute, normal "
+                            "path of a file like /etc/hosts, outside /proc, /sys and /dev"
+                            % (where, path))
+            continue
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(FILE_OPTIONS))
+            if unknown or not isinstance(value.get("content"), str):
+                problems.append("%s: %r is not a file; expected a string (its content) or "
+                                "{content: TEXT, mode: \"0640\", restart: true}" % (at, value))
+                continue
+            mode = value.get("mode", "0644")
+            if not isinstance(mode, str) or not FILE_MODE_RE.fullmatch(mode):
+                problems.append("%s.mode: %r is not allowed; expected permission bits as an "
+                                "octal string from \"0000\" to \"0777\", like \"0640\"" % (
+                                    at, mode))
+                continue
+            if not isinstance(value.get("restart", False), bool):
+                problems.append("%s.restart: %r is not a boolean; expected true or false" % (
+                    at, value["restart"]))
+                continue
+            content = value["content"]
+            modes[path] = int(mode, 8)
+            if value.get("restart"):
+                restart.append(path)
+        else:
+            content = str(value)
+        if len(content.encode("utf-8")) > FILE_MAX:
+            problems.append("%s: %d bytes is too big; expected at most %d" % (
+                at, len(content.encode("utf-8")), FILE_MAX))
+            continue
+        contents[path] = content
+    return contents, modes, sorted(restart)
+
+
 def predicted_view(spec, current):
     if spec.state == "absent":
         return {"state": "absent"}
@@ -613,6 +656,7 @@ def predicted_view(spec, current):
     view = dict(spec.config(), state="running")
     view.pop("env")
     view.pop("workdir")
+    view.pop("file_digests")
     return view
 
 

@@ -178,6 +178,10 @@ lab:
     hosts:
       description: Node name to its first address, for /etc/hosts.
       type: dict
+    ports:
+      description: With O(state=present), items for nslab_ports, this host's published
+        ports (the nodes' C(ports), each to the node's address on its first network).
+      type: list
     record:
       description: Over several hosts, the lab-wide plan for each host to keep with
         nslab_record; where each node runs and its addresses, each host's underlay and

@@ -56,7 +56,7 @@ START_TIMEOUT = 10.0
 CGROUP_ROOT = "/sys/fs/cgroup"
 # A record's config from before an option existed holds what it meant then: no restart.
 CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE,
-                   "seccomp": "default"}
+                   "seccomp": "default", "file_digests": {}}
 NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
 
 
@@ -79,6 +79,8 @@ class ContainerSpec:
     privileged: bool = False
     binds: List[dict] = field(default_factory=list)    # {path, source, readonly}
     files: Dict[str, str] = field(default_factory=dict)
+    file_modes: Dict[str, int] = field(default_factory=dict)    # FILE_MODE when not listed
+    restart_files: List[str] = field(default_factory=list)     # a change of these restarts
     log_max_size: int = LOG_MAX_SIZE     # the log rotates there, keeping one previous file
     seccomp: str = "default"             # or "unconfined": no syscall filter
     stop_timeout: float = 10.0
@@ -91,7 +93,15 @@ class ContainerSpec:
         config = dict((k, getattr(self, k)) for k in keys)
         # Which files are bound in is fixed at start; their content is not (no restart).
         config["files"] = sorted(self.files)
+        # ... except those listed in restart_files (a topology's files: a daemon reads its
+        # configuration at start).
+        config["file_digests"] = dict((path, hashlib.sha256(("%o\n%s" % (
+            self.file_mode(path), self.files[path])).encode("utf-8")).hexdigest())
+            for path in sorted(self.restart_files) if path in self.files)
         return config
+
+    def file_mode(self, path):
+        return self.file_modes.get(path, FILE_MODE)
 
     def config_hash(self):
         return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()
@@ -132,6 +142,8 @@ class ContainerAction:
 
 # A file nslab puts into a container (``files``) is at most this big.
 FILE_MAX = 1024 * 1024
+# Its permission bits unless it says otherwise: readable by every user of the container.
+FILE_MODE = 0o644
 
 
 def host_file_name(path):
@@ -154,7 +166,7 @@ def read_host_file(path, limit=FILE_MAX):
     return None if len(data) > limit else data.decode("utf-8", "replace")
 
 
-def write_host_file(directory, path, content):
+def write_host_file(directory, path, content, mode=FILE_MODE):
     """Write nslab's copy of a container's file ``path`` IN PLACE (same inode), so the
     read-only bind a running container has of it shows the new content at once."""
     os.makedirs(os.path.dirname(directory), exist_ok=True)
@@ -178,7 +190,7 @@ def write_host_file(directory, path, content):
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ContainerError("%s/%s is not a regular file" % (directory,
                                                                   host_file_name(path)))
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, mode)
         data = content.encode("utf-8")
         handle.write(data)
         handle.truncate(len(data))
@@ -187,8 +199,15 @@ def write_host_file(directory, path, content):
 def files_to_write(spec, directory):
     """Paths of ``spec.files`` whose host-side copy in ``directory`` differs or is missing.
     The container's own root is never read: what it did to its copy does not matter."""
+    def mode(path):
+        try:
+            return stat.S_IMODE(os.lstat(path).st_mode)
+        except OSError:
+            return None
+
     return [path for path, content in sorted(spec.files.items())
-            if read_host_file(os.path.join(directory, host_file_name(path))) != content]
+            if read_host_file(os.path.join(directory, host_file_name(path))) != content
+            or mode(os.path.join(directory, host_file_name(path))) != spec.file_mode(path)]
 
 
 def namespace_inodes(pid):
@@ -271,6 +290,11 @@ class ContainerStore:
     def log_paths(self, name):
         """The log and its previous, rotated part."""
         return [self.log_path(name), self.log_path(name) + ".1"]
+
+    def exec_path(self, name):
+        """Which start of the container nslab_exec last ran its commands for (not *.json:
+        nslab_info reads those as container records)."""
+        return os.path.join(self.directory(), name + ".exec")
 
     def files_dir(self, name):
         """nslab's copies of the files bound into the container (``files``)."""
@@ -650,7 +674,7 @@ class ContainerManager:
         except FileNotFoundError:
             return ""
         if not os.path.exists(self.store.record_path(name)):
-            for log in self.store.log_paths(name):
+            for log in self.store.log_paths(name) + [self.store.exec_path(name)]:
                 if os.path.lexists(log):
                     os.unlink(log)
             shutil.rmtree(self.store.files_dir(name), ignore_errors=True)
@@ -694,7 +718,8 @@ class ContainerManager:
         self.stop_many(specs)
         for spec in specs:
             remove_owned_binds(self.store.lab, spec.name, self.mounts)
-            for path in [self.store.record_path(spec.name)] + self.store.log_paths(spec.name):
+            for path in [self.store.record_path(spec.name), self.store.exec_path(spec.name)] \
+                    + self.store.log_paths(spec.name):
                 if os.path.lexists(path):
                     os.unlink(path)
             shutil.rmtree(self.store.files_dir(spec.name), ignore_errors=True)
@@ -707,7 +732,7 @@ class ContainerManager:
             for action in actions:
                 for path in action.paths:
                     write_host_file(self.store.files_dir(action.spec.name), path,
-                                    action.spec.files[path])
+                                    action.spec.files[path], action.spec.file_mode(path))
             self.stop_many(specs("stop", "restart"))
             self.remove_many(specs("remove"))
             self.start_many(specs("start", "restart"))

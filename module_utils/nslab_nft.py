@@ -119,15 +119,24 @@ def expr_signature(expr):
     return tuple(signature)
 
 
+class ChainRules(list):
+    """The [KernelRule] of one chain; ``others`` counts the rules of the table's other
+    chains (port publishing keeps its own chains in ``inet nslab``): while it is not 0,
+    emptying this chain must not delete the table."""
+    others = 0
+
+
 def parse_table(text, table):
-    """``nft -j list table FAMILY nslab`` -> [KernelRule] of the table's chain (every
+    """``nft -j list table FAMILY nslab`` -> ChainRules of the table's chain (every
     rule, with or without an nslab comment: a table is only removed when it is empty)."""
-    rules = []
+    rules = ChainRules()
     for item in json.loads(text or "{}").get("nftables", []):
         rule = item.get("rule")
         if rule and rule.get("chain") == table.chain:
             rules.append(KernelRule(comment=rule.get("comment", ""), handle=rule["handle"],
                                     signature=expr_signature(rule.get("expr", [])), raw=rule))
+        elif rule:
+            rules.others += 1
     return rules
 
 
@@ -138,7 +147,7 @@ def read_table(runner, nft, table):
                            table)
     except CommandError as err:
         if "No such file or directory" in (err.stderr or ""):
-            return []
+            return ChainRules()
         raise
 
 
@@ -204,7 +213,8 @@ def plan_rules(table, wanted, current, owned):
     ``owned(comment)`` says whether a kernel rule not in ``wanted`` belongs to this run
     (and so goes); every other rule stays as it is. A wanted rule is kept only if exactly
     one kernel rule has its comment and the same content."""
-    plan = NftPlan(table, was_empty=not current)
+    others = getattr(current, "others", 0)
+    plan = NftPlan(table, was_empty=not current and not others)
     by_comment = {}
     for rule in current:
         by_comment.setdefault(rule.comment, []).append(rule)
@@ -220,7 +230,8 @@ def plan_rules(table, wanted, current, owned):
         if rule.comment not in wanted_comments and rule.comment and owned(rule.comment):
             plan.delete.append(rule)
     gone = len(plan.replace) + len(plan.delete)
-    plan.drop_table = bool(current) and not plan.add and gone == len(current)
+    plan.drop_table = (bool(current) and not plan.add and gone == len(current)
+                       and not others)
     return plan
 
 
@@ -265,7 +276,8 @@ def undo_script(plan, after, part="all"):
     remove the ones it added; ``after`` is the table as read after applying."""
     table, commands = plan.table, []
     removed = []
-    if part in ("all", "add") and plan.was_empty and len(after) == len(plan.add):
+    if part in ("all", "add") and plan.was_empty and len(after) == len(plan.add) \
+            and not getattr(after, "others", 0):
         # The table holds only what the plan added: it goes as it came.
         return [{"delete": {"table": _table_json(table)}}]
     if part in ("all", "add"):

@@ -25,6 +25,7 @@ import re
 from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, block_device, \
     parse_limits, parse_size
 from ansible.module_utils.nslab_init import CAPABILITIES
+from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems
 from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
     _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, CACHE_ROOT, DATA_ROOT, SOURCE_OPTIONS, \
     SOURCES, VARIANTS
@@ -38,6 +39,10 @@ NETWORK_KEYS = {"subnet", "mtu", "nat", "ipv6", "vni", "isolate_host", "antispoo
 NETWORK_BOOLS = ("nat", "ipv6", "isolate_host", "antispoof")
 NODE_KEYS = {"networks", "jail", "limits", "command", "env", "hostname", "cap_add", "cap_drop",
              "host", "disk"}
+# What a node has inside and how it runs (files, binds, sysctls, exec, userns, privileged):
+# checked by _node_content, compiled by _compile_node_content.
+NODE_CONTENT_KEYS = {"files", "binds", "sysctls", "exec", "userns", "privileged"}
+NODE_KEYS = NODE_KEYS | NODE_CONTENT_KEYS
 LINK_KEYS = {"endpoints", "subnet", "mtu", "vni"}
 LIMIT_KEYS = set(CGROUP_KEYS)
 IO_KEYS = {"device"} | set(IO_LIMITS)
@@ -476,6 +481,55 @@ def _dedupe(problems):
     return out
 
 
+NODE_KEYS = NODE_KEYS | {"ports"}
+
+
+def ports_problems(nodes, subnets):
+    """The ``ports`` of every node: syntax and ranges (nslab_ports' parser), a node with
+    ports but no IPv4 address to lead them to (its first network's), and a
+    HOST_IP:HOST_PORT/proto published twice in the lab."""
+    problems, published = [], []
+    for name, node in nodes.items():
+        if not isinstance(node, dict) or node.get("ports") in (None, []):
+            continue
+        where = "nodes.%s.ports" % name
+        found = port_problems(where, node["ports"])
+        problems += found
+        if not isinstance(node["ports"], list):
+            continue
+        first = next(iter(_node_networks(node)), None) if isinstance(
+            node.get("networks"), (list, dict)) else None
+        if first is None:
+            problems.append("%s: node %s has ports but no network; expected the node on a "
+                            "network (its first network's address receives the ports)" % (
+                                where, name))
+        elif first in subnets and subnets[first].version != 4:
+            problems.append("%s: node %s's first network %s is %s, not IPv4; expected an "
+                            "IPv4 network first (ports are published to its address)" % (
+                                where, name, first, subnets[first]))
+        for index, entry in enumerate(node["ports"]):
+            try:
+                published.append(("%s[%d]" % (where, index), parse_port(entry)))
+            except ValueError:
+                pass            # said by port_problems
+    return problems + lab_clash_problems(published)
+
+
+def compile_ports(lab, nodes, compiled, host):
+    """nslab_ports' ``ports`` for the nodes built on ``host``: each entry leads to the
+    node's address on its first network."""
+    ports = []
+    for name, node in nodes.items():
+        if not node.get("ports") or compiled["nodes"][name]["host"] != host:
+            continue
+        first = compiled["nodes"][name]["interfaces"][0]
+        for entry in node["ports"]:
+            ports.append({"node": name, "port": str(entry),
+                          "address": first["address"].split("/")[0],
+                          "bridge": bridge_name(lab, first["network"])})
+    return ports
+
+
 def validate(topology, host_addresses=(), resolve=block_device):
     """Every problem of a topology, as sentences naming the key's path, the bad value and
     what was expected; [] when it is valid.
@@ -535,6 +589,7 @@ def validate(topology, host_addresses=(), resolve=block_device):
             continue
         _unknown(where, node, NODE_KEYS, problems)
         _node_settings(where, node, problems, resolve)
+        _node_content(where, node, problems)
         if "hostname" in node:
             problems.append(hostname_problem(where + ".hostname", node["hostname"]))
         if "host" in node and (not isinstance(node["host"], str) or not node["host"]):
@@ -614,6 +669,7 @@ def validate(topology, host_addresses=(), resolve=block_device):
             problems.append("%s: VNI %d is already used by %s" % (where, vni, seen[vni]))
         else:
             seen[vni] = where
+    problems += ports_problems(nodes, subnets)
     return _dedupe(problems)
 
 
@@ -1016,6 +1072,7 @@ def compile_lab(topology, current=None, fleet=None, host=None):
             jail["disk"] = disk
         result["jails"].append(jail)
         result["cgroups"].append(dict(_merge(defaults, node, "limits"), name=name))
+        _compile_node_content(result, container, node)
 
     for index, link in enumerate(topology.get("links") or []):
         ends = [_endpoint(e) for e in _link_endpoints(link)]
@@ -1052,6 +1109,8 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                     "vni": vnis[("link", index)], "local": underlay[host],
                     "peers": [underlay[end_hosts[1 - side]]], "mtu": mtu,
                     "addresses": [address] if address else []})
+    _node_facts(result)
+    result["ports"] = compile_ports(lab, nodes, result, host)
     result["remove"] = removals(result, current)
     if multi:
         result["record"] = plan_record(result, fleet, record)
@@ -1134,3 +1193,249 @@ def fleet_view(results):
                         "host": host, "state": "unknown", "pid": None,
                         "addresses": sorted((node.get("addresses") or {}).values())}
     return view
+
+
+# --- A node's content and privileges: files, binds, sysctls, exec, userns, privileged ---
+
+FILE_KEYS = {"path", "content", "template", "mode"}
+BIND_KEYS = {"path", "source", "readonly"}
+# The init mounts these itself: a file or bind there would hide or be hidden.
+INIT_MOUNTS = ("/proc", "/sys", "/dev")
+STATE_ROOT = "/run/nslab"
+FILE_MAX = 1024 * 1024          # nslab_container's limit for one file
+MODE_RE = re.compile(r"0?[0-7]{3}")
+SYSCTL_RE = re.compile(r"[a-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+# net.* is the node's own (its net namespace) except these, which stay the host's (read-only
+# or absent in any other net namespace).
+HOST_WIDE_NET_SYSCTLS = {
+    "net.ipv4.neigh.default.gc_thresh1", "net.ipv4.neigh.default.gc_thresh2",
+    "net.ipv4.neigh.default.gc_thresh3", "net.ipv6.neigh.default.gc_thresh1",
+    "net.ipv6.neigh.default.gc_thresh2", "net.ipv6.neigh.default.gc_thresh3",
+    "net.nf_conntrack_max", "net.netfilter.nf_conntrack_max",
+    "net.netfilter.nf_conntrack_buckets", "net.netfilter.nf_conntrack_count",
+}
+# Namespaced by the kernel, but in the container's IPC or UTS namespace, which a restart
+# replaces: not settable from the topology (the node's command can set them).
+IPC_UTS_SYSCTLS = re.compile(r"kernel\.(shm[a-z_]*|msg[a-z_]*|sem|hostname|domainname)"
+                             r"|fs\.mqueue\..*")
+
+
+def _inside_path(where, value, problems, what):
+    """An absolute path inside a node: normal form, not /, not where the init mounts."""
+    if not isinstance(value, str):
+        problems.append(_wrong(where, value, "an absolute path inside the node like %s" % what))
+        return False
+    problem = abspath_problem(where, value)
+    if problem:
+        problems.append(problem)
+        return False
+    if value == "/" or any(value == d or value.startswith(d + "/") for d in INIT_MOUNTS):
+        problems.append("%s: '%s' is not allowed; expected an absolute path like %s, not / "
+                        "and outside /proc, /sys and /dev" % (where, value, what))
+        return False
+    return True
+
+
+def _files(where, value, problems):
+    if not isinstance(value, list):
+        problems.append(_wrong(where, value, "a list like [{path: /etc/motd, content: "
+                               "\"hello\\n\"}, {path: /etc/frr/frr.conf, template: "
+                               "templates/frr.conf.j2, mode: \"0640\"}]"))
+        return
+    seen = {}
+    for index, entry in enumerate(value):
+        at = "%s[%d]" % (where, index)
+        if not _mapping(at, entry, problems, "a mapping like {path: /etc/motd, content: "
+                        "\"hello\\n\"}"):
+            continue
+        _unknown(at, entry, FILE_KEYS, problems)
+        if "path" not in entry:
+            problems.append("%s.path: missing; expected the file's absolute path inside the "
+                            "node like /etc/motd" % at)
+        elif _inside_path(at + ".path", entry["path"], problems, "/etc/motd"):
+            if entry["path"] in seen:
+                problems.append("%s.path: '%s' is already written by %s[%d]; expected each "
+                                "path once" % (at, entry["path"], where, seen[entry["path"]]))
+            seen.setdefault(entry["path"], index)
+        if ("content" in entry) == ("template" in entry):
+            problems.append("%s: %s; expected exactly one of content (the text) or template "
+                            "(a Jinja2 file, relative to the topology file)" % (
+                                at, "both content and template are given"
+                                if "content" in entry else "neither content nor template"))
+        if "content" in entry:
+            content = entry["content"]
+            if not isinstance(content, str):
+                problems.append(_wrong(at + ".content", content, "a string (quote numbers)"))
+            elif "\0" in content or len(content.encode("utf-8")) > FILE_MAX:
+                problems.append("%s.content: expected text without NUL bytes, at most %d "
+                                "bytes" % (at, FILE_MAX))
+        if "template" in entry:
+            template = entry["template"]
+            if not isinstance(template, str) or not template or "\0" in template:
+                problems.append(_wrong(at + ".template", template, "the path of a Jinja2 "
+                                       "template, relative to the topology file's directory, "
+                                       "like templates/frr.conf.j2"))
+        if "mode" in entry:
+            mode = entry["mode"]
+            if not isinstance(mode, str) or not MODE_RE.fullmatch(mode):
+                problems.append(_wrong(at + ".mode", mode, "permission bits as a quoted "
+                                       "octal string from \"0000\" to \"0777\", like \"0640\""))
+
+
+def _binds(where, value, problems):
+    if not isinstance(value, list):
+        problems.append(_wrong(where, value, "a list like [{path: /data, source: /srv/data, "
+                               "readonly: true}]"))
+        return
+    seen = set()
+    for index, entry in enumerate(value):
+        at = "%s[%d]" % (where, index)
+        if not _mapping(at, entry, problems, "a mapping like {path: /data, source: "
+                        "/srv/data}"):
+            continue
+        _unknown(at, entry, BIND_KEYS, problems)
+        if "path" not in entry:
+            problems.append("%s.path: missing; expected the absolute path inside the node "
+                            "like /data" % at)
+        elif _inside_path(at + ".path", entry["path"], problems, "/data"):
+            if entry["path"] in seen:
+                problems.append("%s.path: '%s' is bound twice; expected each path once" % (
+                    at, entry["path"]))
+            seen.add(entry["path"])
+        if entry.get("source") is not None:
+            source = entry["source"]
+            problem = abspath_problem(at + ".source", source)
+            if problem:
+                problems.append(problem)
+            elif source == "/" or any(source == d or source.startswith(d + "/")
+                                      for d in INIT_MOUNTS + (STATE_ROOT,)):
+                problems.append("%s.source: '%s' is not allowed; expected a host directory "
+                                "other than /, outside /proc, /sys, /dev and %s" % (
+                                    at, source, STATE_ROOT))
+        if "readonly" in entry:
+            _bool(at + ".readonly", entry["readonly"], problems)
+
+
+def sysctl_problem(where, name):
+    """Why ``name`` is not a sysctl of the node's own net namespace, or None."""
+    if not isinstance(name, str) or not SYSCTL_RE.fullmatch(name):
+        return ("%s: %s is not a sysctl name; expected dotted names like "
+                "net.ipv4.ip_forward" % (where, _show(name)))
+    if IPC_UTS_SYSCTLS.fullmatch(name):
+        return ("%s: '%s' is namespaced in the container's IPC or UTS namespace, which "
+                "nslab does not set; expected a net.* sysctl (the node's hostname is "
+                "hostname:)" % (where, name))
+    if not name.startswith("net."):
+        return ("%s: '%s' is host-wide (it would change the host); expected a sysctl of the "
+                "node's own net namespace, net.*" % (where, name))
+    if name in HOST_WIDE_NET_SYSCTLS:
+        return ("%s: '%s' is host-wide (not per net namespace); expected a sysctl of the "
+                "node's own net namespace" % (where, name))
+    return None
+
+
+def _sysctls(where, value, problems):
+    if not _mapping(where, value, problems, "a mapping like {net.ipv4.ip_forward: 1}"):
+        return
+    for name, setting in value.items():
+        problem = sysctl_problem("%s.%s" % (where, name), name)
+        if problem:
+            problems.append(problem)
+        elif isinstance(setting, bool) or not isinstance(setting, (int, str)) or \
+                not str(setting).strip() or "\n" in str(setting) or "\0" in str(setting):
+            problems.append(_wrong("%s.%s" % (where, name), setting,
+                                   "an integer or a one-line string like \"4096 87380\""))
+
+
+def _exec(where, value, problems):
+    if not _string_list(where, value, problems, "a list of shell commands like "
+                        "[\"ip route\", \"vtysh -c 'show version'\"]"):
+        return
+    for index, command in enumerate(value):
+        if not command.strip() or "\0" in command:
+            problems.append("%s[%d]: %s is empty or holds a NUL byte; expected a shell "
+                            "command" % (where, index, _show(command)))
+
+
+def _node_content(where, node, problems):
+    """files, binds, sysctls, exec, userns and privileged of a node."""
+    if "files" in node:
+        _files(where + ".files", node["files"], problems)
+    if "binds" in node:
+        _binds(where + ".binds", node["binds"], problems)
+    if "sysctls" in node:
+        _sysctls(where + ".sysctls", node["sysctls"], problems)
+    if "exec" in node:
+        _exec(where + ".exec", node["exec"], problems)
+    for key in ("userns", "privileged"):
+        if key in node:
+            _bool("%s.%s" % (where, key), node[key], problems)
+    if node.get("userns") is True and node.get("privileged") is True:
+        problems.append("%s: userns and privileged are both true; expected at most one (a "
+                        "privileged node keeps the host's root)" % where)
+
+
+def _compile_node_content(result, container, node):
+    """A valid node's content keys: files, binds, userns, privileged go to its container
+    (nslab_container); sysctls to ``sysctls`` (nslab_sysctl, on its netns); exec to
+    ``execs`` (nslab_exec, after it starts). A file's ``template`` is rendered on the
+    controller by the nslab_lab role (lookup nslab_node_files) into ``content``; every file
+    of the topology restarts its node when it changes (``restart``)."""
+    files = {}
+    for entry in node.get("files") or []:
+        spec = {"mode": entry.get("mode", "0644"), "restart": True}
+        if "template" in entry:
+            spec["template"] = entry["template"]
+        else:
+            spec["content"] = entry["content"]
+        files[entry["path"]] = spec
+    if files:
+        container["files"] = files
+    if node.get("binds"):
+        container["binds"] = [dict((k, b[k]) for k in ("path", "source", "readonly") if k in b)
+                              for b in node["binds"]]
+    for key in ("userns", "privileged"):
+        if key in node:
+            container[key] = node[key]
+    sysctls = result.setdefault("sysctls", [])
+    if node.get("sysctls"):
+        sysctls.append({"netns": container["netns"], "sysctls": dict(
+            (k, str(v)) for k, v in node["sysctls"].items())})
+    execs = result.setdefault("execs", [])
+    if node.get("exec"):
+        execs.append({"name": container["name"], "commands": list(node["exec"])})
+
+
+def _node_facts(result):
+    """``node_facts``: per node, what its templates see besides the compiled lab - its
+    name, lab, hostname, host, netns, interfaces, ``addresses`` ({network: ip}) and
+    ``neighbours`` (the other nodes on its networks and links, with their addresses
+    there). Kept apart from ``nodes``, whose report a new neighbour must not change."""
+    nodes = result["nodes"]
+    hostnames = dict((c["name"], c["hostname"]) for c in result["containers"])
+    by_segment = {}
+    for name, node in nodes.items():
+        for interface in node["interfaces"]:
+            segment = ("network", interface["network"]) if "network" in interface \
+                else ("link", interface["link"])
+            by_segment.setdefault(segment, []).append((name, interface))
+    facts = {}
+    for name, node in nodes.items():
+        neighbours = []
+        for interface in node["interfaces"]:
+            kind = "network" if "network" in interface else "link"
+            for peer, peer_interface in by_segment[(kind, interface[kind])]:
+                if peer == name:
+                    continue
+                address = peer_interface.get("address")
+                neighbours.append({kind: interface[kind], "name": peer,
+                                   "interface": interface["name"],
+                                   "peer_interface": peer_interface["name"],
+                                   "address": address.split("/")[0] if address else None})
+        facts[name] = {
+            "name": name, "lab": result["lab"], "hostname": hostnames.get(name, name),
+            "host": node["host"], "netns": node["netns"], "interfaces": node["interfaces"],
+            "addresses": dict((i["network"], i["address"].split("/")[0])
+                              for i in node["interfaces"] if "network" in i),
+            "neighbours": neighbours}
+    result["node_facts"] = facts

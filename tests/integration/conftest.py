@@ -266,17 +266,26 @@ def nft_rules(family, netns=None):
             for item in json.loads(proc.stdout)["nftables"] if "rule" in item]
 
 
+def rule_chains(family):
+    """{handle: chain} of the rules in nslab's table of ``family``."""
+    proc = sh("nft", "-j", "list", "table", family, "nslab", check=False)
+    if proc.returncode != 0:
+        return {}
+    return dict((item["rule"]["handle"], item["rule"]["chain"])
+                for item in json.loads(proc.stdout)["nftables"] if "rule" in item)
+
+
 def remove_lab_rules(lab_name):
     """Delete the lab's rules (named ``nslab:<lab>:...``) from nslab's tables in the host,
     and a table left empty."""
     for family in NFT_FAMILIES:
         rules = nft_rules(family)
         mine = [(c, h) for c, h in rules if c.startswith("nslab:%s:" % lab_name)]
+        chains = rule_chains(family) if mine else {}
         for _comment, handle in mine:
-            chain = "postrouting" if family == "ip" else (
-                "input" if family == "inet" else "prerouting")
-            sh("nft", "delete", "rule", family, "nslab", chain, "handle", str(handle),
-               check=False)
+            # inet nslab holds port publishing's chains beside nslab_bridge's input.
+            sh("nft", "delete", "rule", family, "nslab", chains.get(handle, "input"),
+               "handle", str(handle), check=False)
         if mine and len(mine) == len(rules):
             sh("nft", "delete", "table", family, "nslab", check=False)
 

@@ -25,6 +25,9 @@ def gateway(lab):
     gw, up, box = lab.n("gw"), lab.n("up"), lab.n("c")
     for ns in (gw, up, box):
         sh("ip", "netns", "add", ns)
+    # A new namespace takes the host's IPv4 forwarding (devconf_inherit_init_net=0): the
+    # "host" gw starts with it off, whatever the real host has.
+    sh("sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward", netns=gw)
     sh("ip", "link", "add", "uplink0", "netns", gw, "type", "veth", "peer", "eth0", "netns", up)
     sh("ip", "link", "add", "port0", "netns", gw, "type", "veth", "peer", "eth0", "netns", box)
     sh("ip", "addr", "add", "192.0.2.1/24", "dev", "uplink0", netns=gw)
