@@ -79,6 +79,13 @@ options:
     description: IPv6 address generation (link-local, SLAAC) on both ends.
     type: bool
     default: false
+  keep_state:
+    description:
+      - Leave the up/down state of an existing pair as it is (a new pair is still brought
+        up). For a pair whose state nslab_link sets (a topology's C(state=down)), so that
+        this module does not bring it back up on every run.
+    type: bool
+    default: false
   antispoof:
     description:
       - For a pair with one end on a bridge (the port) and the other not (the node end),
@@ -165,6 +172,10 @@ options:
         description: Guard the bridge port of a node against MAC and ARP spoofing.
         type: bool
         default: true
+      keep_state:
+        description: Leave an existing pair's up/down state alone.
+        type: bool
+        default: false
       state:
         description: V(present) or V(absent); defaults to the top-level O(state).
         type: str
@@ -283,7 +294,8 @@ def build_end(end, where, item, problems):
     addresses = interface_addresses(where + "addresses", end.get("addresses"), problems)
     return Iface(name=end.get("name"), netns=end.get("netns") or None, mtu=item.get("mtu"),
                  mac=end["mac"].lower() if end.get("mac") else None, addresses=addresses,
-                 master=end.get("bridge") or None, ipv6=bool(item.get("ipv6")))
+                 master=end.get("bridge") or None, ipv6=bool(item.get("ipv6")),
+                 keep_state=bool(item.get("keep_state")))
 
 
 def build_specs(items):
@@ -469,7 +481,7 @@ def converge(module):
     check_lab(params)
     lab = params["lab"]
     items = items_from_params(params, "veths", END_KEYS + ["peer", "mtu", "ipv6", "antispoof",
-                                                           "state"])
+                                                           "keep_state", "state"])
     specs = build_specs(items)
     runner = runner_for(module)
     warnings = []
@@ -557,6 +569,7 @@ def pair_options(item=False):
         mtu=dict(type="int"),
         ipv6=dict(type="bool", default=False),
         antispoof=dict(type="bool", default=True),
+        keep_state=dict(type="bool", default=False),
         state=dict(type="str", choices=["present", "absent"]),
     )
     return options

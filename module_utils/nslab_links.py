@@ -30,6 +30,7 @@ class Iface:
     addresses: List[str] = field(default_factory=list)   # normalised CIDR strings
     master: object = UNMANAGED                            # bridge name, None, or UNMANAGED
     ipv6: bool = False
+    keep_state: bool = False                              # up/down left alone once made
 
     def where(self):
         return " in netns '%s'" % self.netns if self.netns else ""
@@ -139,7 +140,7 @@ def configure_iface(kind, iface, current, alias):
         if addr not in have_addrs:
             add("add address %s to %s" % (addr, label),
                 _step(ADDRESS, iface, ["addr", "add", addr] + dev, ["addr", "del", addr] + dev))
-    if current is not None and not current.up:
+    if current is not None and not current.up and not iface.keep_state:
         add("bring %s up" % label,
             _step(UP, iface, ["link", "set"] + dev + ["up"], ["link", "set"] + dev + ["down"]))
     return actions

@@ -25,6 +25,7 @@ import re
 from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, block_device, \
     parse_limits, parse_size
 from ansible.module_utils.nslab_init import CAPABILITIES
+from ansible.module_utils.nslab_netem import netem_problems
 from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems
 from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
     _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, CACHE_ROOT, DATA_ROOT, SOURCE_OPTIONS, \
@@ -44,6 +45,8 @@ NODE_KEYS = {"networks", "jail", "limits", "command", "env", "hostname", "cap_ad
 NODE_CONTENT_KEYS = {"files", "binds", "sysctls", "exec", "userns", "privileged"}
 NODE_KEYS = NODE_KEYS | NODE_CONTENT_KEYS
 LINK_KEYS = {"endpoints", "subnet", "mtu", "vni"}
+NODE_KEYS |= {"routes"}                         # network keys (see _netkeys_problems)
+LINK_KEYS |= {"netem", "state"}
 LIMIT_KEYS = set(CGROUP_KEYS)
 IO_KEYS = {"device"} | set(IO_LIMITS)
 JAIL_SOURCES = set(SOURCES)
@@ -428,9 +431,11 @@ def _node_networks_problems(where, value, subnets, networks, used, problems):
             problems.append("%s: unknown network %s; expected one of %s" % (
                 where, _show(net_name), ", ".join(sorted(map(str, networks))) or "(none)"))
             continue
+        at = "%s.%s" % (where, net_name)
+        if isinstance(address, dict):   # the attachment's options (see _netkeys_problems)
+            address, at = address.get("address"), at + ".address"
         if address is None or net_name not in subnets:
             continue
-        at = "%s.%s" % (where, net_name)
         if not isinstance(address, str):
             problems.append(_wrong(at, address, "an address of %s like %s" % (
                 subnets[net_name], lowest_free(subnets[net_name], set()))))
@@ -460,7 +465,7 @@ def _node_networks(node):
     networks = node.get("networks") or []
     if isinstance(networks, list):
         return dict((n, None) for n in networks)
-    return dict(networks)
+    return dict((n, a.get("address") if isinstance(a, dict) else a) for n, a in networks.items())
 
 
 def _endpoint(value):
@@ -481,6 +486,158 @@ def _dedupe(problems):
     return out
 
 
+# Network keys: an attachment's options, a node's routes, a link's netem and state.
+ATTACHMENT_KEYS = {"address", "gateway", "netem", "state"}
+LINK_STATES = ("up", "down")
+ROUTE_KEYS = {"to", "via"}
+
+
+def _netem(where, value, problems):
+    problems.extend(netem_problems(where, value))
+
+
+def _link_state(where, value, problems):
+    if value not in LINK_STATES:
+        problems.append(_wrong(where, value, "up or down (both ends of the veth)"))
+
+
+def _attached_subnets(name, node, subnets, links):
+    """{subnet: where it comes from} of the networks and addressed links a node is on."""
+    attached = {}
+    networks = node.get("networks")
+    for net in (networks if isinstance(networks, (list, dict)) else []):
+        if isinstance(net, str) and net in subnets:
+            attached[subnets[net]] = "network %s" % net
+    for index, link in enumerate(links):
+        ends = _link_endpoints(link) if isinstance(link, (dict, list)) else None
+        if not isinstance(ends, list) or not all(isinstance(e, str) for e in ends):
+            continue
+        if name in [_endpoint(e)[0] for e in ends] and isinstance(link, dict):
+            try:
+                attached[ipaddress.ip_network(str(link.get("subnet")))] = "links[%d]" % index
+            except ValueError:
+                pass
+    return attached
+
+
+def _gateway_problem(where, value, subnet):
+    if not isinstance(value, str):
+        return _wrong(where, value, "an address of %s like %s" % (subnet, gateway(subnet)))
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return "%s: '%s' is not an IP address; expected one of %s like %s" % (
+            where, value, subnet, gateway(subnet))
+    if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
+        return "%s: %s is not a host address of %s; expected one like %s" % (
+            where, ip, subnet, gateway(subnet))
+    return None
+
+
+def _route_problems(where, route, attached):
+    """Problems of one route {to, via}; (family, destination) when it is valid."""
+    if not isinstance(route, dict):
+        return [_wrong(where, route, "a mapping like {to: default, via: 10.213.1.1}")], None
+    problems = []
+    _unknown(where, route, ROUTE_KEYS, problems)
+    for key in sorted(ROUTE_KEYS - set(route)):
+        problems.append("%s.%s: missing; expected %s" % (where, key, (
+            "default or a network in CIDR form like 10.9.0.0/16" if key == "to" else
+            "the gateway's address, on a subnet the node is attached to")))
+    if problems:
+        return problems, None
+    via, to = route["via"], route["to"]
+    try:
+        via = ipaddress.ip_address(via if isinstance(via, str) else "?")
+    except ValueError:
+        return [_wrong(where + ".via", route["via"], "an IP address like 10.213.1.1")], None
+    if to == "default":
+        family, dest = via.version, "default"
+    else:
+        try:
+            net = ipaddress.ip_network(to if isinstance(to, str) else "?", strict=True)
+        except ValueError:
+            return [_wrong(where + ".to", to, "default or a network in CIDR form with its host "
+                           "bits zero, like 10.9.0.0/16")], None
+        family, dest = net.version, "default" if net.prefixlen == 0 else str(net)
+        if family != via.version:
+            return ["%s.via: %s is IPv%d but to %s is IPv%d; expected one family" % (
+                where, via, via.version, to, family)], None
+    on = [s for s in attached if s.version == via.version and via in s]
+    if not on:
+        return ["%s.via: %s is on no subnet the node is attached to (%s); expected an address "
+                "of one of them" % (where, via, ", ".join(
+                    "%s: %s" % (w, s) for s, w in attached.items()) or "none")], None
+    if via in (on[0].network_address, on[0].broadcast_address):
+        return ["%s.via: %s is not a host address of %s; expected one like %s" % (
+            where, via, on[0], gateway(on[0]))], None
+    return [], (family, dest)
+
+
+def _netkeys_problems(topology, subnets):
+    """Problems of the network keys: attachments' gateway, netem and state (their address
+    is checked with the networks), nodes' routes (each via on a subnet the node is on,
+    one route per destination, a gateway counting as a default route), links' netem and
+    state."""
+    problems = []
+    nodes = topology.get("nodes") if isinstance(topology.get("nodes"), dict) else {}
+    links = topology.get("links") if isinstance(topology.get("links"), list) else []
+    for name, node in nodes.items():
+        if not isinstance(node, dict):
+            continue
+        where = "nodes.%s" % name
+        attached = _attached_subnets(name, node, subnets, links)
+        defaults = {}             # family -> where a default route comes from
+        networks = node.get("networks")
+        for net, options in (networks.items() if isinstance(networks, dict) else ()):
+            if not isinstance(options, dict):
+                continue
+            at = "%s.networks.%s" % (where, net)
+            _unknown(at, options, ATTACHMENT_KEYS, problems)
+            if "netem" in options:
+                _netem(at + ".netem", options["netem"], problems)
+            if "state" in options:
+                _link_state(at + ".state", options["state"], problems)
+            if "gateway" in options and net in subnets:
+                problem = _gateway_problem(at + ".gateway", options["gateway"], subnets[net])
+                problems.append(problem)
+                if problem is None:
+                    family = subnets[net].version
+                    if family in defaults:
+                        problems.append("%s.gateway: a second IPv%d default route (%s has "
+                                        "one); expected one per family" % (
+                                            at, family, defaults[family]))
+                    defaults.setdefault(family, at + ".gateway")
+        routes = node.get("routes")
+        if routes is None:
+            continue
+        if not isinstance(routes, list):
+            problems.append(_wrong(where + ".routes", routes, "a list of routes like "
+                                   "[{to: default, via: 10.213.1.1}]"))
+            continue
+        seen = {}
+        for index, route in enumerate(routes):
+            at = "%s.routes[%d]" % (where, index)
+            found, key = _route_problems(at, route, attached)
+            problems.extend(found)
+            if key is None:
+                continue
+            if key[1] == "default" and key[0] in defaults:
+                problems.append("%s: a second IPv%d default route (%s has one); expected one "
+                                "per family" % (at, key[0], defaults[key[0]]))
+            elif key in seen:
+                problems.append("%s.to: %s is already routed by %s; expected each destination "
+                                "once" % (at, key[1], seen[key]))
+            seen.setdefault(key, at)
+            if key[1] == "default":
+                defaults.setdefault(key[0], at)
+    for index, link in enumerate(links):
+        if isinstance(link, dict):
+            if "netem" in link:
+                _netem("links[%d].netem" % index, link["netem"], problems)
+            if "state" in link:
+                _link_state("links[%d].state" % index, link["state"], problems)
+    return problems
 NODE_KEYS = NODE_KEYS | {"ports"}
 
 
@@ -669,6 +826,7 @@ def validate(topology, host_addresses=(), resolve=block_device):
             problems.append("%s: VNI %d is already used by %s" % (where, vni, seen[vni]))
         else:
             seen[vni] = where
+    problems.extend(_netkeys_problems(topology, subnets))
     problems += ports_problems(nodes, subnets)
     return _dedupe(problems)
 
@@ -1109,12 +1267,94 @@ def compile_lab(topology, current=None, fleet=None, host=None):
                     "vni": vnis[("link", index)], "local": underlay[host],
                     "peers": [underlay[end_hosts[1 - side]]], "mtu": mtu,
                     "addresses": [address] if address else []})
+    _compile_netkeys(result, topology, subnets, placement, host)
     _node_facts(result)
     result["ports"] = compile_ports(lab, nodes, result, host)
     result["remove"] = removals(result, current)
     if multi:
         result["record"] = plan_record(result, fleet, record)
     return result
+
+
+def _canonical_route(route):
+    via = ipaddress.ip_address(str(route["via"]))
+    to = route["to"]
+    if to != "default":
+        net = ipaddress.ip_network(str(to))
+        to = "default" if net.prefixlen == 0 else str(net)
+    return {"to": to, "via": str(via)}, via.version
+
+
+def node_routes(node, networks, subnets, bridge_address):
+    """A (valid) node's routes as nslab_route takes them: its ``routes``, a default route
+    per attachment ``gateway``, then one via the bridge of its first ``nat`` network of a
+    family it has no default route for. ``bridge_address(net)``: the bridge's address on
+    the node's host, or None."""
+    routes, defaults = [], set()
+    attachments = node.get("networks") if isinstance(node.get("networks"), dict) else {}
+    explicit = [_canonical_route(r) for r in node.get("routes") or []]
+    explicit += [_canonical_route({"to": "default", "via": o["gateway"]})
+                 for o in attachments.values() if isinstance(o, dict) and o.get("gateway")]
+    for route, family in explicit:
+        routes.append(route)
+        if route["to"] == "default":
+            defaults.add(family)
+    for net in _node_networks(node):
+        address = bridge_address(net)
+        if networks[net].get("nat") and address and subnets[net].version not in defaults:
+            routes.append({"to": "default", "via": address})
+            defaults.add(subnets[net].version)
+    return routes
+
+
+def _link_conditions(topology, placement, host, tunnels):
+    """nslab_link's ``links`` on this host: every attachment of a node here and every
+    point-to-point link whose first endpoint is here (its veth), with its netem (None:
+    none) and state (up unless said), so a key taken out of the file is undone too.
+    ``tunnels``: indexes of links across hosts (VXLAN, not veths: left out)."""
+    conditions = []
+    for name, node in topology["nodes"].items():
+        if placement[name] != host:
+            continue
+        networks = (node or {}).get("networks") or []
+        for index, net in enumerate(networks):
+            options = networks[net] if isinstance(networks, dict) else None
+            options = options if isinstance(options, dict) else {}
+            conditions.append({"node": name, "interface": "eth%d" % index,
+                               "netem": options.get("netem"),
+                               "state": options.get("state", "up")})
+    for index, link in enumerate(topology.get("links") or []):
+        node, ifname = _endpoint(_link_endpoints(link)[0])
+        if placement[node] != host or index in tunnels:
+            continue
+        spec = link if isinstance(link, dict) else {}
+        conditions.append({"node": node, "interface": ifname, "netem": spec.get("netem"),
+                           "state": spec.get("state", "up")})
+    return conditions
+
+
+def _compile_netkeys(result, topology, subnets, placement, host):
+    """Adds ``routes`` (nslab_route's ``nodes``: every node on this host, with all of its
+    routes, so a route taken out of the file is removed) and ``conditions`` (nslab_link's
+    ``links``) to a compiled lab."""
+    lab = topology["lab"]
+    result["conditions"] = _link_conditions(
+        topology, placement, host,
+        set(i for i, link in enumerate(result["links"]) if link["tunnel"]))
+    # A veth kept down by nslab_link: nslab_veth must not bring it back up on each run.
+    down = set((netns_name(lab, c["node"]), c["interface"]) for c in result["conditions"]
+               if c["state"] == "down")
+    for veth in result["veths"]:
+        if set([(veth.get("netns"), veth["name"]),
+                (veth["peer"].get("netns"), veth["peer"]["name"])]) & down:
+            veth["keep_state"] = True
+    networks = dict((n, v or {}) for n, v in (topology.get("networks") or {}).items())
+    bridges = dict((b["name"], b["addresses"][0].split("/")[0]) for b in result["bridges"])
+    result["routes"] = [
+        {"netns": netns_name(lab, name),
+         "routes": node_routes(node or {}, networks, subnets,
+                               lambda net: bridges.get(bridge_name(lab, net)))}
+        for name, node in topology["nodes"].items() if placement[name] == host]
 
 
 def removal_plan(lab, current):
