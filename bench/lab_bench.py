@@ -175,6 +175,61 @@ def playbook(topo, extra, tmp, tag):
     return wall, int(recap.group(2)), tasks
 
 
+def pss_kib(pid):
+    """Proportional set size of ``pid`` in KiB (its shared pages divided among the processes
+    that map them), from /proc/<pid>/smaps_rollup; None if it is gone."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def nslab_memory(lab=LAB, state_root="/run/nslab"):
+    """PSS of what nslab keeps running per container of ``lab``: the recorded init of each
+    container, plus any other process labelled ``nslab:<lab>:<name>`` in its command line
+    (the container's own command is neither). A process labelled for the lab but for no
+    container of it (``nslab:<lab>:``, a shared helper) is spread evenly over them all.
+    Returns {"per_container_kib": {name: KiB}, "shared_kib": KiB, "processes": count}."""
+    records = {}
+    for path in glob.glob(os.path.join(state_root, lab, "containers", "*.json")):
+        with open(path) as f:
+            record = json.load(f)
+        if record.get("running"):
+            records[record["name"]] = record["pid"]
+    counted = set(records.values())
+    per = {name: pss_kib(pid) or 0 for name, pid in records.items()}
+    shared, prefix = 0, ("nslab:%s:" % lab).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in counted:
+            continue
+        labels = [a for a in cmdline(int(entry)) if a.startswith(prefix)]
+        if not labels:
+            continue
+        name = labels[0][len(prefix):].decode("utf-8", "replace").rstrip()
+        kib = pss_kib(int(entry)) or 0
+        counted.add(int(entry))
+        if name in per:
+            per[name] += kib
+        else:
+            shared += kib
+    if per and shared:
+        for name in per:
+            per[name] += shared / len(per)
+    return {"per_container_kib": per, "shared_kib": shared, "processes": len(counted)}
+
+
 def bench_nslab(n, tmp):
     topo = os.path.join(tmp, "bench-%d.yml" % n)
     topology(n, topo)
@@ -184,6 +239,14 @@ def bench_nslab(n, tmp):
         out["build"], changed, out["tasks"]["build"] = playbook(topo, [], tmp, "build")
         if changed == 0:
             raise BenchError("nslab build reported changed=0")
+        memory = nslab_memory()
+        per = list(memory["per_container_kib"].values())
+        if len(per) != n:
+            raise BenchError("nslab build: %d running containers recorded, expected %d"
+                             % (len(per), n))
+        out["memory"] = {"pss_median_kib": med(per), "pss_max_kib": max(per),
+                         "pss_total_kib": sum(per), "shared_kib": memory["shared_kib"],
+                         "processes": memory["processes"]}
         out["rerun"], changed, out["tasks"]["rerun"] = playbook(topo, [], tmp, "rerun")
         out["rerun_changed"] = changed
         if changed != 0:
@@ -264,6 +327,22 @@ def markdown(runs, summary, sizes, tools, meta):
                 continue
             lines.append("| %s | %s |" % (name.replace("|", "/"), " | ".join(
                 "—" if c is None else "%.2f" % c for c in cells)))
+    memory_runs = [r for r in runs if r.get("memory")]
+    if memory_runs:
+        lines += ["", "nslab: idle memory per container after the build (PSS, from "
+                  "/proc/<pid>/smaps_rollup, of every process nslab keeps running for the "
+                  "containers: their inits; not the containers' own commands). Medians over "
+                  "repeats.", "",
+                  "| N | PSS per container, median | max | total | processes |",
+                  "|---:|---:|---:|---:|---:|"]
+        for n in sizes:
+            mr = [r["memory"] for r in memory_runs if r["n"] == n]
+            if mr:
+                lines.append("| %d | %.2f MiB | %.2f MiB | %.1f MiB | %d |" % (
+                    n, med([m["pss_median_kib"] for m in mr]) / 1024.0,
+                    med([m["pss_max_kib"] for m in mr]) / 1024.0,
+                    med([m["pss_total_kib"] for m in mr]) / 1024.0,
+                    med([m["processes"] for m in mr])))
     floor_runs = [r for r in runs if r["tool"] == "floor"]
     if floor_runs:
         lines += ["", "floor: median seconds per build step", "",
@@ -334,7 +413,10 @@ def main():
                         r.update({"tool": tool, "n": n, "repeat": rep + 1,
                                   "load": os.getloadavg()[0]})
                         runs.append(r)
-                        log("  " + ", ".join("%s %.2f s" % (p, r[p]) for p in PHASES if p in r))
+                        log("  " + ", ".join("%s %.2f s" % (p, r[p]) for p in PHASES if p in r)
+                            + ("; PSS per container %.2f MiB (median)"
+                               % (r["memory"]["pss_median_kib"] / 1024.0)
+                               if r.get("memory") else ""))
                         assert_clean("after %s N=%d repeat %d" % (tool, n, rep + 1))
     except BenchError as e:
         sys.exit("lab_bench.py: %s\nstopped; nothing else was touched" % e)

@@ -28,7 +28,9 @@ import shutil
 import signal
 import stat
 import subprocess
+import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -402,14 +404,24 @@ def cgroup_dirs(layout, lab, name):
 
 INIT_SOURCE = None
 START_BATCH = 32     # inits started at once: each holds two pipes until it reports
+LAUNCHER_LABEL = "nslab-launcher"    # padded to the longest label the launcher hands out
 
 
-def init_source(config):
-    """The init's script: nslab_seccomp's source (the filter) then nslab_init's."""
+def launcher_source(sock_fd):
+    """The launcher's script: nslab_seccomp's source (the filter), nslab_init's, then the
+    call that runs the launcher on the socket ``sock_fd``."""
     global INIT_SOURCE
     if INIT_SOURCE is None:
         INIT_SOURCE = inspect.getsource(nslab_seccomp) + "\n" + inspect.getsource(nslab_init)
-    return "%s\nmain(%r)\n" % (INIT_SOURCE, config)
+    return "%s\nlauncher(%d)\n" % (INIT_SOURCE, sock_fd)
+
+
+def launcher_placeholder(lab, labels):
+    """The launcher's last argument, ``nslab-launcher:<lab>:`` padded with dots to room
+    for the longest of ``labels``: never a label (nothing may take it for an init)."""
+    base = "%s:%s:" % (LAUNCHER_LABEL, lab)
+    width = max([len(label.encode("utf-8")) for label in labels] + [0])
+    return base + "." * max(1, width - len(base.encode("utf-8")))
 
 
 def _read_reports(fd, timeout):
@@ -425,13 +437,84 @@ def _read_reports(fd, timeout):
         data += chunk
 
 
+class Launcher:
+    """One fresh ``python3 -I -S -`` per module run that compiles the init once and forks
+    every init of the run from itself (see nslab_init.launcher): the inits share its pages.
+    It gets each container's descriptors over a socketpair and answers with the pid of the
+    child it forked; it exits once the socket is closed and its children have left."""
+
+    def __init__(self, python, lab, labels):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # What the launcher itself prints (a traceback if it breaks) goes to a file: a pipe
+        # nobody reads could block it.
+        self.errors = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-I", "-S", "-", launcher_placeholder(lab, labels)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors,
+                pass_fds=(theirs.fileno(),), start_new_session=True,
+                # the host's environment stays out of the containers' PID 1
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
+        except BaseException:
+            self.sock.close()
+            self.errors.close()
+            raise
+        finally:
+            theirs_fd = theirs.fileno()
+            theirs.close()
+        try:
+            self.proc.stdin.write(launcher_source(theirs_fd).encode())
+            self.proc.stdin.close()
+        except OSError as err:
+            self.close()
+            raise ContainerError("the init launcher did not start: %s%s" % (err, self.output()))
+
+    def output(self):
+        self.errors.seek(0)
+        text = self.errors.read()[-2000:].decode("utf-8", "replace").strip()
+        return "; it printed: %s" % text if text else ""
+
+    def launch(self, config, fds):
+        """Have the launcher fork an init for ``config`` with ``fds`` (nslab_init.LAUNCH_FDS
+        order); its pid."""
+        try:
+            socket.send_fds(self.sock, [json.dumps(config).encode("utf-8")], fds)
+            if not select.select([self.sock], [], [], START_TIMEOUT)[0]:
+                raise ContainerError("the init launcher did not answer within %.0f s"
+                                     % START_TIMEOUT)
+            answer = self.sock.recv(4096).decode("utf-8", "replace")
+        except OSError as err:
+            self.proc.poll()
+            raise ContainerError("the init launcher failed: %s%s" % (err, self.output()))
+        if not answer.startswith("pid "):
+            raise ContainerError("the init launcher failed: %s%s" % (
+                answer or "it exited (status %s)" % self.proc.poll(), self.output()))
+        return int(answer.split()[1])
+
+    def close(self):
+        """Let the launcher end; kill it if it does not within START_TIMEOUT."""
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self.errors.close()
+
+
 @dataclass
 class Launch:
-    """An init on its way up: spawned, moved into its cgroups, told to go."""
+    """An init on its way up: forked by the launcher, moved into its cgroups, told to go.
+    ``pid`` and ``start_time`` are the launcher's child (stage 1), not yet PID 1."""
     spec: ContainerSpec
-    proc: subprocess.Popen
+    pid: int
+    start_time: Optional[int]
     ready_r: int
     cgroups: List[str]
+
+    def stage1_alive(self):
+        return self.start_time is not None and proc_start_time(self.pid) == self.start_time
 
 
 class ContainerManager:
@@ -445,11 +528,13 @@ class ContainerManager:
         self.mounts = mounts          # parsed mountinfo, for privileged containers' cgroups
         self.started = []
 
-    def _launch(self, spec):
+    def label(self, spec):
+        """The argument that labels a container's init in ps: nslab:<lab>:<container>."""
+        return "nslab:%s:%s" % (self.store.lab, spec.name)
+
+    def _launch(self, launcher, spec):
         cgroups = cgroup_dirs(self.layout, self.store.lab, spec.cgroup) if spec.cgroup else []
-        ready_r, ready_w = os.pipe()
-        go_r, go_w = os.pipe()
-        config = dict(spec.config(), ready_fd=ready_w, go_fd=go_r,
+        config = dict(spec.config(), label=self.label(spec),
                       files=dict((path, os.path.join(self.store.files_dir(spec.name),
                                                      host_file_name(path)))
                                  for path in sorted(spec.files)),
@@ -463,37 +548,39 @@ class ContainerManager:
         os.makedirs(self.store.directory(), mode=0o700, exist_ok=True)
         os.chmod(self.store.directory(), 0o700)
         self._drop_unlisted_files(spec)
-        log_fd, old_fd = (_open_log(path) for path in self.store.log_paths(spec.name))
-        config.update(log_fd=log_fd, log_old_fd=old_fd, log_max_size=spec.log_max_size)
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
         try:
-            proc = subprocess.Popen(
-                # The last argument only labels the init in ps: nslab:<lab>:<container>.
-                [self.python, "-I", "-S", "-", "nslab:%s:%s" % (self.store.lab, spec.name)],
-                stdin=subprocess.PIPE, stdout=log_fd, stderr=subprocess.STDOUT,
-                pass_fds=(ready_w, go_r, log_fd, old_fd), start_new_session=True,
-                # the host's environment stays out of the container's PID 1
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
+            log_fd, old_fd = (_open_log(path) for path in self.store.log_paths(spec.name))
+            config.update(log_max_size=spec.log_max_size)
+            try:
+                pid = launcher.launch(config, [ready_w, go_r, log_fd, old_fd])
+            finally:
+                for fd in (log_fd, old_fd):
+                    os.close(fd)
         except BaseException:
             os.close(ready_r)
             os.close(go_w)
             raise
         finally:
-            for fd in (log_fd, old_fd, ready_w, go_r):
+            for fd in (ready_w, go_r):
                 os.close(fd)
-        launch = Launch(spec, proc, ready_r, cgroups)
+        launch = Launch(spec, pid, proc_start_time(pid), ready_r, cgroups)
         try:
-            proc.stdin.write(init_source(config).encode())
-            proc.stdin.close()
             # The device cgroup (nslab_devices) is set before the init joins its cgroup, so
             # nothing of the container ever runs without it.
             if spec.cgroup:
                 restrict_devices(self.layout, cgroup_relpath(self.store.lab, spec.cgroup),
                                  spec.privileged)
+            if launch.start_time is None:
+                raise ContainerError("the launcher's child %d for container '%s' is gone "
+                                     "before it was told to go" % (pid, spec.name))
             for directory in cgroups:
                 with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
-                    handle.write(str(proc.pid))
+                    handle.write(str(pid))
             os.write(go_w, b"1")
         except BaseException as err:
+            os.close(ready_r)
             self._abandon(launch, None, err)
         finally:
             os.close(go_w)
@@ -513,7 +600,12 @@ class ContainerManager:
         spec, pid = launch.spec, None
         try:
             reports = _read_reports(launch.ready_r, START_TIMEOUT)
-            launch.proc.wait(timeout=START_TIMEOUT)
+            # Its report pipe is closed: stage 1 has exited or is about to.
+            deadline = time.monotonic() + START_TIMEOUT
+            while launch.stage1_alive():
+                if time.monotonic() > deadline:
+                    raise ContainerError("stage 1 of container '%s' did not exit" % spec.name)
+                time.sleep(0.002)
             pids = [int(r.split()[1]) for r in reports if r.startswith("pid ")]
             pid = pids[0] if pids else None
             errors = [r[len("error: "):] if r.startswith("error: ") else r
@@ -536,8 +628,8 @@ class ContainerManager:
 
     def _abandon(self, launch, pid, err):
         """Kill what a failed start left and raise, with what the init printed."""
-        if launch.proc.poll() is None:
-            launch.proc.kill()
+        if launch.stage1_alive():
+            _kill_quietly(launch.pid)
         if pid is not None:
             _kill_quietly(pid)
         output = self._discard_log(launch.spec.name)
@@ -546,23 +638,30 @@ class ContainerManager:
         raise err
 
     def start_many(self, specs):
-        """Start every container, a batch at a time: the inits of a batch come up in
-        parallel. The first failure is raised once its batch has been seen to."""
-        for first in range(0, len(specs), START_BATCH):
-            launches, failure = [], None
-            for spec in specs[first:first + START_BATCH]:
-                try:
-                    launches.append(self._launch(spec))
-                except (NslabError, OSError, subprocess.SubprocessError) as err:
-                    failure = failure or err
-                    break
-            for launch in launches:
-                try:
-                    self._finish(launch)
-                except (NslabError, OSError, subprocess.SubprocessError) as err:
-                    failure = failure or err
-            if failure:
-                raise failure
+        """Start every container, a batch at a time, all forked by one launcher: the inits
+        of a batch come up in parallel. The first failure is raised once its batch has been
+        seen to."""
+        if not specs:
+            return
+        launcher = Launcher(self.python, self.store.lab, [self.label(spec) for spec in specs])
+        try:
+            for first in range(0, len(specs), START_BATCH):
+                launches, failure = [], None
+                for spec in specs[first:first + START_BATCH]:
+                    try:
+                        launches.append(self._launch(launcher, spec))
+                    except (NslabError, OSError, subprocess.SubprocessError) as err:
+                        failure = failure or err
+                        break
+                for launch in launches:
+                    try:
+                        self._finish(launch)
+                    except (NslabError, OSError, subprocess.SubprocessError) as err:
+                        failure = failure or err
+                if failure:
+                    raise failure
+        finally:
+            launcher.close()
 
     def _discard_log(self, name):
         """The tail of a container's log; the log itself goes unless a record keeps it."""

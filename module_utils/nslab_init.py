@@ -3,10 +3,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The init of an nslab container: PID 1 in its own pid namespace.
 
-This file is standalone (standard library only): nslab_container feeds its source, ended
-by a call ``main(CONFIG)``, to ``python3 -I -S -`` on standard input, so the init is a small
-fresh interpreter (not a fork of the Ansible module) and its command line stays short.
-It runs in two stages:
+This file is standalone (standard library only). nslab_container feeds its source, ended
+by a call ``launcher(SOCKET_FD)``, to ONE fresh ``python3 -I -S -`` per module run (not a
+fork of the Ansible module): the launcher compiles the source once, freezes its objects
+(``gc.freeze``) and forks one child per container the module asks for over a socket (the
+container's config as JSON, its report/go pipes and log files as SCM_RIGHTS descriptors).
+The children share the launcher's pages copy-on-write, so an idle init costs only the pages
+it touched. Each child at once closes every descriptor that is not its own, becomes a
+session leader, writes its own label ``nslab:<lab>:<name>`` over the launcher's padded
+placeholder argument (ps, nslab_adopt and the tests find inits by it), then is exactly what
+``main(CONFIG)`` makes of it, in two stages:
 
 1. in the host's pid namespace: wait until the module has moved it into the container's
    cgroups, join the container's net namespace, unshare mnt/uts/ipc/cgroup/pid namespaces
@@ -39,6 +45,7 @@ no_new_privs and environment, so what runs through it is held like the container
 
 import ctypes
 import ctypes.util
+import gc
 import json
 import os
 import select
@@ -62,6 +69,8 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
+PR_SET_MM = 35
+PR_SET_MM_ARG_END = 9
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -641,6 +650,132 @@ def map_ids(userns_base):
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     return write_maps
+
+
+def relabelled_argv(area, label):
+    """Replace the last argument of an argv ``area`` (the bytes /proc/self/cmdline shows,
+    each argument NUL-ended) by ``label``. Returns (offset of that argument, the bytes to
+    write there: the label, its NUL and NULs up to the area's end, so the area keeps its
+    size, and the length of the area that ends just after the label's NUL). Raises
+    ValueError if the area is not NUL-ended, the label is empty, holds a NUL or is longer
+    than the argument it replaces."""
+    if not area.endswith(b"\0"):
+        raise ValueError("the argv area does not end with a NUL")
+    if not label or b"\0" in label:
+        raise ValueError("a label must be non-empty and hold no NUL: %r" % label)
+    offset = area.rfind(b"\0", 0, len(area) - 1) + 1
+    room = len(area) - 1 - offset
+    if len(label) > room:
+        raise ValueError("label %r (%d bytes) is longer than the placeholder (%d bytes)"
+                         % (label, len(label), room))
+    data = label + b"\0" * (len(area) - offset - len(label))
+    return offset, data, offset + len(label) + 1
+
+
+def argv_area():
+    """(arg_start, arg_end) of this process: the memory /proc/self/cmdline shows."""
+    with open("/proc/self/stat") as handle:
+        stat = handle.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[45]), int(fields[46])
+
+
+def set_label(label):
+    """Write ``label`` over this process's last argument (the launcher's placeholder), so
+    /proc/<pid>/cmdline shows it as a whole argument, as if it had been started with it."""
+    start, end = argv_area()
+    offset, data, used = relabelled_argv(ctypes.string_at(start, end - start),
+                                         label.encode("utf-8"))
+    ctypes.memmove(start + offset, data, len(data))
+    # Where the kernel lets us (CAP_SYS_RESOURCE in the initial user namespace), end the
+    # area after the label; else the placeholder's spare bytes stay as empty arguments.
+    _libc.prctl(PR_SET_MM, PR_SET_MM_ARG_END, ctypes.c_ulong(start + used), ctypes.c_ulong(0),
+                ctypes.c_ulong(0))
+
+
+LAUNCH_FDS = ("ready_fd", "go_fd", "log_fd", "log_old_fd")   # in the order they are sent
+LAUNCH_MESSAGE_MAX = 1 << 20
+
+
+def close_all_but(keep):
+    """Close every descriptor of this process above 2 that is not in ``keep``."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass      # the directory listing's own descriptor, already closed
+
+
+def become_init(config, sock):
+    """A launcher's child: keep only this container's descriptors, then run ``main``."""
+    try:
+        sock.close()
+        own = [config[k] for k in LAUNCH_FDS]
+        close_all_but(own)
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.dup2(config["log_fd"], 1)      # the init's own messages go to its log
+        os.dup2(config["log_fd"], 2)
+        set_label(config["label"])
+        gc.enable()
+    except Exception as err:
+        report(config["ready_fd"], "error stage 1: %s" % err)
+        os._exit(1)
+    main(config)
+    os._exit(1)
+
+
+def launcher(sock_fd):
+    """One per module run: for each message (a container's config, JSON, with its four
+    descriptors), fork a child that becomes its init and answer with the child's pid.
+    Ends when the module closes its end, once every child has left stage 1."""
+    sock = socket.socket(fileno=sock_fd)
+    for fd in (0, 1):                     # the source pipe (read) and stdout
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, fd)
+        os.close(null)
+    gc.collect()
+    gc.freeze()      # what the children inherit stays untouched by their collections
+    gc.disable()
+    children = set()
+    while True:
+        message, fds, flags, _addr = socket.recv_fds(sock, LAUNCH_MESSAGE_MAX, len(LAUNCH_FDS))
+        if not message and not fds:
+            break
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(fds) != len(LAUNCH_FDS):
+            for fd in fds:
+                os.close(fd)
+            sock.send(b"error: truncated message (%d bytes, %d descriptors)"
+                      % (len(message), len(fds)))
+            continue
+        config = json.loads(message.decode("utf-8"))
+        config.update(zip(LAUNCH_FDS, fds))
+        pid = os.fork()
+        if pid == 0:
+            become_init(config, sock)
+        children.add(pid)
+        for fd in fds:
+            os.close(fd)
+        sock.send(b"pid %d" % pid)
+        children -= reap_children(children, os.WNOHANG)
+    sock.close()
+    reap_children(children, 0)
+
+
+def reap_children(children, options):
+    """Reap ended children of ``children`` (all of them unless WNOHANG); the set reaped."""
+    reaped = set()
+    for pid in list(children):
+        try:
+            if os.waitpid(pid, options)[0] == pid:
+                reaped.add(pid)
+        except ChildProcessError:
+            reaped.add(pid)
+    return reaped
 
 
 def main(config):
