@@ -3,10 +3,12 @@
 The development machines' and CI's kernels have no netem (CONFIG_NET_SCH_NETEM is not set),
 so tests/integration/test_link.py skips its netem cases there. The VM's stock Debian kernel
 loads sch_netem, so here the impairment is not only configured but measured: one lab (two
-busybox nodes joined by a point-to-point link) is built once with lab.yml over SSH; each
-test writes the link's ``netem`` key into the topology and reruns lab.yml (which changes
-the link's qdiscs and nothing else), then measures, from inside the nodes' net namespaces on
-the VM, what the kernel delivers:
+busybox nodes joined by a point-to-point link) is built once with lab.yml over SSH. The
+delay test writes the link's ``netem`` key into the topology and reruns lab.yml (which
+changes the link's qdiscs and nothing else); the loss and rate tests change the running link
+with the nslab_link module, the engine behind that key (a lab.yml rerun under TCG takes a
+minute or more). Each then measures, from inside the nodes' net namespaces on the VM, what
+the kernel delivers:
 
 - ``delay: 50ms`` on both ends' egress adds 100 ms of round trip to the minimum of 20 pings;
 - ``loss: 20%`` on one direction loses ~20 % of 200 pings; on both directions 1 - 0.8^2 = 36 %
@@ -144,6 +146,15 @@ class Lab:
         assert list(done) == ["The links' impairment and state"], done
         return done
 
+    def impair_at_runtime(self, netem):
+        """The same impairment through the nslab_link module (the engine the key's task
+        runs), as a user changes a running lab: a module run, not a lab.yml rerun, which
+        under TCG costs a minute or more each."""
+        result = run_module(self.inventory, "nslab_link", {
+            "lab": self.name, "links": [{"node": "a", "interface": "eth1", "netem": netem}]})
+        assert result["_status"] != "failed" and result["changed"], result
+        print("\nnslab_link a:eth1 netem = %s: %s" % (json.dumps(netem), result["actions"]))
+
     def root_qdiscs(self):
         """The root qdisc of eth1 in a's and in b's namespace, as the kernel reports them."""
         out = []
@@ -251,11 +262,11 @@ def binomial_bounds(count, p, sigmas=4):
     ({"loss": "20%"}, 1 - 0.8 ** 2, "loss 20% both directions"),
 ])
 def test_loss_20pct_loses_pings_within_4_sigma(lab, netem, p_lost, label):
-    lab.impair(netem)
+    lab.impair_at_runtime(netem)
     try:
         sent, got, _, _ = lab.ping(200, "0.01", wait=1)
     finally:
-        lab.impair(None)
+        lab.impair_at_runtime(None)
     lost = sent - got
     low, high = binomial_bounds(sent, p_lost)
     print("%s: %d of %d pings lost (%.1f %%); expected %.1f, 4 sigma [%.1f, %.1f]" % (
@@ -265,7 +276,7 @@ def test_loss_20pct_loses_pings_within_4_sigma(lab, netem, p_lost, label):
 
 
 def test_rate_10mbit_gives_10mbit_of_tcp_throughput(lab):
-    lab.impair({"rate": "10mbit"})
+    lab.impair_at_runtime({"rate": "10mbit"})
     pidfile = None
     try:
         rate = lab.root_qdiscs()[0]["options"]["rate"]["rate"]
@@ -285,7 +296,7 @@ def test_rate_10mbit_gives_10mbit_of_tcp_throughput(lab):
         received = report["end"]["sum_received"]["bits_per_second"]
         sent = report["end"]["sum_sent"]["bits_per_second"]
     finally:
-        lab.impair(None)
+        lab.impair_at_runtime(None)
         if pidfile:
             ssh(lab.vm, "test -e {f} && kill $(cat {f}); rm -f {f}".format(f=pidfile),
                 check=False)
