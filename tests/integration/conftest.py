@@ -85,6 +85,23 @@ def run_playbook(playbook, extra_vars=None, check=False, json_results=False, inv
     return results
 
 
+def build(lab, tmp_path, spec, state="present"):
+    """lab.yml on ``spec`` written as ``<lab>.yml`` in tmp_path; its task results."""
+    path = tmp_path / ("%s.yml" % lab.name)
+    path.write_text(yaml.safe_dump(spec))
+    return run_playbook("lab.yml", {"lab": str(path), "state": state}, json_results=True)
+
+
+def changed(results):
+    """{task name without its role: actions} of the tasks that changed something."""
+    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
+                for r in results if r.get("changed"))
+
+
+def failed(results):
+    return [r for r in results if r["_status"] == "failed"]
+
+
 def sh(*argv, check=True, netns=None):
     if netns:
         argv = ("nsenter", "--net=/run/netns/%s" % netns) + argv

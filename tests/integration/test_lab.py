@@ -5,9 +5,7 @@ import json
 import os
 import time
 
-import yaml
-
-from conftest import BUSYBOX_SKIP, run_playbook, sh
+from conftest import BUSYBOX_SKIP, build, changed, failed, run_playbook, sh
 
 pytestmark = BUSYBOX_SKIP
 
@@ -31,22 +29,6 @@ def topology(lab, nodes=("a", "b", "c")):
     if "a" in nodes and "c" in nodes:
         spec["links"] = [{"endpoints": ["a:eth1", "c:eth1"], "subnet": "10.251.79.0/30"}]
     return spec
-
-
-def build(lab, tmp_path, spec, state="present"):
-    path = tmp_path / ("%s.yml" % lab.name)
-    path.write_text(yaml.safe_dump(spec))
-    return run_playbook("lab.yml", {"lab": str(path), "state": state}, json_results=True)
-
-
-def changed(results):
-    """{task name without its role: actions} of the tasks that changed something."""
-    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
-                for r in results if r.get("changed"))
-
-
-def failed(results):
-    return [r for r in results if r["_status"] == "failed"]
 
 
 def pid_of(lab, node):

@@ -6,9 +6,8 @@ values refused with nothing changed."""
 import json
 
 import pytest
-import yaml
 
-from conftest import BUSYBOX_SKIP, run_module, run_playbook, sh
+from conftest import BUSYBOX_SKIP, build, changed, failed, run_module, run_playbook, sh
 
 pytestmark = BUSYBOX_SKIP
 
@@ -39,21 +38,6 @@ def topology(lab):
         },
         "links": [{"endpoints": ["r:eth5", "h2:eth5"], "subnet": P2P}],
     }
-
-
-def build(lab, tmp_path, spec, state="present"):
-    path = tmp_path / ("%s.yml" % lab.name)
-    path.write_text(yaml.safe_dump(spec))
-    return run_playbook("lab.yml", {"lab": str(path), "state": state}, json_results=True)
-
-
-def changed(results):
-    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
-                for r in results if r.get("changed"))
-
-
-def failed(results):
-    return [r for r in results if r["_status"] == "failed"]
 
 
 def routes(lab, node, family="-4"):

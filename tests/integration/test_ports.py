@@ -11,7 +11,8 @@ import subprocess
 import yaml
 
 from ansible.module_utils.nslab_topology import bridge_name
-from conftest import BUSYBOX, BUSYBOX_SKIP, Lab, nft_rules, run_module, run_playbook, sh
+from conftest import (BUSYBOX, BUSYBOX_SKIP, Lab, build, changed, failed, nft_rules, run_module,
+                      run_playbook, sh)
 
 pytestmark = BUSYBOX_SKIP
 
@@ -47,21 +48,6 @@ def topology(lab, ports, more_nodes=None, isolate_host=None):
     nodes.update(more_nodes or {})
     return {"lab": lab.name, "defaults": {"jail": {"source": "busybox"}},
             "networks": {"lan": lan}, "nodes": nodes}
-
-
-def build(lab, tmp_path, spec, state="present"):
-    path = tmp_path / ("%s.yml" % lab.name)
-    path.write_text(yaml.safe_dump(spec))
-    return run_playbook("lab.yml", {"lab": str(path), "state": state}, json_results=True)
-
-
-def changed(results):
-    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
-                for r in results if r.get("changed"))
-
-
-def failed(results):
-    return [r for r in results if r["_status"] == "failed"]
 
 
 def get(address, port, netns=None, timeout=3):
