@@ -74,15 +74,19 @@ class BatchError(CommandError):
 
 
 class ApplyError(NslabError):
-    """Applying a plan failed half way; what was done has been rolled back."""
+    """Applying a plan failed half way; what was done has been rolled back (see
+    nslab_undo.UndoLog). ``done``: the steps finished before the failure, oldest first;
+    ``rolled_back``: those undone, newest first; ``rollback_errors``: one line per undo
+    that failed, so that a user knows what may be left behind."""
 
     def __init__(self, cause, done, rolled_back, rollback_errors):
-        self.cause, self.done = cause, done
-        self.rolled_back, self.rollback_errors = rolled_back, rollback_errors
-        msg = "%s; rolled back %d step(s)" % (cause, len(rolled_back))
-        if rollback_errors:
-            msg += ", but rollback reported: %s" % "; ".join(rollback_errors)
+        self.cause, self.done = cause, list(done)
+        self.rolled_back, self.rollback_errors = list(rolled_back), list(rollback_errors)
+        msg = "%s; rolled back %d step(s)" % (cause, len(self.rolled_back))
+        if self.rollback_errors:
+            msg += ", but could not undo: %s" % "; ".join(self.rollback_errors)
         super().__init__(msg)
 
     def details(self):
-        return {"rolled_back": self.rolled_back, "rollback_errors": self.rollback_errors}
+        return {"done": self.done, "rolled_back": self.rolled_back,
+                "rollback_errors": self.rollback_errors}
