@@ -412,7 +412,7 @@ from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_jails import JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
-from ansible.module_utils.nslab_owner import STATE_ROOT
+from ansible.module_utils.nslab_paths import STATE_ROOT
 from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
 ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",

@@ -42,10 +42,9 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible.module_utils.nslab_errors import ApplyError, NslabError, OwnershipError
 from ansible.module_utils.nslab_namespaces import release_private_root
-from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
-                                              write_json_atomic)
+from ansible.module_utils.nslab_owner import lab_dir, read_json, remove_empty_dirs, write_json_atomic
+from ansible.module_utils.nslab_paths import CGROUP_SUBTREE, STATE_ROOT
 
-NSLAB_DIR = "nslab"
 MAX = "max"
 CPU_PERIOD_US = 100000
 PID_MAX_LIMIT = 4194304
@@ -690,7 +689,7 @@ class CgroupState:
 
 
 def cgroup_relpath(lab, name):
-    return os.path.join(NSLAB_DIR, lab, name)
+    return os.path.join(CGROUP_SUBTREE, lab, name)
 
 
 def _read_files(directory, names):

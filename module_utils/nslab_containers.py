@@ -41,10 +41,9 @@ from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
 from ansible.module_utils.nslab_errors import ApplyError, NslabError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
-from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
-                                              write_json_atomic)
+from ansible.module_utils.nslab_owner import lab_dir, read_json, remove_empty_dirs, write_json_atomic
+from ansible.module_utils.nslab_paths import CGROUP_ROOT, DATA_ROOT, LAUNCHER_PATH, STATE_ROOT
 from ansible.module_utils.nslab_runner import netns_path
-from ansible.module_utils.nslab_sources import DATA_ROOT
 
 # Docker's default set minus MKNOD: containers keep what ordinary services need (chown,
 # setuid, binding low ports, ping) and lose what reaches past their namespaces (mounts,
@@ -53,7 +52,6 @@ DEFAULT_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETI
                         "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
                         "SYS_CHROOT"]
 START_TIMEOUT = 10.0
-CGROUP_ROOT = "/sys/fs/cgroup"
 # A record's config from before an option existed holds what it meant then: no restart.
 CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE,
                    "seccomp": "default", "file_digests": {}}
@@ -454,7 +452,7 @@ class Launcher:
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors,
                 pass_fds=(theirs.fileno(),), start_new_session=True,
                 # the host's environment stays out of the containers' PID 1
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
+                env={"PATH": LAUNCHER_PATH, "LC_ALL": "C.UTF-8"})
         except BaseException:
             self.sock.close()
             self.errors.close()

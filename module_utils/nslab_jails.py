@@ -66,9 +66,9 @@ from ansible.module_utils import nslab_syscalls as sc
 from ansible.module_utils.nslab_errors import ApplyError, CommandError, NslabError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import MountEntry, mounts_below, read_mountinfo
 from ansible.module_utils.nslab_owner import read_json, remove_empty_dirs, write_json_atomic
+from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, JAIL_PATH
 from ansible.module_utils.nslab_runner import Runner
-from ansible.module_utils.nslab_sources import (CACHE_ROOT, DATA_ROOT, JAIL_PATH, Source,
-                                                ensure_mount_points, ensure_real_dir, inside,
+from ansible.module_utils.nslab_sources import (Source, ensure_mount_points, ensure_real_dir, inside,
                                                 walk_tree)
 
 DEV_NODES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),

@@ -20,10 +20,11 @@ import socket
 from ansible.module_utils.nslab_adopt import lost_cgroups, lost_netns_records
 from ansible.module_utils.nslab_cgroups import CgroupStore, cgroup_view, detect_layout, read_cgroup
 from ansible.module_utils.nslab_containers import ContainerStore
-from ansible.module_utils.nslab_jails import DATA_ROOT, JailStore, jail_view
+from ansible.module_utils.nslab_jails import JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore
-from ansible.module_utils.nslab_owner import STATE_ROOT, parse_alias, plan_record_path, read_json
+from ansible.module_utils.nslab_owner import parse_alias, plan_record_path, read_json
+from ansible.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
 from ansible.module_utils.nslab_vxlan import peers_of
 
 

@@ -37,13 +37,13 @@ from typing import Dict, List, Optional
 
 from ansible.module_utils.nslab_errors import ApplyError, NslabError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
-from ansible.module_utils.nslab_owner import (NETNS_ROLE, STATE_ROOT, alias_for, lab_dir,
+from ansible.module_utils.nslab_paths import NETNS_DIR, STATE_ROOT
+from ansible.module_utils.nslab_owner import (NETNS_ROLE, alias_for, lab_dir,
                                               parse_alias, read_json, read_lo_alias,
                                               remove_empty_dirs, set_lo_alias,
                                               write_json_atomic)
 from ansible.module_utils import nslab_syscalls as sc
 
-NETNS_DIR = "/run/netns"
 # Types that persist with a bind mount alone. pid needs an init process and user needs
 # its id maps written by a process: nslab_container makes those with the container's init.
 NS_FLAGS = {

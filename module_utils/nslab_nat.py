@@ -16,8 +16,9 @@ import ipaddress
 import json
 
 from ansible.module_utils.nslab_errors import CommandError
+from ansible.module_utils.nslab_paths import NFT_TABLE
 
-TABLE = "nslab"
+TABLE = NFT_TABLE
 CHAIN = "postrouting"
 FORWARD_SYSCTL = "/proc/sys/net/ipv4/ip_forward"
 

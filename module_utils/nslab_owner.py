@@ -22,9 +22,9 @@ import struct
 import tempfile
 
 from ansible.module_utils.nslab_errors import OwnershipError
+from ansible.module_utils.nslab_paths import STATE_ROOT
 
 ALIAS_PREFIX = "nslab:"
-STATE_ROOT = "/run/nslab"
 NETNS_ROLE = "netns"
 
 # rtnetlink, as <linux/netlink.h> and <linux/rtnetlink.h> define it

@@ -39,8 +39,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ansible.module_utils.nslab_paths import NFT_TABLE
+
 TABLE_FAMILY = "inet"
-TABLE_NAME = "nslab"
+TABLE_NAME = NFT_TABLE
 ANY = "*"
 PROTOS = ("tcp", "udp")
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")

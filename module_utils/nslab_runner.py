@@ -19,8 +19,8 @@ import subprocess
 
 from ansible.module_utils.nslab_errors import BatchError, CommandError
 from ansible.module_utils.nslab_iproute import json_documents, parse_links
+from ansible.module_utils.nslab_paths import NETNS_DIR
 
-NETNS_DIR = "/run/netns"
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
 
 

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ansible.module_utils.nslab_errors import NslabError
+from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, JAIL_PATH, STATE_ROOT
 from ansible.module_utils.nslab_rootfs import (default_mirror, elf_interpreter,
                                                parse_apt_sources, parse_busybox_list,
                                                parse_loader_list)
@@ -64,16 +65,12 @@ SOURCE_OPTIONS = {
     "directory": ["path", "keep_setuid"],
 }
 VARIANTS = ["minbase", "buildd", "default"]
-DATA_ROOT = "/var/lib/nslab"
-CACHE_ROOT = "/var/cache/nslab"
-STATE_ROOT = "/run/nslab"
 # A directory source may not be one of these (nor /), nor inside the first group: host
 # configuration, kernel and device trees, and the runtime directory.
 HOST_TREES = ["/boot", "/dev", "/etc", "/proc", "/run", "/sys"]
 HOST_DIRS = HOST_TREES + ["/bin", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
                           "/mnt", "/opt", "/root", "/sbin", "/srv", "/tmp", "/usr", "/var",
                           "/var/lib", "/var/cache", "/var/log", "/var/tmp", "/usr/local"]
-JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Top-level directories that merged-/usr hosts make symlinks into /usr.
 MERGED_USR_LINKS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]
 MOUNT_POINTS = [("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("tmp", 0o1777)]

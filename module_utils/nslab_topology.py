@@ -26,10 +26,10 @@ from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, b
     parse_limits, parse_size
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_netem import netem_problems
+from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, STATE_ROOT
 from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems
 from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
-    _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, CACHE_ROOT, DATA_ROOT, SOURCE_OPTIONS, \
-    SOURCES, VARIANTS
+    _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, SOURCE_OPTIONS, SOURCES, VARIANTS
 from ansible.module_utils.nslab_validate import IFNAMSIZ, abspath_problem, hostname_problem, \
     ifname_problem, lab_problem, mtu_problem
 from ansible.module_utils.nslab_vxlan import MAX_VNI, OVERHEAD
@@ -1441,7 +1441,6 @@ FILE_KEYS = {"path", "content", "template", "mode"}
 BIND_KEYS = {"path", "source", "readonly"}
 # The init mounts these itself: a file or bind there would hide or be hidden.
 INIT_MOUNTS = ("/proc", "/sys", "/dev")
-STATE_ROOT = "/run/nslab"
 FILE_MAX = 1024 * 1024          # nslab_container's limit for one file
 MODE_RE = re.compile(r"0?[0-7]{3}")
 SYSCTL_RE = re.compile(r"[a-z0-9_-]+(\.[A-Za-z0-9_-]+)+")

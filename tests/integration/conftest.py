@@ -18,10 +18,10 @@ import time
 import pytest
 import yaml
 
+from ansible.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT  # noqa: F401 (tests import them)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
-STATE_ROOT = "/run/nslab"
-DATA_ROOT = "/var/lib/nslab"
 
 pytestmark = pytest.mark.integration
 
