@@ -30,9 +30,9 @@ from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, STATE_ROOT
 from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems
 from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
     _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, SOURCE_OPTIONS, SOURCES, VARIANTS
+from ansible.module_utils.nslab_tunnels import MAX_VNI, OVERHEAD
 from ansible.module_utils.nslab_validate import IFNAMSIZ, abspath_problem, hostname_problem, \
     ifname_problem, lab_problem, mtu_problem
-from ansible.module_utils.nslab_vxlan import MAX_VNI, OVERHEAD
 
 TOP_KEYS = {"lab", "description", "defaults", "networks", "nodes", "links"}
 DEFAULT_KEYS = {"jail", "limits", "command", "env", "cap_add", "cap_drop", "disk"}
