@@ -122,10 +122,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import check_lab, run_module, runner_for
 from ansible.module_utils.nslab_errors import ApplyError, CommandError, NslabError, \
     ValidationError
-from ansible.module_utils.nslab_ports import (Published, Table, conflict_problems,
-                                              expected_view, lab_clash_problems, parse_port,
-                                              localnet_bridges, localnet_guarded, parse_table,
-                                              plan_ports, script, undo_script, view, PORT_FORM)
+from ansible.module_utils.nslab_publish import (Published, Table, conflict_problems,
+                                               expected_view, lab_clash_problems, parse_port,
+                                               localnet_bridges, localnet_guarded, parse_table,
+                                               plan_ports, script, undo_script, view, PORT_FORM)
 
 CONF = "/proc/sys/net/ipv4/conf"
 FORWARD = "/proc/sys/net/ipv4/ip_forward"

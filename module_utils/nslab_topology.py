@@ -27,7 +27,7 @@ from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, b
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_netem import netem_problems
 from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, STATE_ROOT
-from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems
+from ansible.module_utils.nslab_publish import lab_clash_problems, parse_port, port_problems
 from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
     _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, SOURCE_OPTIONS, SOURCES, VARIANTS
 from ansible.module_utils.nslab_tunnels import MAX_VNI, OVERHEAD
@@ -642,7 +642,7 @@ NODE_KEYS = NODE_KEYS | {"ports"}
 
 
 def ports_problems(nodes, subnets):
-    """The ``ports`` of every node: syntax and ranges (nslab_ports' parser), a node with
+    """The ``ports`` of every node: syntax and ranges (nslab_publish's parser), a node with
     ports but no IPv4 address to lead them to (its first network's), and a
     HOST_IP:HOST_PORT/proto published twice in the lab."""
     problems, published = [], []

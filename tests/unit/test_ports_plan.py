@@ -10,10 +10,10 @@ import pytest
 
 from ansible.module_utils.nslab_nft import HOST_TABLE, isolate_rule, parse_table as \
     parse_host_table, plan_rules, script as host_script
-from ansible.module_utils.nslab_ports import (ANY, PortSpec, Published, Table,
-                                              conflict_problems, lab_clash_problems,
-                                              parse_port, parse_table, plan_ports,
-                                              port_problems, script, undo_script, view)
+from ansible.module_utils.nslab_publish import (ANY, PortSpec, Published, Table,
+                                               conflict_problems, lab_clash_problems,
+                                               parse_port, parse_table, plan_ports,
+                                               port_problems, script, undo_script, view)
 from ansible.module_utils.nslab_topology import compile_lab, validate
 
 FIXTURE = (pathlib.Path(__file__).parent / "fixtures" / "nft_inet_nslab_ports.json").read_text()
