@@ -331,6 +331,11 @@ EXAMPLES = r"""
     netns: demo-apt103
     cgroup: apt103
     command: [httpd, -f, -p, "80"]
+  register: web
+
+- name: Where its init runs and logs, from the registered result
+  ansible.builtin.debug:
+    msg: "apt103: pid {{ web.containers[0].pid }}, log {{ web.containers[0].log }}"
 
 - name: Every container of a lab at once; a router keeps NET_ADMIN
   nslab_container:

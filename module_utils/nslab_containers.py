@@ -101,9 +101,6 @@ class ContainerSpec:
     def file_mode(self, path):
         return self.file_modes.get(path, FILE_MODE)
 
-    def config_hash(self):
-        return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()
-
 
 @dataclass
 class ContainerState:
