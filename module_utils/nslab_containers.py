@@ -39,7 +39,7 @@ from urllib.parse import quote
 from ansible.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
-from ansible.module_utils.nslab_errors import ApplyError, NslabError
+from ansible.module_utils.nslab_errors import ApplyError, NslabError, StopError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
 from ansible.module_utils.nslab_owner import lab_dir, read_json, remove_empty_dirs, write_json_atomic
 from ansible.module_utils.nslab_paths import CGROUP_ROOT, DATA_ROOT, LAUNCHER_PATH, STATE_ROOT
@@ -52,6 +52,9 @@ DEFAULT_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETI
                         "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
                         "SYS_CHROOT"]
 START_TIMEOUT = 10.0
+# Seconds an init may take to go after SIGKILL; one still there is stuck in the kernel
+# (uninterruptible sleep, a frozen cgroup) and stop_many gives up on it by name.
+KILL_GRACE = 5.0
 # A record's config from before an option existed holds what it meant then: no restart.
 CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE,
                    "seccomp": "default", "file_digests": {}}
@@ -676,31 +679,48 @@ class ContainerManager:
             remove_empty_dirs(self.store.directory(), self.store.root)
         return tail
 
+    # Seams for the unit tests of stop_many: its clock, its pause and its signal sender.
+    clock = staticmethod(time.monotonic)
+    pause = staticmethod(time.sleep)
+    send_signal = staticmethod(os.kill)
+
     def stop_many(self, specs):
         """SIGTERM every running init at once, SIGKILL those still there after their
-        stop_timeout, and mark their records stopped."""
+        stop_timeout, and mark their records stopped. An init still there KILL_GRACE
+        seconds after its SIGKILL is stuck in the kernel: once every other init is dealt
+        with, raise StopError naming it and its pid (its record stays running)."""
         pending = []
         for spec in specs:
             record = read_json(self.store.record_path(spec.name))
             if record is None:
                 continue
             if is_recorded_process(record):
-                os.kill(record["pid"], signal.SIGTERM)
-                pending.append((record, time.monotonic() + spec.stop_timeout, spec))
+                self.send_signal(record["pid"], signal.SIGTERM)
+                pending.append((record, self.clock() + spec.stop_timeout, spec))
             else:
                 self._stopped(spec, record)
+        killed_at = {}
+        stuck = []
         while pending:
             still = []
+            now = self.clock()
             for record, deadline, spec in pending:
                 if proc_start_time(record["pid"]) != record["start_time"]:
                     self._stopped(spec, record)
                     continue
-                if time.monotonic() > deadline:
-                    _kill_quietly(record["pid"])
+                if spec.name in killed_at:
+                    if now > killed_at[spec.name] + KILL_GRACE:
+                        stuck.append((spec.name, record["pid"]))
+                        continue
+                elif now > deadline:
+                    _kill_quietly(record["pid"], self.send_signal)
+                    killed_at[spec.name] = now
                 still.append((record, deadline, spec))
             pending = still
             if pending:
-                time.sleep(0.02)
+                self.pause(0.02)
+        if stuck:
+            raise StopError(stuck, KILL_GRACE)
 
     def _stopped(self, spec, record):
         record["running"] = False
@@ -771,8 +791,8 @@ def _open_log(path):
     return fd
 
 
-def _kill_quietly(pid):
+def _kill_quietly(pid, send_signal=os.kill):
     try:
-        os.kill(pid, signal.SIGKILL)
+        send_signal(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -90,3 +90,20 @@ class ApplyError(NslabError):
     def details(self):
         return {"done": self.done, "rolled_back": self.rolled_back,
                 "rollback_errors": self.rollback_errors}
+
+
+class StopError(NslabError):
+    """Inits that outlived their SIGKILL by a grace period (stuck in the kernel: an
+    uninterruptible sleep, a frozen cgroup). ``stuck``: [(container, pid)]; their records
+    still say running."""
+
+    def __init__(self, stuck, grace):
+        self.stuck, self.grace = list(stuck), grace
+        super().__init__(
+            "could not stop %s: still there %s s after SIGKILL (a process stuck in the kernel: "
+            "uninterruptible sleep or a frozen cgroup); their records stay running" % (
+                ", ".join("container '%s' (pid %d)" % (name, pid) for name, pid in self.stuck),
+                grace))
+
+    def details(self):
+        return {"stuck": [{"name": name, "pid": pid} for name, pid in self.stuck]}
