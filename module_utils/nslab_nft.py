@@ -55,7 +55,6 @@ _LEFT_NAMES = dict((json.dumps(v, sort_keys=True), k) for k, v in LEFTS.items())
 
 ISOLATE = "isolate-host"
 PORT = "port"
-PORT_CHECKS = ("mac", "arp-mac", "arp-ip")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ansible.module_utils.nslab_errors import NslabError
-from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, JAIL_PATH, STATE_ROOT
+from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, STATE_ROOT
 from ansible.module_utils.nslab_rootfs import (default_mirror, elf_interpreter,
                                                parse_apt_sources, parse_busybox_list,
                                                parse_loader_list)

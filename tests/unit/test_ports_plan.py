@@ -121,7 +121,8 @@ def test_the_table_goes_with_the_last_rule_in_any_chain():
 
 def test_a_new_loopback_port_adds_the_guard_and_sets_localnet():
     plan = plan_ports("demo", CAPTURED[:1], Table(), {BRIDGE: 0})
-    assert plan.create_table and plan.localnet_on == [BRIDGE]
+    assert plan.localnet_on == [BRIDGE]
+    assert script(plan)[0] == {"add": {"table": {"family": "inet", "name": "nslab"}}}
     assert plan.add_chains == ["ports-guard", "ports-prerouting", "ports-output",
                                "ports-postrouting"]
     assert sorted(r.comment for r in plan.add if r.chain == "ports-guard") == [
