@@ -164,8 +164,11 @@ def layer_problems(root):
             continue
         for dep in sorted(deps):
             theirs = files.get(dep)
-            if theirs not in layers:
-                problems.append("module_utils/%s.py imports %s, which has no layer" % (stem, dep))
+            if dep not in graph:
+                problems.append("module_utils/%s.py imports %s, which is not a module_utils file"
+                                % (stem, dep))
+            elif theirs not in layers:
+                continue  # reported above: the file has no row
             elif theirs not in layers[mine][1]:
                 problems.append("module_utils/%s.py (layer '%s') imports %s (layer '%s'): "
                                 "'%s' may import only %s"
@@ -332,13 +335,16 @@ def test_the_fake_tree_is_clean(tmp_path):
     ({"nslab_errors.py": "import ansible.module_utils.nslab_plan2\n"},
      "module_utils/nslab_errors.py (layer 'base') imports nslab_plan2 (layer 'planner')"),
     ({"nslab_new.py": "x = 1\n"}, "module_utils/nslab_new.py is not in the table of layers"),
-    ({"nslab_plan2.py": None}, "lists module_utils/nslab_plan2.py, which does not exist"),
+    ({"nslab_plan2.py": None, "nslab_plan.py": "from ansible.module_utils.nslab_parse import x\n"},
+     "lists module_utils/nslab_plan2.py, which does not exist"),
+    ({"nslab_plan.py": "from ansible.module_utils.nslab_gone import x\n"},
+     "module_utils/nslab_plan.py imports nslab_gone, which is not a module_utils file"),
     ({"nslab_plan2.py": "from ansible.module_utils.basic import AnsibleModule\n"},
      "module_utils/nslab_plan2.py imports ansible.module_utils.basic"),
     ({"nslab_plan2.py": "from ansible.module_utils.nslab_plan import z\n"},
      "module_utils files import each other in a cycle: nslab_plan, nslab_plan2"),
 ], ids=["upward", "upward-in-a-function", "upward-plain-import", "file-missing-from-table",
-        "row-without-file", "ansiblemodule", "cycle"])
+        "row-without-file", "import-of-no-file", "ansiblemodule", "cycle"])
 def test_a_broken_layer_is_reported(tmp_path, changed, expected):
     problems = layer_problems(fake_tree(tmp_path, **changed))
     assert len(problems) == 1 and expected in problems[0], problems
