@@ -7,7 +7,7 @@ Every module_utils file, module and plugin that can import this does. Three copi
 and must agree (tests/unit/module_utils/test_nslab_paths.py checks each):
 
 - ``nslab_init`` is standalone (its source is fed to a bare ``python3 -I -S -``), so its
-  ``DEFAULT_PATH`` repeats ``JAIL_PATH``;
+  ``JAIL_PATH`` and ``CGROUP_ROOT`` repeat these;
 - the connection plugin runs on the controller before nslab's module_utils are importable,
   so its ``STATE_ROOT`` repeats this one;
 - roles' YAML defaults (``nslab_fleet_dir``) spell out the roots they lie under.
