@@ -48,7 +48,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=3)
     args = parser.parse_args()
-    if os.path.exists(os.path.join(DATA_ROOT, LAB)) or os.path.exists(os.path.join(STATE_ROOT, LAB)):
+    if any(os.path.exists(os.path.join(root, LAB)) for root in (DATA_ROOT, STATE_ROOT)):
         sys.exit("lab %s exists; remove it first: ansible-playbook fleet.yml -e "
                  "nslab_fleet_lab=%s -e state=absent" % (LAB, LAB))
     inventory = os.path.join(DATA_ROOT, LAB, "ssh", "inventory.yml")

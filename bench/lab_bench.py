@@ -70,7 +70,8 @@ def leftovers():
         name = line.split()[0] if line.split() else ""
         if name.startswith("nsbf-") or name.startswith(LAB + "-"):
             found.append("netns " + name)
-    for path in (os.path.join(STATE_ROOT, LAB), os.path.join(DATA_ROOT, LAB), "/var/lib/nslab-bench/floor"):
+    for path in (os.path.join(STATE_ROOT, LAB), os.path.join(DATA_ROOT, LAB),
+                 "/var/lib/nslab-bench/floor"):
         if os.path.lexists(path):
             found.append("path " + path)
     for path in glob.glob(os.path.join(CGROUP_ROOT, "*", CGROUP_SUBTREE, LAB + "*")) + \
@@ -80,7 +81,8 @@ def leftovers():
     with open("/proc/self/mountinfo") as f:
         for line in f:
             target = line.split()[4]
-            if target.startswith((os.path.join(DATA_ROOT, LAB, ""), os.path.join(STATE_ROOT, LAB, ""),
+            if target.startswith((os.path.join(DATA_ROOT, LAB, ""),
+                                  os.path.join(STATE_ROOT, LAB, ""),
                                   "/var/lib/nslab-bench/floor")):
                 found.append("mount " + target)
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):

@@ -42,7 +42,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible.module_utils.nslab_errors import ApplyError, NslabError, OwnershipError
 from ansible.module_utils.nslab_namespaces import release_private_root
-from ansible.module_utils.nslab_owner import lab_dir, read_json, remove_empty_dirs, write_json_atomic
+from ansible.module_utils.nslab_owner import (lab_dir, read_json, remove_empty_dirs,
+                                              write_json_atomic)
 from ansible.module_utils.nslab_paths import CGROUP_SUBTREE, STATE_ROOT
 
 MAX = "max"

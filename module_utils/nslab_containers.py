@@ -41,7 +41,8 @@ from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
 from ansible.module_utils.nslab_errors import ApplyError, NslabError, StopError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
-from ansible.module_utils.nslab_owner import lab_dir, read_json, remove_empty_dirs, write_json_atomic
+from ansible.module_utils.nslab_owner import (lab_dir, read_json, remove_empty_dirs,
+                                              write_json_atomic)
 from ansible.module_utils.nslab_paths import CGROUP_ROOT, DATA_ROOT, LAUNCHER_PATH, STATE_ROOT
 from ansible.module_utils.nslab_runner import netns_path
 

@@ -68,8 +68,8 @@ from ansible.module_utils.nslab_mountinfo import MountEntry, mounts_below, read_
 from ansible.module_utils.nslab_owner import read_json, remove_empty_dirs, write_json_atomic
 from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, JAIL_PATH
 from ansible.module_utils.nslab_runner import Runner
-from ansible.module_utils.nslab_sources import (Source, ensure_mount_points, ensure_real_dir, inside,
-                                                walk_tree)
+from ansible.module_utils.nslab_sources import (Source, ensure_mount_points, ensure_real_dir,
+                                                inside, walk_tree)
 
 DEV_NODES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
              ("urandom", 1, 9), ("tty", 5, 0)]

@@ -5,9 +5,10 @@
 
 ``Runner`` wraps a ``run(argv, data=None) -> (rc, stdout, stderr)`` callable; modules pass
 ``module.run_command`` (see ``nslab_ansible.runner_for``); the command-line tools, the
-inventory plugin, tests and benchmarks pass ``subprocess_run``. Namespaced commands go through ``nsenter --net=PATH``, never
-``ip -n``/``ip netns exec``, which copy every mount on each call (measured: 5 ms with one
-namespace, 18.5 ms with a thousand; nsenter stays at 4-6 ms).
+inventory plugin, tests and benchmarks pass ``subprocess_run``. Namespaced commands go
+through ``nsenter --net=PATH``, never ``ip -n``/``ip netns exec``, which copy every mount on
+each call (measured: 5 ms with one namespace, 18.5 ms with a thousand; nsenter stays at
+4-6 ms).
 """
 
 from __future__ import annotations
