@@ -1,0 +1,16 @@
+"""Python interpreters on this machine other than the controller's."""
+
+import glob
+import shutil
+import subprocess
+
+
+def python39():
+    """A working python3.9 (a pyenv shim on PATH may exist and still not run)."""
+    candidates = sorted(glob.glob("/root/.pyenv/versions/3.9*/bin/python3.9"))
+    candidates += ["/usr/bin/python3.9", shutil.which("python3.9")]
+    for path in filter(None, candidates):
+        if subprocess.run([path, "-c", "import sys; assert sys.version_info[:2] == (3, 9)"],
+                          capture_output=True).returncode == 0:
+            return path
+    return None
