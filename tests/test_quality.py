@@ -87,14 +87,12 @@ def test_ansible_lint_passes():
 
 
 def test_ansible_lint_checks_nslab_module_arguments(tmp_path):
-    bad = ROOT / "playbooks" / ".lint-probe.yml"
+    # In tmp_path, not playbooks/: a run cut short must not leave a bad playbook in the tree.
+    bad = tmp_path / "lint-probe.yml"
     bad.write_text("---\n- name: Probe\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
                    "    - name: Misspelt option\n      nslab_bridge:\n        lab: demo\n"
                    "        nme: x\n")
-    try:
-        proc = ansible_lint(str(bad))
-    finally:
-        bad.unlink()
+    proc = ansible_lint(str(bad))
     assert proc.returncode != 0
     assert "args[module]" in proc.stdout + proc.stderr
 

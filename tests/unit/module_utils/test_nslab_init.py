@@ -2,7 +2,6 @@
 the launcher's placeholder argument that makes room for it."""
 
 import ast
-import os
 import subprocess
 import sys
 
