@@ -9,7 +9,6 @@ import pytest
 from ansible.module_utils.nslab_topology import compile_lab, removal_plan, validate
 
 from helpers.topology_cases import BAD, GOOD, with_change
-from helpers.paths import ROOT
 
 PYTHON_ERRORS = ("object has no attribute", "not supported between", "unhashable",
                  "Traceback", "object is not", "NoneType")
@@ -192,38 +191,3 @@ def test_no_value_anywhere_makes_the_validator_or_the_compiler_raise():
                     compile_lab(spec)              # a valid topology compiles
                 checked += 1
     assert checked > 1500
-
-
-def topology_module():
-    """library/nslab_topology.py, loaded as a module (its core takes a module object)."""
-    import importlib.util
-    path = ROOT / "library" / "nslab_topology.py"
-    spec = importlib.util.spec_from_file_location("nslab_topology_library", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_absent_over_a_fleet_with_a_host_down_plans_this_hosts_removal_from_any_file():
-    library = topology_module()
-    fleet = [{"item": "h1", "labs": {"demo": {"containers": [{"name": "a"}],
-                                              "namespaces": [{"name": "demo-a"}],
-                                              "bridges": [{"name": "demo-lan"}]}}},
-             {"item": "h2", "unreachable": True}]
-    params = {"topology": {"lab": "demo", "nodes": "not even a mapping", "colour": 1},
-              "fleet": fleet, "host": "h1", "current": {}, "state": "absent"}
-    result = library.compile_topology(type("Module", (), {"params": params})())
-    assert result["changed"] is False
-    remove = result["lab"]["remove"]
-    assert remove["containers"] == [{"name": "a"}]
-    assert remove["namespaces"] == [{"name": "demo-a"}]
-    assert remove["bridges"] == [{"name": "demo-lan"}]
-
-
-def test_absent_still_needs_a_valid_lab_name():
-    library = topology_module()
-    params = {"topology": {"lab": "demo\n"}, "fleet": [], "host": None, "current": {},
-              "state": "absent"}
-    with pytest.raises(library.ValidationError) as err:
-        library.compile_topology(type("Module", (), {"params": params})())
-    assert str(err.value).startswith("topology.lab: lab name 'demo\\n' is invalid")
