@@ -16,6 +16,8 @@ MODULES = sorted(p.stem for p in (ROOT / "library").glob("nslab_*.py"))
 # Modules that only read: they never report a change, so they have nothing to diff.
 READ_ONLY = {"nslab_topology", "nslab_info"}
 
+pytestmark = pytest.mark.quality
+
 
 def load_module(name):
     spec = importlib.util.spec_from_file_location(name, ROOT / "library" / (name + ".py"))
