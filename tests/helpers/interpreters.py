@@ -10,7 +10,10 @@ def python39():
     candidates = sorted(glob.glob("/root/.pyenv/versions/3.9*/bin/python3.9"))
     candidates += ["/usr/bin/python3.9", shutil.which("python3.9")]
     for path in filter(None, candidates):
-        if subprocess.run([path, "-c", "import sys; assert sys.version_info[:2] == (3, 9)"],
-                          capture_output=True).returncode == 0:
-            return path
+        try:
+            if subprocess.run([path, "-c", "import sys; assert sys.version_info[:2] == (3, 9)"],
+                              capture_output=True).returncode == 0:
+                return path
+        except OSError:         # absent, or not ours to run (a user other than root)
+            continue
     return None
