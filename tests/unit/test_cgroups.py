@@ -8,12 +8,18 @@ import shutil
 
 import pytest
 
-from ansible.module_utils.nslab_cgroups import (
-    CgroupApplier, CgroupBusyError, CgroupError, CgroupSpec, CgroupStore, FILES, MAX, Layout,
-    cgroup_view, detect_layout, format_cpulist, layout_problems, name_problem, parse_cpulist,
-    parse_cpus, parse_count, parse_io, parse_limits, parse_size, plan_cgroups, read_cgroup,
-    read_limits, read_usage, settle)
-from ansible.module_utils.nslab_errors import ApplyError, OwnershipError
+from ansible.module_utils.nslab_cgroup_apply import CgroupApplier
+from ansible.module_utils.nslab_cgroup_layout import Layout, detect_layout
+from ansible.module_utils.nslab_cgroup_plan import CgroupSpec, plan_cgroups, settle
+from ansible.module_utils.nslab_cgroup_read import read_cgroup
+from ansible.module_utils.nslab_cgroup_state import cgroup_view, read_limits, read_usage
+from ansible.module_utils.nslab_cgroup_store import CgroupStore
+from ansible.module_utils.nslab_cgroup_values import (
+    MAX, format_cpulist, name_problem, parse_cpulist, parse_cpus, parse_count, parse_io,
+    parse_limits, parse_size)
+from ansible.module_utils.nslab_cgroup_vocab import FILES, layout_problems
+from ansible.module_utils.nslab_errors import (ApplyError, CgroupBusyError, CgroupError,
+                                               OwnershipError)
 from ansible.module_utils.nslab_mountinfo import parse_mountinfo
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
