@@ -1,7 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: nslab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Applying planned cgroup actions to the file system.
+"""Applying planned cgroup actions (nslab_cgroup_plan) to the file system: mkdir, interface
+file writes, moving processes, SIGKILL and rmdir, and the ownership record's entries.
+
+Rollback goes through the one undo log (nslab_undo): a step that fails undoes this run's
+earlier steps, newest first, and the ApplyError names what was done and undone. An OSError
+of a step becomes a CgroupError that names the file, the value and a hint for the errno.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import time
 
 from ansible.module_utils.nslab_cgroup_read import read_procs
 from ansible.module_utils.nslab_cgroup_state import cgroup_relpath
-from ansible.module_utils.nslab_errors import ApplyError, CgroupError, NslabError
+from ansible.module_utils.nslab_errors import CgroupError, NslabError
+from ansible.module_utils.nslab_undo import UndoLog
 
 
 def _os_problem(err, op):
@@ -39,66 +45,77 @@ def write_file(path, text):
 
 
 class CgroupApplier:
-    """Applies CgroupActions; on failure undoes this run's steps, newest first. The record
-    is saved in any case, so it names exactly the cgroups that exist afterwards."""
+    """Runs the steps of CgroupActions in order. Each step that changes something is
+    recorded in an undo log with the step that reverses it; when a step fails, this run's
+    steps are undone newest first and one ApplyError names what was done, what was undone
+    and what could not be. The record is saved in any case, so it names exactly the cgroups
+    that exist afterwards."""
 
     def __init__(self, store, record, layout, kill_seconds=5.0):
         self.store, self.record, self.layout = store, record, layout
         self.kill_seconds = kill_seconds
-        self.undo = []              # (description, callable)
+        # Op.kind -> the step that runs it; each returns (description, undo or None), or
+        # None when it changed nothing.
+        self.steps = {
+            "mkdir": self._mkdir,
+            "write": self._write,
+            "attach": self._attach,
+            "rmdir": self._rmdir,
+            "rmdir_empty": self._rmdir_empty,
+            "kill": self._kill,
+            "own": self._own,
+            "disown": self._disown,
+        }
 
     def apply(self, actions):
+        log = UndoLog()
         try:
             for action in actions:
                 for op in action.ops:
-                    self._run(op)
-        except NslabError as err:
-            raise self._rolled_back(err)
-        except OSError as err:
-            raise self._rolled_back(CgroupError(_os_problem(err, op)))
+                    try:
+                        done = self.steps[op.kind](op)
+                    except OSError as err:
+                        raise log.fail(CgroupError(_os_problem(err, op))) from err
+                    except NslabError as err:
+                        raise log.fail(err) from err
+                    if done is not None:
+                        log.record(*done)
         finally:
             self.store.save(self.record)
 
-    def _rolled_back(self, err):
-        undone, errors = [], []
-        for description, undo in reversed(self.undo):
-            try:
-                undo()
-                undone.append(description)
-            except OSError as undo_err:
-                errors.append("%s: %s" % (description, undo_err.strerror))
-        return ApplyError(err, [], undone, errors)
-
-    def _run(self, op):
-        getattr(self, "_" + op.kind)(op)
-
     def _mkdir(self, op):
         os.mkdir(op.path)
-        self.undo.append(("mkdir %s" % op.path, lambda: os.rmdir(op.path)))
+        return "mkdir %s" % op.path, lambda: os.rmdir(op.path)
 
     def _write(self, op):
         if not os.path.exists(op.path):
             raise CgroupError("%s: %s cannot be enforced on this host: %s does not exist" % (
                 op.key, op.text, op.path) if op.key else "%s does not exist" % op.path)
         write_file(op.path, op.text)
-        if op.undo is not None:
-            self.undo.append(("write '%s' to %s" % (op.undo, op.path),
-                              lambda: write_file(op.path, op.undo)))
+        if op.undo is None:                 # a file of a cgroup this run made: rmdir undoes it
+            return "write '%s' to %s" % (op.text, op.path), None
+        return ("write '%s' to %s (was '%s')" % (op.text, op.path, op.undo),
+                lambda: write_file(op.path, op.undo))
 
     def _attach(self, op):
+        # Not undone: putting a process back means writing into a cgroup nslab does not own.
         write_file(op.path, op.text)
+        return "move process %s into %s" % (op.text, os.path.dirname(op.path)), None
 
     def _rmdir(self, op):
         os.rmdir(op.path)
+        return "rmdir %s" % op.path, None
 
     def _rmdir_empty(self, op):
         if op.text in self.record.get("cgroups", {}):
-            return
+            return None
         try:
             os.rmdir(op.path)
         except OSError as err:
             if err.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EBUSY):
                 raise
+            return None
+        return "rmdir %s" % op.path, None
 
     def _kill(self, op):
         """SIGKILL every process of the cgroup until none is left."""
@@ -107,7 +124,7 @@ class CgroupApplier:
         while True:
             pids = read_procs(directory)
             if not pids:
-                return
+                return "kill the processes in %s" % directory, None
             if time.monotonic() > deadline:
                 raise CgroupError("processes %s are still in %s %.0f s after SIGKILL" % (
                     ", ".join(map(str, pids)), directory, self.kill_seconds))
@@ -135,7 +152,9 @@ class CgroupApplier:
                 cgroups.pop(name, None)
             else:
                 cgroups[name] = old
-        self.undo.append(("record cgroup '%s'" % op.path, undo))
+        return "record cgroup '%s'" % op.path, undo
 
     def _disown(self, op):
+        # Not undone: the deletions run first, and a cgroup once removed is not put back.
         self.record.get("cgroups", {}).pop(op.path, None)
+        return "forget cgroup '%s'" % op.path, None

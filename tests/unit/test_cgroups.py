@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from ansible.module_utils import nslab_cgroup_apply
 from ansible.module_utils.nslab_cgroup_apply import CgroupApplier
 from ansible.module_utils.nslab_cgroup_layout import Layout, detect_layout
 from ansible.module_utils.nslab_cgroup_plan import CgroupSpec, plan_cgroups, settle
@@ -446,13 +447,45 @@ def test_apply_rolls_back_newest_first_and_keeps_the_record_true(v2, tmp_path):
     with pytest.raises(ApplyError) as err:
         CgroupApplier(store, record, layout).apply(actions)
     assert "pids: writing '5' to %s/nslab/demo/x/pids.max failed" % root in str(err.value)
-    assert err.value.rolled_back == [
-        "write '268435456' to %s/nslab/demo/x/memory.max" % root,
+    assert err.value.done == [
+        "mkdir %s/nslab/demo/y" % root,
         "record cgroup 'y'",
-        "mkdir %s/nslab/demo/y" % root]
+        "write '134217728' to %s/nslab/demo/x/memory.max (was '268435456')" % root]
+    assert err.value.rolled_back == err.value.done[::-1]
     assert err.value.rollback_errors == []
     assert (root / "nslab/demo/x/memory.max").read_text() == "268435456\n"
     assert not (root / "nslab/demo/y").exists()
+    assert set(store.load()["cgroups"]) == {"x"}
+
+
+def test_apply_reports_an_undo_that_fails_and_still_undoes_the_rest(v2, tmp_path,
+                                                                    monkeypatch):
+    layout, root = v2
+    store = CgroupStore("demo", root=str(tmp_path / "state"))
+    record = store.load()
+    record["cgroups"]["x"] = {"settled": {}}
+    for path in ("", "nslab/", "nslab/demo/"):
+        (root / (path + "cgroup.subtree_control")).write_text("cpuset cpu io memory pids\n")
+    states = {"x": read_cgroup(layout, "demo", "x", record),
+              "y": read_cgroup(layout, "demo", "y", record)}
+    actions = plan_cgroups([CgroupSpec("y"), CgroupSpec("x", limits={"pids": 5})],
+                           states, layout)
+    fresh, pids_max = root / "nslab/demo/y", root / "nslab/demo/x/pids.max"
+
+    def stray_file_then_fail(path, text):
+        # y gets a file rmdir cannot remove (a plain file system is no cgroupfs), then
+        # x's write fails: undoing "mkdir y" fails, undoing "record cgroup 'y'" still runs
+        (fresh / "stray").write_text("")
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(nslab_cgroup_apply, "write_file", stray_file_then_fail)
+    with pytest.raises(ApplyError) as err:
+        CgroupApplier(store, record, layout).apply(actions)
+    assert err.value.done == ["mkdir %s" % fresh, "record cgroup 'y'"]
+    assert err.value.rolled_back == ["record cgroup 'y'"]
+    assert err.value.rollback_errors == ["mkdir %s: Directory not empty: %s" % (fresh, fresh)]
+    assert str(err.value) == (
+        "pids: writing '5' to %s failed: Permission denied; rolled back 1 step(s), but could "
+        "not undo: mkdir %s: Directory not empty: %s" % (pids_max, fresh, fresh))
     assert set(store.load()["cgroups"]) == {"x"}
 
 
