@@ -23,7 +23,7 @@ from ansible.module_utils.nslab_errors import (ApplyError, CgroupBusyError, Cgro
                                                OwnershipError)
 from ansible.module_utils.nslab_mountinfo import parse_mountinfo
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures"
 
 
 def tree(tmp_path, name):
