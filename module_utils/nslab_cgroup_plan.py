@@ -32,7 +32,8 @@ DELETE, CREATE, LIMIT, ATTACH = range(4)
 class Op:
     """One file system step. ``undo`` restores the old text of a ``write``; ``mkdir`` is
     undone by rmdir, ``own`` by restoring the record. ``attach`` is not undone: putting a
-    process back would mean writing into a cgroup nslab does not own."""
+    process back would mean writing into a cgroup nslab does not own. Each kind is one
+    entry of ``CgroupApplier.steps`` (nslab_cgroup_apply)."""
     kind: str               # mkdir, write, rmdir, rmdir_empty, kill, attach, own, disown
     path: str
     text: Optional[str] = None

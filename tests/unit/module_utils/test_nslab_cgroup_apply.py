@@ -98,3 +98,17 @@ def test_v1_devices_directory_is_made_recorded_and_removed(cgroup_v1, tmp_path):
     assert plan_cgroups([CgroupSpec("web/a")], {"web/a": again}, layout) == []
     gone = plan_cgroups([CgroupSpec("web/a", "absent")], {"web/a": again}, layout)
     assert str(leaf) in [o.path for o in gone[0].ops if o.kind == "rmdir"]
+
+
+def test_every_step_the_planner_emits_has_an_entry_in_the_table(cgroup_v1, cgroup_record,
+                                                                tmp_path):
+    layout, _root = cgroup_v1
+    record = cgroup_record("x")
+    states = dict((n, read_cgroup(layout, "demo", n, record)) for n in ("x", "web/a"))
+    plans = plan_cgroups([CgroupSpec("x", "absent")], states, layout, kill=True) + \
+        plan_cgroups([CgroupSpec("web/a", limits={"pids": 10}, procs=[1])], states, layout)
+    kinds = set(op.kind for action in plans for op in action.ops)
+    assert kinds == {"kill", "rmdir", "rmdir_empty", "disown", "mkdir", "write", "own",
+                     "attach"}
+    applier = CgroupApplier(CgroupStore("demo", root=str(tmp_path / "state")), record, layout)
+    assert kinds <= set(applier.steps)
