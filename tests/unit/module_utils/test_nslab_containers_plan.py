@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible.module_utils.nslab_cgroups import Hierarchy, Layout
+from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
 from ansible.module_utils.nslab_containers import (ContainerSpec, ContainerState, cgroup_mounts,
                                                    plan_containers, proc_start_time)
 from ansible.module_utils.nslab_mountinfo import parse_mountinfo
