@@ -484,15 +484,64 @@ def set_oom_score_adj(value):
         pass
 
 
+def in_child(function, *args):
+    """Run ``function(*args)`` in a child of this process and wait for it to end; raise
+    OSError with its error if it failed. What it does to the namespaces it shares with
+    us (mounts, pivot_root, the hostname) is ours too; the memory it writes is not: PID 1
+    stays idle for the container's life, and every page its own Python work dirtied would
+    stay its private copy (~0.4 MiB for enter_root)."""
+    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(error_r)
+            function(*args)
+            status = 0
+        except BaseException as err:
+            message = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            os.write(error_w, (message or repr(err)).encode("utf-8", "replace")[:4000])
+        finally:
+            os._exit(status)
+    os.close(error_w)
+    error = b""
+    while True:
+        chunk = os.read(error_r, 4096)
+        if not chunk:
+            break
+        error += chunk
+    os.close(error_r)
+    status = os.waitpid(pid, 0)[1]
+    if error or status:
+        raise OSError(0, error.decode("utf-8", "replace") or "the setup process ended with "
+                      "status %d" % exit_code(status))
+
+
+def build_root(config, privileged):
+    """PID 1's setup child: the hostname, then the container's root (enter_root)."""
+    socket.sethostname(config["hostname"])
+    enter_root(config["rootfs"], config.get("binds") or [], config.get("cgroup_mounts"),
+               privileged, config.get("file_fds"), config.get("userns_base") is not None)
+
+
 def run_init(config, ready_fd):
     """PID 1: set up the container, then run its command and reap."""
     # When the container hits its memory limit the OOM killer must take what allocates,
     # not the init (whose death ends the container); its children go back to 0.
     set_oom_score_adj(-999)
-    socket.sethostname(config["hostname"])
     privileged = bool(config.get("privileged"))
-    enter_root(config["rootfs"], config.get("binds") or [], config.get("cgroup_mounts"),
-               privileged, config.get("file_fds"), config.get("userns_base") is not None)
+    # A child builds the root. Its pivot_root moves the root and working directory of
+    # every process of the mount namespace that are the old root: ours among them, as we
+    # stand at "/" now. We then check that "/" is the jail's root.
+    jail = os.stat(config["rootfs"])
+    os.chdir("/")
+    in_child(build_root, config, privileged)
+    for fd in (config.get("file_fds") or {}).values():
+        os.close(fd)                  # the host's files: bound by the child, not ours to keep
+    os.chdir("/")
+    here = os.stat("/")
+    if (here.st_dev, here.st_ino) != (jail.st_dev, jail.st_ino):
+        raise OSError(0, "the container's root is not PID 1's root after pivot_root")
     # A privileged container runs setuid programs and su as a host would.
     drop_capabilities(config["capabilities"], not privileged, config.get("capability_plan"))
     if confined(config):

@@ -13,11 +13,11 @@ COUNT = 20
 # A fresh `python3 -I -S -` fed the init source idles at 7-9 MiB PSS (8.39 MiB measured by
 # the bench at N=100 before the launcher). A forked init owns only the pages it wrote since
 # the fork; the interpreter and the compiled source (~10 MiB) are shared by COUNT inits
-# (1/COUNT of them each). Measured here, COUNT=20, python 3.11: 2.66 MiB each with the
-# launcher as it first was (2.2 MiB private); 1.67 MiB (1.34 MiB private) once the launcher
+# (1/COUNT of them each). Measured here, COUNT=20, python 3.11: 2.60 MiB each with the
+# launcher as it first was (2.14 MiB private); 1.63 MiB (1.31 MiB private) once the launcher
 # makes the seccomp filter, the capability plan and the label before it forks, the init
 # imports no threading, uses no io objects and builds its root in a short-lived child. The
-# bound fails the first launcher and leaves 0.33 MiB for a different build of python3.
+# bound fails the first launcher and leaves 0.37 MiB for a different build of python3.
 PSS_BOUND_KIB = 2 * 1024
 
 
