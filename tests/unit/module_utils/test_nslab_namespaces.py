@@ -1,7 +1,5 @@
 """mountinfo parsing and namespace planning (pure)."""
 
-import pathlib
-
 import pytest
 
 from ansible.module_utils.nslab_errors import OwnershipError
@@ -9,7 +7,7 @@ from ansible.module_utils.nslab_mountinfo import mount_points, parse_mountinfo
 from ansible.module_utils.nslab_namespaces import (NamespaceSpec, NamespaceState, NamespaceStore,
                                                    plan_namespaces)
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+from helpers.paths import UNIT_FIXTURES as FIXTURES
 
 
 def test_mountinfo_fixture_has_nslab_private_root_and_nsfs_binds():

@@ -1,5 +1,6 @@
-"""The init launcher's pure parts: rewriting the argv area with a container's label, and
-the launcher's placeholder argument that makes room for it."""
+"""The init launcher's pure parts: rewriting the argv area with a container's label, the
+launcher's placeholder argument that makes room for it, and what the launcher prepares
+before it forks an init (capability plan, seccomp filter) and the descriptors a child keeps."""
 
 import ast
 import os
@@ -10,6 +11,8 @@ import pytest
 
 from ansible.module_utils.nslab_containers import LAUNCHER_LABEL, launcher_placeholder
 from ansible.module_utils.nslab_init import relabelled_argv
+
+from helpers.paths import ROOT
 
 AREA = b"/usr/bin/python3\0-I\0-S\0-\0nslab-launcher......\0"
 
@@ -69,8 +72,7 @@ def test_placeholder_fits_the_longest_label_and_is_no_label():
 def test_set_label_in_a_real_process(planned):
     """The rewrite as the launcher's child does it, in a fresh interpreter: ps sees it.
     Planned: the launcher plans it from its own argv area, and its fork writes it."""
-    module = os.path.join(os.path.dirname(__file__), "..", "..", "module_utils",
-                          "nslab_init.py")
+    module = str(ROOT / "module_utils" / "nslab_init.py")
     code = ("import os, runpy, ctypes; g = runpy.run_path(%r)\n"
             "if %r:\n"
             "    s, e = g['argv_area']()\n"
@@ -143,8 +145,7 @@ def test_seccomp_install_uses_the_prepared_program(monkeypatch):
 
 
 def test_close_all_but_keeps_exactly_the_listed_descriptors():
-    module = os.path.join(os.path.dirname(__file__), "..", "..", "module_utils",
-                          "nslab_init.py")
+    module = str(ROOT / "module_utils" / "nslab_init.py")
     code = ("import os, runpy; g = runpy.run_path(%r)\n"
             "fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(8)]\n"
             "high = os.dup2(fds[0], 200, inheritable=False)\n"
