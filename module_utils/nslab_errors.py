@@ -92,6 +92,21 @@ class ApplyError(NslabError):
                 "rollback_errors": self.rollback_errors}
 
 
+class CgroupError(NslabError):
+    """A cgroup operation failed or cannot be done on this host."""
+
+
+class CgroupBusyError(CgroupError):
+    """A cgroup to delete still has processes or child cgroups."""
+
+    def __init__(self, message, pids=(), children=()):
+        self.pids, self.children = list(pids), list(children)
+        super().__init__(message)
+
+    def details(self):
+        return {"pids": self.pids, "children": self.children}
+
+
 class StopError(NslabError):
     """Inits that outlived their SIGKILL by a grace period (stuck in the kernel: an
     uninterruptible sleep, a frozen cgroup). ``stuck``: [(container, pid)]; their records
