@@ -10,15 +10,14 @@ import time
 
 import pytest
 
-from conftest import BUSYBOX_SKIP, proc_children, proc_status, sh
+from helpers.capabilities import DEFAULT_CAPS
+from helpers.kernel import proc_children, proc_status, sh
+from helpers.lab import BUSYBOX_SKIP
 
 from ansible.module_utils.nslab_init import proc_start_time
 
 pytestmark = BUSYBOX_SKIP
 
-DEFAULT_CAPS = {"AUDIT_WRITE": 29, "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4,
-                "KILL": 5, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SETFCAP": 31, "SETGID": 6,
-                "SETPCAP": 8, "SETUID": 7, "SYS_CHROOT": 18}
 
 @pytest.fixture
 def netns(lab, module):

@@ -5,7 +5,7 @@ pages, so its PSS is a fraction of a fresh interpreter's. Memory, not time, is a
 import os
 import re
 
-from conftest import BUSYBOX, BUSYBOX_APPLETS, BUSYBOX_SKIP
+from helpers.lab import BUSYBOX, BUSYBOX_APPLETS, BUSYBOX_SKIP
 
 pytestmark = BUSYBOX_SKIP
 

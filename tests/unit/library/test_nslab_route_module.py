@@ -3,22 +3,14 @@
 A recording fake runner: the rollback logic only (test_link/test_lab run it on a kernel).
 """
 
-import importlib.util
-import pathlib
-
 import pytest
 
 from ansible.module_utils.nslab_errors import ApplyError, BatchError
 from ansible.module_utils.nslab_routes import RouteAction
 
-LIBRARY = pathlib.Path(__file__).resolve().parents[3] / "library"
+from helpers.library import load_library_module
 
-
-def library_module(name):
-    spec = importlib.util.spec_from_file_location(name + "_library", LIBRARY / (name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+nslab_route = load_library_module("nslab_route")
 
 
 class FakeRunner:
@@ -40,7 +32,6 @@ def route(to, via, old_via=None):
 
 
 def test_a_failed_line_undoes_this_namespace_and_the_earlier_ones_newest_first():
-    nslab_route = library_module("nslab_route")
     runner = FakeRunner(fail_on="route replace 10.0.3.0/24 via 10.0.0.9")
     plans = [("n1", [route("10.0.1.0/24", "10.0.0.1")]),
              ("n2", [route("10.0.2.0/24", "10.0.0.2", old_via="10.0.0.5"),

@@ -8,7 +8,8 @@ import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from helpers.paths import ROOT, UNIT_FIXTURES
+
 SPEC = importlib.util.spec_from_file_location("nslab_inventory",
                                               ROOT / "plugins" / "inventory" / "nslab.py")
 plugin = importlib.util.module_from_spec(SPEC)
@@ -18,7 +19,7 @@ from ansible.module_utils.nslab_topology import bridge_name, host_end_name  # no
 
 # lab.yml's build of invcap (busybox a, b, c, d on lan 10.213.160.0/24, a:eth1-c:eth1 on
 # 10.213.161.0/30, c limited to 32M), d then stopped; read by cli/nslab_cli.read_labs.
-VIEW = json.loads((ROOT / "tests" / "unit" / "fixtures" / "labview_single_host.json").read_text())
+VIEW = json.loads((UNIT_FIXTURES / "labview_single_host.json").read_text())
 
 
 def build(labs, this_host="labhost"):

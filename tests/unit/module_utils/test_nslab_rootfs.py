@@ -1,7 +1,6 @@
 """Root filesystem parsers and source resolution (pure, or reading files in tmp_path)."""
 
 import os
-import pathlib
 import struct
 import subprocess
 
@@ -13,7 +12,7 @@ from ansible.module_utils.nslab_rootfs import (default_mirror, elf_interpreter,
 from ansible.module_utils.nslab_sources import (SourceResolver, canonical, strip_special,
                                                 tree_digest, walk_tree)
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+from helpers.paths import UNIT_FIXTURES as FIXTURES
 
 
 def elf(interp=None, wide=True, order="<"):

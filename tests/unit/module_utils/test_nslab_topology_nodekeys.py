@@ -9,6 +9,8 @@ import pytest
 
 from ansible.module_utils.nslab_topology import compile_lab, sysctl_problem, validate
 
+from helpers.paths import ROOT
+
 GOOD = {
     "lab": "nk",
     "networks": {"lan": {"subnet": "10.213.180.0/24"}},
@@ -193,10 +195,9 @@ SCHEMA_BLIND = {("userns", "privileged")}
 ])
 def test_the_schema_refuses_what_the_validator_refuses(key, value):
     import json
-    import pathlib
 
     import jsonschema
-    schema = json.loads((pathlib.Path(__file__).resolve().parents[2] / "docs" /
+    schema = json.loads((ROOT / "docs" /
                          "topology.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
     assert not list(validator.iter_errors(GOOD))

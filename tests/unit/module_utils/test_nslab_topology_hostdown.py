@@ -8,7 +8,7 @@ import pytest
 
 from ansible.module_utils.nslab_topology import compile_lab, fleet_view
 
-from test_topology_fleet import LAB, as_current, compile_all, fleet
+from helpers.fleet_topology import LAB, as_current, compile_all, fleet
 
 
 def built_with_records(topology, members):

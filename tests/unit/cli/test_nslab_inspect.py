@@ -1,10 +1,10 @@
 """``./nslab inspect``'s rows from a lab view (pure): a lab over several hosts shows this
 host's nodes from the kernel and the others from the plan record, as ``elsewhere``."""
 
-import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from helpers.paths import ROOT
+
 sys.path.insert(0, str(ROOT / "cli"))
 import nslab_inspect  # noqa: E402
 

@@ -4,16 +4,15 @@ schema too, except the checks only the validator can make (across keys, or of a 
 meaning), which are listed here by name."""
 
 import json
-import pathlib
 
 import jsonschema
 import pytest
 import yaml
 
 from ansible.module_utils.nslab_topology import validate
-from test_topology_validation import BAD, GOOD, with_change
+from helpers.paths import ROOT
+from helpers.topology_cases import BAD, GOOD, with_change
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "topology.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 TOPOLOGIES = sorted(ROOT.glob("labs/*.yml")) + sorted(ROOT.glob("molecule/*/topology.yml"))

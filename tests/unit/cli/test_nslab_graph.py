@@ -5,7 +5,6 @@ labs/wide.yml's shape, with names that need escaping, and the HTML page around t
 
 import copy
 import json
-import pathlib
 import re
 import shutil
 import subprocess
@@ -16,12 +15,12 @@ import pytest
 
 from ansible.module_utils.nslab_topology import compile_lab
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from helpers.paths import ROOT, UNIT_FIXTURES
+
 sys.path.insert(0, str(ROOT / "cli"))
 import nslab_graph  # noqa: E402
 
-CAPTURED = json.loads((pathlib.Path(__file__).parent / "fixtures"
-                       / "graph_view_running_lab.json").read_text())
+CAPTURED = json.loads((UNIT_FIXTURES / "graph_view_running_lab.json").read_text())
 LAB, VIEW, WIRES = CAPTURED["lab"], CAPTURED["view"], CAPTURED["wires"]
 SVG = "{http://www.w3.org/2000/svg}"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,

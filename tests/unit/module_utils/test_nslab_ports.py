@@ -4,7 +4,6 @@ private network namespace, beside another lab's port and nslab_bridge's isolatio
 and the topology key."""
 
 import json
-import pathlib
 
 import pytest
 
@@ -16,7 +15,9 @@ from ansible.module_utils.nslab_ports import (ANY, PortSpec, Published, Table,
                                               port_problems, script, undo_script, view)
 from ansible.module_utils.nslab_topology import compile_lab, validate
 
-FIXTURE = (pathlib.Path(__file__).parent / "fixtures" / "nft_inet_nslab_ports.json").read_text()
+from helpers.paths import UNIT_FIXTURES
+
+FIXTURE = (UNIT_FIXTURES / "nft_inet_nslab_ports.json").read_text()
 BRIDGE = "nslab-br1"
 CAPTURED = [Published("web", parse_port("8080:80"), "10.213.188.2", BRIDGE),
             Published("web", parse_port("127.0.0.1:2222:22/tcp"), "10.213.188.2", BRIDGE),

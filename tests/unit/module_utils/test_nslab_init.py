@@ -2,7 +2,6 @@
 the launcher's placeholder argument that makes room for it."""
 
 import ast
-import os
 import subprocess
 import sys
 
@@ -10,6 +9,8 @@ import pytest
 
 from ansible.module_utils.nslab_containers import LAUNCHER_LABEL, launcher_placeholder
 from ansible.module_utils.nslab_init import relabelled_argv
+
+from helpers.paths import ROOT
 
 AREA = b"/usr/bin/python3\0-I\0-S\0-\0nslab-launcher......\0"
 
@@ -67,8 +68,7 @@ def test_placeholder_fits_the_longest_label_and_is_no_label():
 
 def test_set_label_in_a_real_process():
     """The rewrite as the launcher's child does it, in a fresh interpreter: ps sees it."""
-    module = os.path.join(os.path.dirname(__file__), "..", "..", "module_utils",
-                          "nslab_init.py")
+    module = str(ROOT / "module_utils" / "nslab_init.py")
     code = ("import runpy; g = runpy.run_path(%r); g['set_label']('nslab:lab:box'); "
             "print(open('/proc/self/cmdline', 'rb').read())" % module)
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, "nslab-launcher" + "." * 20],

@@ -3,8 +3,6 @@
 The tc_*.json fixtures are real `tc -j qdisc show` output (see fixtures/tc_README.txt).
 """
 
-import pathlib
-
 import pytest
 
 from ansible.module_utils.nslab_errors import ApplyError, CommandError
@@ -14,7 +12,7 @@ from ansible.module_utils.nslab_netem import (NSLAB_HANDLE, EndDesired, EndState
                                               normalize_netem,
                                               parse_root_qdiscs, plan_end, plan_link)
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+from helpers.paths import UNIT_FIXTURES as FIXTURES
 
 
 def fixture(name, dev=None):

@@ -13,7 +13,7 @@ from ansible.module_utils.nslab_namespaces import (NamespaceAction, NamespaceApp
                                                    NamespaceSpec, NamespaceState, NamespaceStore,
                                                    plan_namespaces)
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+from helpers.paths import UNIT_FIXTURES as FIXTURES
 
 
 def test_mountinfo_fixture_has_nslab_private_root_and_nsfs_binds():

@@ -2,13 +2,13 @@
 
 import importlib.util
 import json
-import pathlib
 
 import pytest
 
 from ansible.errors import AnsibleError
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from helpers.paths import ROOT
+
 SPEC = importlib.util.spec_from_file_location("nslab_connection",
                                               ROOT / "plugins" / "connection" / "nslab.py")
 plugin = importlib.util.module_from_spec(SPEC)

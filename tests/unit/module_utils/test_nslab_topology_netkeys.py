@@ -12,6 +12,8 @@ from ansible.module_utils.nslab_routes import (PROTO, desired_routes, parse_rout
                                                plan_routes, up_subnets)
 from ansible.module_utils.nslab_topology import compile_lab, validate
 
+from helpers.paths import ROOT
+
 LAB = {
     "lab": "nk",
     "networks": {"lan": {"subnet": "10.213.176.0/24", "nat": True},
@@ -255,10 +257,9 @@ def test_a_route_of_another_owner_is_a_conflict_never_clobbered():
 
 def test_the_published_schema_takes_the_network_keys_and_refuses_bad_ones():
     import json
-    import pathlib
 
     import jsonschema
-    schema = json.loads((pathlib.Path(__file__).resolve().parents[2] / "docs" /
+    schema = json.loads((ROOT / "docs" /
                          "topology.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
     spec = changed("links/0/netem", {"delay": "20ms", "jitter": "2ms", "loss": "1%",

@@ -1,10 +1,8 @@
 """Parsing of captured ``ip -j -d -batch`` output (link show + addr show)."""
 
-import pathlib
-
 from ansible.module_utils.nslab_iproute import is_veth_pair, json_documents, link_view, parse_links
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+from helpers.paths import UNIT_FIXTURES as FIXTURES
 
 
 def host():

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from helpers.paths import ROOT
+
 sys.path.insert(0, str(ROOT / "plugins" / "lookup"))
 
 from nslab_topology_file import load_topology  # noqa: E402
