@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ansible.module_utils.nslab_cgroups import Hierarchy, Layout, detect_layout
+from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout, detect_layout
 from ansible.module_utils.nslab_devices import (CONTAINER_DEVICES, PROGRAM_NAME, Bpf,
                                                 DeviceRule, assemble, restrict_devices)
 from ansible.module_utils.nslab_mountinfo import read_mountinfo

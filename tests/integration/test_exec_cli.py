@@ -12,6 +12,7 @@ import pytest
 from helpers.kernel import proc_status
 from helpers.lab import BUSYBOX_SKIP
 from helpers.paths import ROOT
+from helpers.terminal import Terminal
 
 pytestmark = BUSYBOX_SKIP
 NSLAB = str(ROOT / "nslab")

@@ -7,7 +7,9 @@ import os
 from ansible.module_utils.nslab_adopt import (FoundInit, adopt_cgroups, cgroup_path_in,
                                               find_unrecorded, labelled_pids, parse_proc_cgroup,
                                               unrecorded_summaries, verify_init)
-from ansible.module_utils.nslab_cgroups import CgroupSpec, CgroupStore, Hierarchy, Layout
+from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
+from ansible.module_utils.nslab_cgroup_plan import CgroupSpec
+from ansible.module_utils.nslab_cgroup_store import CgroupStore
 
 PROC_CGROUP_V1 = """9:name=systemd:/
 8:pids:/nslab/demo/a

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ansible.module_utils.nslab_cgroups import Hierarchy, Layout
+from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
 from ansible.module_utils.nslab_containers import (ContainerAction, ContainerError,
                                                    ContainerManager, ContainerSpec,
                                                    ContainerState, cgroup_mounts,

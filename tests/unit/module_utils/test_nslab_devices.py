@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from ansible.module_utils.nslab_cgroups import Hierarchy, Layout
+from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
 from ansible.module_utils.nslab_devices import (
     ALLOW_ALL, BPF_DEVCG_ACC_MKNOD, BPF_DEVCG_ACC_READ, BPF_DEVCG_ACC_WRITE,
     BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, CONTAINER_DEVICES, PROGRAM_NAME, AttachedProgram,

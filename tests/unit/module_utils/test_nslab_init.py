@@ -1,7 +1,9 @@
-"""The init launcher's pure parts: rewriting the argv area with a container's label, and
-the launcher's placeholder argument that makes room for it."""
+"""The init launcher's pure parts: rewriting the argv area with a container's label, the
+launcher's placeholder argument that makes room for it, and what the launcher prepares
+before it forks an init (capability plan, seccomp filter) and the descriptors a child keeps."""
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -66,12 +68,94 @@ def test_placeholder_fits_the_longest_label_and_is_no_label():
     assert launcher_placeholder("lab", []) == LAUNCHER_LABEL + ":lab:."
 
 
-def test_set_label_in_a_real_process():
-    """The rewrite as the launcher's child does it, in a fresh interpreter: ps sees it."""
+@pytest.mark.parametrize("planned", [False, True])
+def test_set_label_in_a_real_process(planned):
+    """The rewrite as the launcher's child does it, in a fresh interpreter: ps sees it.
+    Planned: the launcher plans it from its own argv area, and its fork writes it."""
     module = str(ROOT / "module_utils" / "nslab_init.py")
-    code = ("import runpy; g = runpy.run_path(%r); g['set_label']('nslab:lab:box'); "
-            "print(open('/proc/self/cmdline', 'rb').read())" % module)
+    code = ("import os, runpy, ctypes; g = runpy.run_path(%r)\n"
+            "if %r:\n"
+            "    s, e = g['argv_area']()\n"
+            "    plan = g['plan_label']('nslab:lab:box', (s, e, ctypes.string_at(s, e - s)))\n"
+            "    if os.fork():\n"
+            "        os._exit(os.waitstatus_to_exitcode(os.wait()[1]))\n"
+            "    g['set_label']('nslab:lab:box', plan)\n"
+            "else:\n"
+            "    g['set_label']('nslab:lab:box')\n"
+            "print(open('/proc/self/cmdline', 'rb').read())" % (module, planned))
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, "nslab-launcher" + "." * 20],
                          stdout=subprocess.PIPE, check=True).stdout
     argv = ast.literal_eval(out.decode()).split(b"\0")
     assert b"nslab:lab:box" in argv and not any(a.startswith(b"nslab-launcher") for a in argv)
+
+
+def init_script_namespace():
+    """The names of the init's script as the launcher runs it: nslab_seccomp's source,
+    then nslab_init's, in one namespace."""
+    import inspect
+    from ansible.module_utils import nslab_init, nslab_seccomp
+    namespace = {"__name__": "nslab_init_script"}
+    source = inspect.getsource(nslab_seccomp) + "\n" + inspect.getsource(nslab_init)
+    exec(compile(source, "nslab-init", "exec"), namespace)
+    return namespace
+
+
+def test_launcher_prepares_capabilities_and_filter_once_per_capability_set():
+    import ctypes
+    script = init_script_namespace()
+    prepare, cache = script["prepare"], {}
+    first = prepare(cache, {"capabilities": ["NET_RAW", "CHOWN"]})
+    again = prepare(cache, {"capabilities": ["CHOWN", "NET_RAW"]})
+    other = prepare(cache, {"capabilities": ["CHOWN", "NET_RAW", "SYS_ADMIN"]})
+    assert first is again and len(cache) == 2     # one of each, shared by the children
+    (dropped, header, data), fprog = first
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    kept = {0, 13}                                # CHOWN, NET_RAW
+    assert dropped == [n for n in range(last + 1) if n not in kept]
+    assert list(header) == [0x20080522, 0] and list(data) == [1 | 1 << 13] * 2 + [0, 0, 0, 0]
+    program = script["seccomp_program"](os.uname().machine, ["CHOWN", "NET_RAW"])
+    assert ctypes.string_at(fprog.filter, fprog.len * 8) == program
+    assert other[1].len * 8 != len(program)
+    # no filter for a container that gets none; what cannot be made (an unknown
+    # capability) is left to the init, which reports it: the launcher must not die of it
+    assert prepare(cache, {"capabilities": [], "privileged": True})[1] is None
+    assert prepare(cache, {"capabilities": [], "seccomp": "unconfined"})[1] is None
+    assert prepare(cache, {"capabilities": ["NO_SUCH"]}) == (None, None)
+
+
+def test_seccomp_install_uses_the_prepared_program(monkeypatch):
+    from ansible.module_utils import nslab_seccomp
+    installed = []
+
+    class FakeLibc:
+        @staticmethod
+        def prctl(option, mode, fprog, _a, _b):
+            installed.append((option, mode, fprog._obj.len))
+            return 0
+
+    def no_build(*_args):
+        raise AssertionError("built again")
+    program = nslab_seccomp.seccomp_program(os.uname().machine, ["CHOWN"])
+    prepared = nslab_seccomp.seccomp_prepare(program)
+    monkeypatch.setattr(nslab_seccomp, "_seccomp_libc", FakeLibc)
+    monkeypatch.setattr(nslab_seccomp, "seccomp_program", no_build)
+    nslab_seccomp.seccomp_install(["CHOWN"], prepared)
+    assert installed == [(nslab_seccomp.SECCOMP_PR_SET_SECCOMP,
+                          nslab_seccomp.SECCOMP_MODE_FILTER, len(program) // 8)]
+
+
+def test_close_all_but_keeps_exactly_the_listed_descriptors():
+    module = str(ROOT / "module_utils" / "nslab_init.py")
+    code = ("import os, runpy; g = runpy.run_path(%r)\n"
+            "fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(8)]\n"
+            "high = os.dup2(fds[0], 200, inheritable=False)\n"
+            "g['close_all_but']([fds[2], fds[5], high])\n"
+            "print(sorted(int(f) for f in os.listdir('/proc/self/fd')), fds[2], fds[5])"
+            % module)
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], stdout=subprocess.PIPE,
+                         check=True).stdout.split(b"]")
+    listed = ast.literal_eval(out[0].decode() + "]")
+    kept = [int(x) for x in out[1].split()]
+    # 0-2, the two kept, 200, and the listing's own descriptor (the lowest free one)
+    listing = min(set(range(3, 300)) - {kept[0], kept[1], 200})
+    assert listed == sorted([0, 1, 2, kept[0], kept[1], 200, listing])
