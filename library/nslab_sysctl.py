@@ -81,12 +81,11 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module
-from ansible.module_utils.nslab_errors import ApplyError, ValidationError
+from ansible.module_utils.nslab_errors import ApplyError, SysctlError, ValidationError
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_runner import netns_path
-from ansible.module_utils.nslab_sysctls import (SysctlError, current_values, normalise,
-                                                plan_sysctls, read_sysctls, unsettable,
-                                                write_sysctls)
+from ansible.module_utils.nslab_sysctls import (current_values, normalise, plan_sysctls,
+                                                read_sysctls, unsettable, write_sysctls)
 from ansible.module_utils.nslab_topology import sysctl_problem
 from ansible.module_utils.nslab_validate import nsname_problem
 

@@ -39,7 +39,7 @@ from urllib.parse import quote
 from ansible.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
-from ansible.module_utils.nslab_errors import ApplyError, NslabError
+from ansible.module_utils.nslab_errors import ApplyError, ContainerError, NslabError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
 from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
                                               write_json_atomic)
@@ -58,10 +58,6 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE,
                    "seccomp": "default", "file_digests": {}}
 NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
-
-
-class ContainerError(NslabError):
-    pass
 
 
 @dataclass

@@ -90,3 +90,55 @@ class ApplyError(NslabError):
     def details(self):
         return {"done": self.done, "rolled_back": self.rolled_back,
                 "rollback_errors": self.rollback_errors}
+
+
+class LabLockedError(NslabError):
+    """Another run held the lab's lock for longer than the timeout."""
+
+
+class ContainerError(NslabError):
+    """A container could not be started, stopped or read."""
+
+
+class JailError(NslabError):
+    """A jail could not be built, mounted or removed."""
+
+
+class JailCommandError(CommandError):
+    """A jail's command exited non-zero; ``result`` is the module result so far."""
+
+    def __init__(self, jail, outcome, result):
+        super().__init__(outcome["cmd"], outcome["rc"], outcome["stderr"], outcome["stdout"])
+        self.jail, self.result = jail, result
+        self.args = ("command %s in jail '%s' exited %s: %s" % (
+            " ".join(outcome["cmd"]), jail, outcome["rc"],
+            (outcome["stderr"] or outcome["stdout"]).strip()),)
+
+    def __str__(self):
+        return self.args[0]
+
+    def details(self):
+        return dict(super().details(), jail=self.jail, stdout=self.stdout, **self.result)
+
+
+class SysctlError(NslabError):
+    """A sysctl could not be read or written in a namespace."""
+
+
+class SourceError(NslabError):
+    """A base could not be built; the message names the source and why."""
+
+
+class NamespaceError(NslabError):
+    """A persistent namespace could not be created or removed."""
+
+
+class ExecError(NslabError):
+    """A command in a container failed; ``results`` holds every command's outcome so far."""
+
+    def __init__(self, message, results):
+        super().__init__(message)
+        self.results = results
+
+    def details(self):
+        return {"results": self.results}

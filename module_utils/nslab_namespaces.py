@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ansible.module_utils.nslab_errors import ApplyError, NslabError, OwnershipError
+from ansible.module_utils.nslab_errors import ApplyError, NamespaceError, NslabError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_owner import (NETNS_ROLE, STATE_ROOT, alias_for, lab_dir,
                                               parse_alias, read_json, read_lo_alias,
@@ -54,10 +54,6 @@ NS_FLAGS = {
     "cgroup": sc.CLONE_NEWCGROUP,
 }
 NS_TYPES = list(NS_FLAGS)
-
-
-class NamespaceError(NslabError):
-    pass
 
 
 @dataclass
