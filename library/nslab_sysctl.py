@@ -86,7 +86,7 @@ from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netn
 from ansible.module_utils.nslab_runner import netns_path
 from ansible.module_utils.nslab_sysctls import (current_values, normalise, plan_sysctls,
                                                 read_sysctls, unsettable, write_sysctls)
-from ansible.module_utils.nslab_topology import sysctl_problem
+from ansible.module_utils.nslab_compile import sysctl_problem
 from ansible.module_utils.nslab_validate import nsname_problem
 
 

@@ -197,7 +197,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_ansible import run_module, runner_for
 from ansible.module_utils.nslab_owner import parse_alias
-from ansible.module_utils.nslab_topology import compile_lab, removal_plan, validate
+from ansible.module_utils.nslab_compile import compile_lab, removal_plan, validate
 from ansible.module_utils.nslab_validate import lab_problem
 
 

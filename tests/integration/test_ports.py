@@ -10,7 +10,7 @@ import subprocess
 
 import yaml
 
-from ansible.module_utils.nslab_topology import bridge_name
+from ansible.module_utils.nslab_compile import bridge_name
 from conftest import (BUSYBOX, BUSYBOX_SKIP, Lab, build, changed, failed, nft_rules, run_module,
                       run_playbook, sh)
 

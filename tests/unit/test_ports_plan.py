@@ -14,7 +14,7 @@ from ansible.module_utils.nslab_ports import (ANY, PortSpec, Published, Table,
                                               conflict_problems, lab_clash_problems,
                                               parse_port, parse_table, plan_ports,
                                               port_problems, script, undo_script, view)
-from ansible.module_utils.nslab_topology import compile_lab, validate
+from ansible.module_utils.nslab_compile import compile_lab, validate
 
 FIXTURE = (pathlib.Path(__file__).parent / "fixtures" / "nft_inet_nslab_ports.json").read_text()
 BRIDGE = "nslab-br1"

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_topology import compile_lab, derive_vni, validate
+from ansible.module_utils.nslab_compile import compile_lab, derive_vni, validate
 
 LAB = {
     "lab": "wide",

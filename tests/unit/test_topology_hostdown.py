@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_topology import compile_lab, fleet_view
+from ansible.module_utils.nslab_compile import compile_lab, fleet_view
 
 from test_topology_fleet import LAB, as_current, compile_all, fleet
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from ansible.module_utils.nslab_topology import validate
+from ansible.module_utils.nslab_compile import validate
 from test_topology_validation import BAD, GOOD, with_change
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

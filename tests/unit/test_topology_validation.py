@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_topology import compile_lab, removal_plan, validate
+from ansible.module_utils.nslab_compile import compile_lab, removal_plan, validate
 
 GOOD = {
     "lab": "demo",
