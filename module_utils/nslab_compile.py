@@ -24,6 +24,7 @@ import re
 
 from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, block_device, \
     parse_limits, parse_size
+from ansible.module_utils.nslab_errors import TopologyError
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_netem import netem_problems
 from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems
@@ -939,7 +940,7 @@ def place(topology, fleet, record=None):
             placement[name] = where
             load[where] += 1
     if problems:
-        raise ValueError("; ".join(problems))
+        raise TopologyError(problems)
     for name in nodes:
         if name not in placement:
             where = min(reachable, key=lambda h: (load[h], hosts.index(h)))
@@ -950,7 +951,7 @@ def place(topology, fleet, record=None):
 
 def underlay_mtu(fleet):
     """The MTU every stretched segment gets: the smallest underlay MTU of the fleet minus
-    what VXLAN adds (50 bytes over IPv4, 70 over IPv6). Raises ValueError naming every
+    what VXLAN adds (50 bytes over IPv4, 70 over IPv6). Raises TopologyError naming every
     host whose underlay is unknown."""
     problems, mtus, families = [], [], set()
     for member in fleet:
@@ -973,7 +974,7 @@ def underlay_mtu(fleet):
         problems.append("fleet: the hosts' underlay addresses mix IPv4 and IPv6; expected "
                         "one family")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise TopologyError(problems)
     return min(mtus)
 
 
@@ -986,7 +987,7 @@ def newest_record(fleet):
 
 def with_recorded_underlays(fleet, record):
     """The fleet with each unreachable host's state unknown (nothing of it is read) and its
-    underlay taken from ``record``. Raises ValueError naming every unreachable host that no
+    underlay taken from ``record``. Raises TopologyError naming every unreachable host that no
     record knows: its nodes and addresses could be anywhere."""
     known = (record or {}).get("hosts") or {}
     members, problems = [], []
@@ -1000,7 +1001,7 @@ def with_recorded_underlays(fleet, record):
             member = dict(member, current={}, underlay=known[member["name"]])
         members.append(member)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise TopologyError(problems)
     return members
 
 
@@ -1054,7 +1055,7 @@ def compile_lab(topology, current=None, fleet=None, host=None):
         fleet = with_recorded_underlays(fleet, record)
         names = [m["name"] for m in fleet]
         if host not in names:
-            raise ValueError("host: '%s' is not one of the lab's hosts (%s)" % (
+            raise TopologyError("host: '%s' is not one of the lab's hosts (%s)" % (
                 host, ", ".join(names)))
         current = next(m for m in fleet if m["name"] == host).get("current") or {}
     else:
@@ -1074,8 +1075,8 @@ def compile_lab(topology, current=None, fleet=None, host=None):
     def lab_mtu(spec, where):
         """A segment's MTU: as given, or the stretched one in a lab over several hosts."""
         if stretched_mtu and spec.get("mtu") and spec["mtu"] > stretched_mtu:
-            raise ValueError("%s.mtu: %d does not fit in VXLAN over the hosts' underlay; "
-                             "expected at most %d" % (where, spec["mtu"], stretched_mtu))
+            raise TopologyError("%s.mtu: %d does not fit in VXLAN over the hosts' underlay; "
+                                "expected at most %d" % (where, spec["mtu"], stretched_mtu))
         return spec.get("mtu") or stretched_mtu
 
     # Where each node runs now: its addresses there are its current ones.
@@ -1140,8 +1141,8 @@ def compile_lab(topology, current=None, fleet=None, host=None):
             if (name, net) not in addresses:
                 ip = lowest_free(subnets[net], taken[net])
                 if ip is None:
-                    raise ValueError("networks.%s: %s has no free address left for node %s" % (
-                        net, subnets[net], name))
+                    raise TopologyError("networks.%s: %s has no free address left for node "
+                                        "%s" % (net, subnets[net], name))
                 addresses[(name, net)] = ip
                 taken[net].add(ip)
     for net in networks:
@@ -1149,8 +1150,8 @@ def compile_lab(topology, current=None, fleet=None, host=None):
             if (where, net) not in bridge_addresses:
                 ip = highest_free(subnets[net], taken[net])
                 if ip is None:
-                    raise ValueError("networks.%s: %s has no free address left for the bridge "
-                                     "on host %s" % (net, subnets[net], where))
+                    raise TopologyError("networks.%s: %s has no free address left for the bridge "
+                                        "on host %s" % (net, subnets[net], where))
                 bridge_addresses[(where, net)] = ip
                 taken[net].add(ip)
 

@@ -142,3 +142,17 @@ class ExecError(NslabError):
 
     def details(self):
         return {"results": self.results}
+
+
+class TopologyError(ValidationError):
+    """A valid-looking topology cannot be compiled for these hosts (a node placed on an
+    unknown host, an MTU that does not fit the underlay, a subnet out of addresses).
+    Each problem starts with the key path it is about (``networks.lan.mtu: ...``);
+    ``paths`` lists those paths in the same order."""
+
+    def __init__(self, problems):
+        super().__init__(problems)
+        self.paths = [problem.split(":", 1)[0] for problem in self.problems]
+
+    def details(self):
+        return dict(super().details(), paths=self.paths)
