@@ -41,7 +41,7 @@ from ansible.module_utils.nslab_cgroups import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
 from ansible.module_utils.nslab_errors import ApplyError, ContainerError, NslabError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
-from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
+from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_record, remove_empty_dirs,
                                               write_json_atomic)
 from ansible.module_utils.nslab_runner import netns_path
 from ansible.module_utils.nslab_sources import DATA_ROOT
@@ -296,8 +296,13 @@ class ContainerStore:
         """nslab's copies of the files bound into the container (``files``)."""
         return os.path.join(self.directory(), name + ".files")
 
+    def read_record(self, name):
+        """Container ``name``'s record, or None; StateError if it is corrupt or not this
+        lab's record of that container (never "no container": its init may be running)."""
+        return read_record(self.record_path(name), "container", self.lab, name)
+
     def read(self, name):
-        record = read_json(self.record_path(name))
+        record = self.read_record(name)
         if record is None:
             return ContainerState(name, None)
         running = is_recorded_process(record)
@@ -682,7 +687,7 @@ class ContainerManager:
         stop_timeout, and mark their records stopped."""
         pending = []
         for spec in specs:
-            record = read_json(self.store.record_path(spec.name))
+            record = self.store.read_record(spec.name)
             if record is None:
                 continue
             if is_recorded_process(record):

@@ -156,3 +156,19 @@ class TopologyError(ValidationError):
 
     def details(self):
         return dict(super().details(), paths=self.paths)
+
+
+class StateError(NslabError):
+    """A state record nslab wrote (a container's, a jail's, a namespace's...) is corrupt or
+    not nslab's. nslab cannot tell what it describes, so the task stops: reading it as "no
+    record" could start a second init beside a running one, or remove nothing."""
+
+    def __init__(self, path, problem):
+        self.path, self.problem = path, problem
+        super().__init__(
+            "state record %s %s; nslab will not guess what it describes: check the objects "
+            "it names (processes, mounts, namespaces), then repair the file or remove it by "
+            "hand and rerun" % (path, problem))
+
+    def details(self):
+        return {"state_record": self.path}
