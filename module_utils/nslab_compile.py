@@ -695,9 +695,24 @@ def validate(topology, host_addresses=(), resolve=block_device):
     ``host_addresses``: (interface, address/prefix) of the host's own addresses on
     interfaces nslab does not own; a lab subnet that meets one is refused. ``resolve``
     turns an io limit's device into MAJOR:MINOR on this host (nslab_cgroup's own)."""
-    problems = []
     if not isinstance(topology, dict):
         return [_wrong("topology", topology, "a mapping with lab, networks, nodes and links")]
+    problems = []
+    segments = []          # (where, subnet) of every network and link with a subnet
+    defaults_jail = _validate_top(topology, problems, resolve)
+    networks, subnets = _validate_networks(topology, problems, host_addresses, segments)
+    nodes, ifnames = _validate_nodes(topology, problems, resolve, defaults_jail, networks,
+                                     subnets)
+    links = _validate_links(topology, problems, host_addresses, nodes, ifnames, segments)
+    _validate_overlaps(segments, problems)
+    _validate_vnis(networks, links, problems)
+    problems.extend(_netkeys_problems(topology, subnets))
+    problems += ports_problems(nodes, subnets)
+    return _dedupe(problems)
+
+
+def _validate_top(topology, problems, resolve):
+    """The top-level keys, lab, description and defaults; returns the defaults' jail."""
     _unknown("topology", topology, TOP_KEYS, problems)
     problems.append(lab_problem("lab", topology.get("lab")))
     if "description" in topology and not isinstance(topology["description"], str):
@@ -706,13 +721,15 @@ def validate(topology, host_addresses=(), resolve=block_device):
                         "a mapping of what every node gets unless it says otherwise")
     _unknown("defaults", defaults, DEFAULT_KEYS, problems)
     _node_settings("defaults", defaults, problems, resolve)
-    defaults_jail = defaults.get("jail") if isinstance(defaults.get("jail"), dict) else {}
+    return defaults.get("jail") if isinstance(defaults.get("jail"), dict) else {}
 
+
+def _validate_networks(topology, problems, host_addresses, segments):
+    """The networks section; returns it (a mapping, {} if it is not one) and the valid
+    subnets by network name, and adds each subnet to ``segments``."""
     networks = _section("networks", topology.get("networks"), problems,
                         "a mapping of network name to {subnet: 10.213.1.0/24}")
-    # A section that is not a mapping is one problem, not one more per reference to it.
-    networks_known = isinstance(topology.get("networks"), (dict, type(None)))
-    subnets, segments = {}, []          # segments: (where, subnet) of networks and links
+    subnets = {}
     for name, net in networks.items():
         where = "networks.%s" % name
         _name(where, "network", name, problems)
@@ -731,12 +748,17 @@ def validate(topology, host_addresses=(), resolve=block_device):
             if key in net:
                 _bool("%s.%s" % (where, key), net[key], problems)
         problems.append(mtu_problem(where + ".mtu", net.get("mtu")))
+    return networks, subnets
 
+
+def _validate_nodes(topology, problems, resolve, defaults_jail, networks, subnets):
+    """The nodes section; returns it and the interface names each node already has."""
     nodes = _section("nodes", topology.get("nodes"), problems,
                      "a mapping of node name to its settings")
-    nodes_known = isinstance(topology.get("nodes"), (dict, type(None)))
-    if not nodes and nodes_known:
+    if not nodes and isinstance(topology.get("nodes"), (dict, type(None))):
         problems.append("nodes: the lab has no nodes; expected at least one")
+    # A section that is not a mapping is one problem, not one more per reference to it.
+    networks_known = isinstance(topology.get("networks"), (dict, type(None)))
     used = {}    # (network, ip) -> node
     ifnames = {}
     for name, node in nodes.items():
@@ -758,60 +780,83 @@ def validate(topology, host_addresses=(), resolve=block_device):
                                          subnets, networks if networks_known else None,
                                          used, problems)
         ifnames[name] = set(["lo"] + ["eth%d" % i for i in range(len(joined or []))])
+    return nodes, ifnames
 
+
+def _validate_links(topology, problems, host_addresses, nodes, ifnames, segments):
+    """The links section; returns it (a list, [] if it is not one), adds each link's
+    subnet to ``segments`` and each endpoint's interface to ``ifnames``."""
     links = topology.get("links")
     if links is None:
-        links = []
-    elif not isinstance(links, list):
+        return []
+    if not isinstance(links, list):
         problems.append(_wrong("links", links, "a list of links like [a:eth1, b:eth1]"))
-        links = []
+        return []
+    nodes_known = isinstance(topology.get("nodes"), (dict, type(None)))
     for index, link in enumerate(links):
-        where = "links[%d]" % index
-        if isinstance(link, dict):
-            _unknown(where, link, LINK_KEYS, problems)
-            if link.get("subnet") is not None:
-                subnet = _subnet(where + ".subnet", link["subnet"], problems, host_addresses)
-                if subnet is not None:
-                    segments.append((where, subnet))
-            problems.append(mtu_problem(where + ".mtu", link.get("mtu")))
-            ends, ends_where = link.get("endpoints"), where + ".endpoints"
-        elif isinstance(link, list):
-            ends, ends_where = link, where
-        else:
-            problems.append(_wrong(where, link, "two endpoints like [a:eth1, b:eth1] or "
-                                   "{endpoints: [a:eth1, b:eth1], subnet: 10.213.9.0/30}"))
-            continue
-        if (not isinstance(ends, list) or len(ends) != 2
-                or not all(isinstance(e, str) for e in ends)):
-            problems.append(_wrong(ends_where, ends, "two endpoints like [node1:eth1, "
-                                   "node2:eth1]"))
-            continue
-        for end in ends:
-            node, sep, ifname = end.partition(":")
-            if not sep:
-                problems.append("%s: '%s' has no interface; expected node:ifname like "
-                                "a:eth1" % (where, end))
-            elif node not in nodes:
-                if nodes_known:
-                    problems.append("%s: unknown node '%s' in '%s'" % (where, node, end))
-            elif ifname_problem(where, ifname) or not IFNAME_RE.fullmatch(ifname):
-                problems.append("%s: interface '%s' in '%s' is invalid; expected node:ifname "
-                                "with 1-15 characters of A-Z, a-z, 0-9, '_', '.' and '-'" % (
-                                    where, ifname, end))
-            elif ifname in ifnames.get(node, set()):
-                problems.append("%s: interface %s of node %s is already used" % (
-                    where, ifname, node))
-            else:
-                ifnames.setdefault(node, set()).add(ifname)
-        if ends[0].partition(":")[0] == ends[1].partition(":")[0]:
-            problems.append("%s: both ends are on node %s; expected two different nodes" % (
-                where, ends[0].partition(":")[0]))
+        _validate_link("links[%d]" % index, link, problems, host_addresses, nodes,
+                       nodes_known, ifnames, segments)
+    return links
+
+
+def _validate_link(where, link, problems, host_addresses, nodes, nodes_known, ifnames,
+                   segments):
+    if isinstance(link, dict):
+        _unknown(where, link, LINK_KEYS, problems)
+        if link.get("subnet") is not None:
+            subnet = _subnet(where + ".subnet", link["subnet"], problems, host_addresses)
+            if subnet is not None:
+                segments.append((where, subnet))
+        problems.append(mtu_problem(where + ".mtu", link.get("mtu")))
+        ends, ends_where = link.get("endpoints"), where + ".endpoints"
+    elif isinstance(link, list):
+        ends, ends_where = link, where
+    else:
+        problems.append(_wrong(where, link, "two endpoints like [a:eth1, b:eth1] or "
+                               "{endpoints: [a:eth1, b:eth1], subnet: 10.213.9.0/30}"))
+        return
+    if (not isinstance(ends, list) or len(ends) != 2
+            or not all(isinstance(e, str) for e in ends)):
+        problems.append(_wrong(ends_where, ends, "two endpoints like [node1:eth1, "
+                               "node2:eth1]"))
+        return
+    for end in ends:
+        _validate_endpoint(where, end, problems, nodes, nodes_known, ifnames)
+    if ends[0].partition(":")[0] == ends[1].partition(":")[0]:
+        problems.append("%s: both ends are on node %s; expected two different nodes" % (
+            where, ends[0].partition(":")[0]))
+
+
+def _validate_endpoint(where, end, problems, nodes, nodes_known, ifnames):
+    node, sep, ifname = end.partition(":")
+    if not sep:
+        problems.append("%s: '%s' has no interface; expected node:ifname like "
+                        "a:eth1" % (where, end))
+    elif node not in nodes:
+        if nodes_known:
+            problems.append("%s: unknown node '%s' in '%s'" % (where, node, end))
+    elif ifname_problem(where, ifname) or not IFNAME_RE.fullmatch(ifname):
+        problems.append("%s: interface '%s' in '%s' is invalid; expected node:ifname "
+                        "with 1-15 characters of A-Z, a-z, 0-9, '_', '.' and '-'" % (
+                            where, ifname, end))
+    elif ifname in ifnames.get(node, set()):
+        problems.append("%s: interface %s of node %s is already used" % (
+            where, ifname, node))
+    else:
+        ifnames.setdefault(node, set()).add(ifname)
+
+
+def _validate_overlaps(segments, problems):
+    """No two subnets of one family may overlap."""
     for position, (where, subnet) in enumerate(segments):
         for other, other_subnet in segments[:position]:
             if subnet.version == other_subnet.version and subnet.overlaps(other_subnet):
                 problems.append("%s.subnet: %s overlaps %s (%s); expected subnets of their "
                                 "own" % (where, subnet, other, other_subnet))
 
+
+def _validate_vnis(networks, links, problems):
+    """Explicit VNIs: in range, each used once."""
     vnis = [("networks.%s.vni" % n, v.get("vni")) for n, v in networks.items()
             if isinstance(v, dict)]
     vnis += [("links[%d].vni" % i, l.get("vni")) for i, l in enumerate(links)
@@ -827,9 +872,6 @@ def validate(topology, host_addresses=(), resolve=block_device):
             problems.append("%s: VNI %d is already used by %s" % (where, vni, seen[vni]))
         else:
             seen[vni] = where
-    problems.extend(_netkeys_problems(topology, subnets))
-    problems += ports_problems(nodes, subnets)
-    return _dedupe(problems)
 
 
 def gateway(subnet):
