@@ -124,3 +124,18 @@ def test_every_module_main_goes_through_the_boundary(path):
                 if isinstance(node, ast.FunctionDef) and node.name == "main")
     assert _calls(main) & {"run_module", "main_of"}, (
         "%s: main() must run its core through nslab_ansible.run_module or main_of" % path.name)
+
+
+def test_a_lock_held_past_the_timeout_fails_with_the_lock_named(monkeypatch, tmp_path):
+    from ansible.module_utils import nslab_ansible
+    from ansible.module_utils.nslab_lock import LabLock
+    monkeypatch.setattr(nslab_ansible, "LabLock",
+                        lambda lab, timeout: LabLock(lab, root=str(tmp_path), timeout=timeout))
+    monkeypatch.setenv("NSLAB_LOCK_TIMEOUT", "0.1")
+    with LabLock("demo", root=str(tmp_path)):
+        with pytest.raises(Exited) as exited:
+            run_module(FakeModule(), "converge things", lambda module: {}, lock=True)
+    assert exited.value.failed
+    assert exited.value.result["msg"].startswith(
+        "Failed to converge things: lab 'demo' is locked by another nslab run (held by pid %d) "
+        "for more than 0 s (lock %s/demo.lock)" % (os.getpid(), tmp_path))
