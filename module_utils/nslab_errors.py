@@ -172,3 +172,18 @@ class StateError(NslabError):
 
     def details(self):
         return {"state_record": self.path}
+
+
+class CgroupError(NslabError):
+    """A cgroup operation failed or cannot be done on this host."""
+
+
+class CgroupBusyError(CgroupError):
+    """A cgroup to delete still has processes or child cgroups."""
+
+    def __init__(self, message, pids=(), children=()):
+        self.pids, self.children = list(pids), list(children)
+        super().__init__(message)
+
+    def details(self):
+        return {"pids": self.pids, "children": self.children}

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import BUSYBOX_SKIP, STATE_ROOT
+from helpers.lab import BUSYBOX_SKIP, STATE_ROOT
 
 from ansible.module_utils.nslab_adopt import labelled_pids
 
