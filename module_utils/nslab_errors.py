@@ -187,3 +187,7 @@ class CgroupBusyError(CgroupError):
 
     def details(self):
         return {"pids": self.pids, "children": self.children}
+
+
+class DeviceError(CgroupError):
+    """The device policy of a cgroup cannot be read or applied."""
