@@ -19,6 +19,7 @@ cannot be an overlay).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -39,12 +40,13 @@ from urllib.parse import quote
 from ansible.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.nslab_cgroup_state import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
-from ansible.module_utils.nslab_errors import ApplyError, ContainerError, NslabError
+from ansible.module_utils.nslab_errors import ContainerError, NslabError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
 from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_record, remove_empty_dirs,
                                               write_json_atomic)
 from ansible.module_utils.nslab_runner import netns_path
 from ansible.module_utils.nslab_sources import DATA_ROOT
+from ansible.module_utils.nslab_undo import UndoLog
 
 # Docker's default set minus MKNOD: containers keep what ordinary services need (chown,
 # setuid, binding low ports, ping) and lose what reaches past their namespaces (mounts,
@@ -727,24 +729,39 @@ class ContainerManager:
         remove_empty_dirs(self.store.directory(), self.store.root)
 
     def apply(self, actions):
+        """Write files, stop, remove, start; on a failure stop what this run started (the
+        rest is not undone: a stopped or removed container is what was asked for)."""
         def specs(*verbs):
             return [a.spec for a in actions if a.verb in verbs]
+        log = UndoLog()
         try:
             for action in actions:
                 for path in action.paths:
                     write_host_file(self.store.files_dir(action.spec.name), path,
                                     action.spec.files[path], action.spec.file_mode(path))
-            self.stop_many(specs("stop", "restart"))
-            self.remove_many(specs("remove"))
-            self.start_many(specs("start", "restart"))
-        except (NslabError, OSError, subprocess.SubprocessError) as err:
-            undone, errors = [], []
+                    log.record("write %s of container '%s'" % (path, action.spec.name))
+            stopping = specs("stop", "restart")
+            self.stop_many(stopping)
+            for spec in stopping:
+                log.record("stop container '%s'" % spec.name)
+            removing = specs("remove")
+            self.remove_many(removing)
+            for spec in removing:
+                log.record("remove container '%s'" % spec.name)
+            first = len(self.started)
             try:
-                self.stop_many(self.started)
-                undone = ["stop container '%s'" % s.name for s in reversed(self.started)]
-            except (NslabError, OSError) as undo_err:
-                errors.append(str(undo_err))
-            raise ApplyError(err, [], undone, errors)
+                self.start_many(specs("start", "restart"))
+            finally:       # also when a later start failed: those that came up go again
+                self._record_started(log, self.started[first:])
+        except (NslabError, OSError, subprocess.SubprocessError) as err:
+            raise log.fail(err)
+
+    def _record_started(self, log, started):
+        """One step per container started; one undo stops all of them at once (their
+        stop timeouts run in parallel, as in stop_many)."""
+        if started:
+            log.record_all(["start container '%s'" % spec.name for spec in started],
+                           functools.partial(self.stop_many, list(started)))
 
 
 def remove_owned_binds(lab, name, mounts):

@@ -241,6 +241,14 @@ class SourceResolver:
         self.which = which
         self.cache_dir = cache_dir
         self.apt_dir = apt_dir
+        # source kind -> method: every kind in SOURCES, in one place.
+        self.resolvers = {
+            "busybox": self._busybox,
+            "host": self._host,
+            "debootstrap": self._debootstrap,
+            "tarball": self._tarball,
+            "directory": self._directory,
+        }
 
     def resolve(self, item, where):
         """Return (Source or None, problems) for one jail item's source options."""
@@ -251,7 +259,7 @@ class SourceResolver:
             for option in ("path", "binaries", "suite", "mirror", "variant", "include",
                            "keep_setuid")
             if item.get(option) and option not in SOURCE_OPTIONS[kind]]
-        source, more = getattr(self, "_" + kind)(item, where)
+        source, more = self.resolvers[kind](item, where)
         problems += more
         return (None if problems else source), problems
 
@@ -463,10 +471,18 @@ class RootfsBuilder:
     def __init__(self, run, which):
         self.runner = Runner(run)
         self.which = which
+        # source kind -> method: every kind in SOURCES, in one place.
+        self.builders = {
+            "busybox": self._busybox,
+            "host": self._host,
+            "debootstrap": self._debootstrap,
+            "tarball": self._tarball,
+            "directory": self._directory,
+        }
 
     def build(self, source, dest):
         """Fill ``dest``; return what was stripped from it (tarball, directory) or None."""
-        getattr(self, "_" + source.kind)(source, dest)
+        self.builders[source.kind](source, dest)
         stripped = None
         if source.kind in ("tarball", "directory"):
             stripped = strip_special(dest, source.spec.get("keep_setuid", False))
