@@ -355,8 +355,8 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
-from ansible.module_utils.nslab_errors import ValidationError
-from ansible.module_utils.nslab_jails import (JailApplier, JailCommandError, JailSpec,
+from ansible.module_utils.nslab_errors import JailCommandError, ValidationError
+from ansible.module_utils.nslab_jails import (JailApplier, JailSpec,
                                               JailStore, jail_view, parse_disk, plan_jails,
                                               predicted_view, run_in_jail)
 from ansible.module_utils.nslab_paths import CACHE_ROOT

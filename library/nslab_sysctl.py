@@ -83,13 +83,12 @@ import functools
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module
-from ansible.module_utils.nslab_errors import ValidationError
+from ansible.module_utils.nslab_errors import SysctlError, ValidationError
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_runner import netns_path
-from ansible.module_utils.nslab_sysctls import (SysctlError, current_values, normalise,
-                                                plan_sysctls, read_sysctls, unsettable,
-                                                write_sysctls)
-from ansible.module_utils.nslab_topology import sysctl_problem
+from ansible.module_utils.nslab_sysctls import (current_values, normalise, plan_sysctls,
+                                                read_sysctls, unsettable, write_sysctls)
+from ansible.module_utils.nslab_compile import sysctl_problem
 from ansible.module_utils.nslab_undo import UndoLog
 from ansible.module_utils.nslab_validate import nsname_problem
 

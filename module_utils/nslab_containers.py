@@ -40,9 +40,9 @@ from urllib.parse import quote
 from ansible.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.nslab_cgroup_state import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
-from ansible.module_utils.nslab_errors import NslabError, StopError
+from ansible.module_utils.nslab_errors import ContainerError, NslabError, StopError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
-from ansible.module_utils.nslab_owner import (lab_dir, read_json, remove_empty_dirs,
+from ansible.module_utils.nslab_owner import (lab_dir, read_record, remove_empty_dirs,
                                               write_json_atomic)
 from ansible.module_utils.nslab_paths import CGROUP_ROOT, DATA_ROOT, LAUNCHER_PATH, STATE_ROOT
 from ansible.module_utils.nslab_runner import netns_path
@@ -62,10 +62,6 @@ KILL_GRACE = 5.0
 CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE,
                    "seccomp": "default", "file_digests": {}}
 NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
-
-
-class ContainerError(NslabError):
-    pass
 
 
 @dataclass
@@ -301,8 +297,13 @@ class ContainerStore:
         """nslab's copies of the files bound into the container (``files``)."""
         return os.path.join(self.directory(), name + ".files")
 
+    def read_record(self, name):
+        """Container ``name``'s record, or None; StateError if it is corrupt or not this
+        lab's record of that container (never "no container": its init may be running)."""
+        return read_record(self.record_path(name), "container", self.lab, name)
+
     def read(self, name):
-        record = read_json(self.record_path(name))
+        record = self.read_record(name)
         if record is None:
             return ContainerState(name, None)
         running = is_recorded_process(record)
@@ -694,7 +695,7 @@ class ContainerManager:
         with, raise StopError naming it and its pid (its record stays running)."""
         pending = []
         for spec in specs:
-            record = read_json(self.store.record_path(spec.name))
+            record = self.store.read_record(spec.name)
             if record is None:
                 continue
             if is_recorded_process(record):

@@ -1008,6 +1008,14 @@ def enter(config):
         except FileNotFoundError:
             raise EnterError("no container '%s' in lab '%s' (no record %s)" % (
                 config["name"], config["lab"], config["record"]))
+        except ValueError as err:       # not JSON: never guess which process to enter
+            raise EnterError("container '%s' in lab '%s': its record %s is not valid JSON "
+                             "(%s); repair or remove it by hand" % (
+                                 config["name"], config["lab"], config["record"], err))
+        if not isinstance(record, dict):
+            raise EnterError("container '%s' in lab '%s': its record %s is not a JSON "
+                             "object; repair or remove it by hand" % (
+                                 config["name"], config["lab"], config["record"]))
         join_container(record, open_namespaces(record))
         # Joining a pid namespace only places our children in it.
         child = os.fork()

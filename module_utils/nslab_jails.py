@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ansible.module_utils import nslab_syscalls as sc
-from ansible.module_utils.nslab_errors import CommandError, NslabError, OwnershipError
+from ansible.module_utils.nslab_errors import JailError, NslabError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import MountEntry, mounts_below, read_mountinfo
 from ansible.module_utils.nslab_owner import read_json, remove_empty_dirs, write_json_atomic
 from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, JAIL_PATH
@@ -85,27 +85,6 @@ JAIL_ENV = {"PATH": JAIL_PATH, "HOME": "/root", "LC_ALL": "C"}
 
 # Phases, applied in this order (see the module docstring).
 BUILD, REMOVE, CREATE, MOUNT, RELEASE = range(5)
-
-
-class JailError(NslabError):
-    pass
-
-
-class JailCommandError(CommandError):
-    """A jail's command exited non-zero; ``result`` is the module result so far."""
-
-    def __init__(self, jail, outcome, result):
-        super().__init__(outcome["cmd"], outcome["rc"], outcome["stderr"], outcome["stdout"])
-        self.jail, self.result = jail, result
-        self.args = ("command %s in jail '%s' exited %s: %s" % (
-            " ".join(outcome["cmd"]), jail, outcome["rc"],
-            (outcome["stderr"] or outcome["stdout"]).strip()),)
-
-    def __str__(self):
-        return self.args[0]
-
-    def details(self):
-        return dict(super().details(), jail=self.jail, stdout=self.stdout, **self.result)
 
 
 @dataclass

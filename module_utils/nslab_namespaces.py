@@ -35,11 +35,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ansible.module_utils.nslab_errors import NslabError, OwnershipError
+from ansible.module_utils.nslab_errors import NamespaceError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_paths import NETNS_DIR, STATE_ROOT
 from ansible.module_utils.nslab_owner import (NETNS_ROLE, alias_for, lab_dir,
-                                              parse_alias, read_json, read_lo_alias,
+                                              parse_alias, read_lo_alias, read_record,
                                               remove_empty_dirs, set_lo_alias,
                                               write_json_atomic)
 from ansible.module_utils import nslab_syscalls as sc
@@ -55,10 +55,6 @@ NS_FLAGS = {
     "cgroup": sc.CLONE_NEWCGROUP,
 }
 NS_TYPES = list(NS_FLAGS)
-
-
-class NamespaceError(NslabError):
-    pass
 
 
 @dataclass
@@ -115,14 +111,17 @@ class NamespaceStore:
 
     def find_record(self, name):
         for path in sorted(glob.glob(os.path.join(self.root, "*", "ns", name + ".json"))):
-            record = read_json(path)
+            lab = os.path.basename(os.path.dirname(os.path.dirname(path)))
+            record = read_record(path, "namespace", lab, name)
             if record is not None:
                 return record
         return None
 
     def lab_records(self):
         pattern = os.path.join(lab_dir(self.lab, self.root), "ns", "*.json")
-        return [r for r in (read_json(p) for p in sorted(glob.glob(pattern))) if r]
+        records = (read_record(p, "namespace", self.lab, os.path.basename(p)[:-len(".json")])
+                   for p in sorted(glob.glob(pattern)))
+        return [r for r in records if r is not None]
 
     def read(self, name, nsfs=None, with_hostname=False):
         """The kernel's truth about namespace ``name``, checked against its record."""
@@ -414,7 +413,8 @@ class NamespaceApplier:
         }
 
     def record(self, name):
-        return read_json(self.store.record_path(self.store.lab, name)) or {
+        return read_record(self.store.record_path(self.store.lab, name), "namespace",
+                           self.store.lab, name) or {
             "lab": self.store.lab, "name": name, "types": {}}
 
     def save(self, record):

@@ -48,7 +48,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ansible.module_utils.nslab_errors import NslabError
+from ansible.module_utils.nslab_errors import NslabError, SourceError
 from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, STATE_ROOT
 from ansible.module_utils.nslab_rootfs import (default_mirror, elf_interpreter,
                                                parse_apt_sources, parse_busybox_list,
@@ -85,10 +85,6 @@ DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686":
 _SUITE_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _MIRROR_RE = re.compile(r"^(https?|file)://\S+$")
-
-
-class SourceError(NslabError):
-    """A base could not be built; the message names the source and why."""
 
 
 @dataclass

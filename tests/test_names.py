@@ -4,11 +4,9 @@ traceback's ``nslab_X`` says which layer it is in."""
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Being renamed on its own branch (issue #14, part "boundary"); drop once that lands.
-PENDING = {"nslab_topology"}
 
 
 def test_module_utils_and_library_share_no_name():
     utils = set(p.stem for p in (ROOT / "module_utils").glob("nslab_*.py"))
     modules = set(p.stem for p in (ROOT / "library").glob("nslab_*.py"))
-    assert sorted((utils & modules) - PENDING) == []
+    assert sorted(utils & modules) == []

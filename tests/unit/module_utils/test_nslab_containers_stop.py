@@ -54,7 +54,8 @@ def manager(tmp_path, monkeypatch):
         for pid in sorted(behaviours):
             name = "c%d" % pid
             with open(store.record_path(name), "w") as handle:
-                json.dump({"pid": pid, "start_time": 7, "running": True, "config": {}}, handle)
+                json.dump({"lab": "lab", "name": name, "pid": pid, "start_time": 7,
+                           "running": True, "config": {}}, handle)
             specs.append(ContainerSpec(name, rootfs="/j", stop_timeout=stop_timeout))
         manager = ContainerManager(store, layout=None)
         manager.clock, manager.pause, manager.send_signal = \

@@ -13,7 +13,7 @@ from ansible.module_utils.nslab_publish import (ANY, PortSpec, Published, Table,
                                                conflict_problems, lab_clash_problems,
                                                parse_port, parse_table, plan_ports,
                                                port_problems, script, undo_script, view)
-from ansible.module_utils.nslab_topology import compile_lab, validate
+from ansible.module_utils.nslab_compile import compile_lab, validate
 
 from helpers.paths import UNIT_FIXTURES
 
