@@ -1,31 +1,90 @@
-"""The example role's Molecule scenario, whose instances are nslab containers, run whole
-(`molecule test`: destroy, syntax, create, converge, idempotence, verify, destroy) under
-this test's lab name; afterwards nothing of that lab may remain on the host."""
+"""The example role's Molecule scenario as a user runs it from a repository of their own:
+the role copied into a temporary git repository outside this checkout, the built tarball of
+nslab.lab installed into a collections path there, no ansible.cfg or ANSIBLE_* path of the
+checkout. ``molecule test`` must pass every step (destroy, syntax, create, converge,
+idempotence, verify, destroy); then the same role with a bug must fail verify, and destroy
+must still leave nothing of the lab on the host."""
 
-import hashlib
 import os
 import re
+import shutil
 import subprocess
 
+import pytest
+
+from helpers.collection import build_collection, install_collection
 from helpers.paths import BIN, ROOT
 
 EXAMPLE = ROOT / "examples" / "roles" / "static_site"
 STEPS = ["destroy", "syntax", "create", "converge", "idempotence", "verify"]
 
 
-def test_molecule_test_passes_on_nslab_instances_and_destroy_leaves_nothing(lab, tmp_path):
-    third_octet = 100 + int(hashlib.sha1(lab.name.encode()).hexdigest(), 16) % 100
-    env = dict(os.environ, PATH="%s:%s" % (BIN, os.environ["PATH"]),
-               NSLAB_MOLECULE_LAB=lab.name,
-               NSLAB_MOLECULE_SUBNET="10.214.%d.0/24" % third_octet,
+@pytest.fixture(scope="module")
+def collections_path(tmp_path_factory):
+    """The tarball built from this checkout, installed the way a user installs it."""
+    tarball = build_collection(tmp_path_factory.mktemp("dist"))
+    path = tmp_path_factory.mktemp("collections")
+    install_collection(tarball, path)
+    return path
+
+
+def user_repository(where):
+    """The example role, copied into a git repository of its own (Molecule finds its
+    project root through VCS)."""
+    role = where / "static_site"
+    shutil.copytree(EXAMPLE, role, ignore=shutil.ignore_patterns("__pycache__", ".cache"))
+    subprocess.run(["git", "init", "-q", str(role)], check=True)
+    return role
+
+
+def molecule(role, args, lab, subnet, collections, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(PATH="%s:%s" % (BIN, os.environ["PATH"]),
+               ANSIBLE_COLLECTIONS_PATH=str(collections),
+               NSLAB_MOLECULE_LAB=lab.name, NSLAB_MOLECULE_SUBNET=subnet,
                MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "molecule"),
                ANSIBLE_NOCOLOR="1", NO_COLOR="1", PY_COLORS="0")
-    env.pop("ANSIBLE_CONFIG", None)
-    proc = subprocess.run([str(BIN / "molecule"), "test"], cwd=EXAMPLE, env=env,
+    proc = subprocess.run([str(BIN / "molecule")] + args, cwd=role, env=env,
                           capture_output=True, text=True, timeout=1200)
     output = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-    assert proc.returncode == 0, output[-6000:]
+    assert str(ROOT) not in output, "the run reached into the checkout"
+    return proc.returncode, output
+
+
+def test_molecule_test_from_a_user_repository_passes_and_destroy_leaves_nothing(
+        lab, collections_path, tmp_path):
+    role = user_repository(tmp_path)
+    assert not (role / "molecule" / "default" / "vars").exists()
+    returncode, output = molecule(role, ["test"], lab, "10.213.176.0/24", collections_path,
+                                  tmp_path)
+    assert returncode == 0, output[-6000:]
     for step in STEPS:
         assert "%s: Executed: Successful" % step in output, step
     assert re.search(r"\b8 passed\b", output), "the testinfra checks did not all run"
     assert lab.leftovers() == []          # before the fixture's own cleanup runs
+
+
+def test_a_role_with_a_bug_fails_verify_and_destroy_still_leaves_nothing(
+        lab, collections_path, tmp_path):
+    role = user_repository(tmp_path)
+    tasks = role / "tasks" / "main.yml"
+    # The bug: the page becomes unreadable for the server's user (0640, owned by root).
+    page_task = tasks.read_text().split("- name: Write the home page")[1].split("- name:")[0]
+    assert page_task.count('mode: "0644"') == 1
+    tasks.write_text(tasks.read_text().replace(page_task,
+                                               page_task.replace('"0644"', '"0640"')))
+    returncode, output = molecule(role, ["test", "--destroy", "always"], lab,
+                                  "10.213.177.0/24", collections_path, tmp_path)
+    assert returncode != 0, output[-6000:]
+    for step in ["create", "converge", "idempotence"]:
+        assert "%s: Executed: Successful" % step in output, step
+    assert "verify: Executed: Failed" in output or "[default > verify] Executed: Failed" \
+        in output, output[-6000:]
+    # An unreadable page: its own check fails, and so does serving it to the other
+    # instance; the checks of hostname and server process still pass.
+    failed = set(re.findall(r"FAILED \S*::(test_\w+)", output))
+    assert failed == {"test_the_page_is_in_the_containers_root_only",
+                      "test_each_instance_serves_the_other_over_the_lab_network"}, output[-6000:]
+    assert re.search(r"\b4 failed, 4 passed\b", output), output[-4000:]
+    assert re.search(r"destroy[]:]? Executed: Successful", output.split("> verify")[-1])
+    assert lab.leftovers() == []
