@@ -30,7 +30,7 @@ description:
     resolves inside it and cannot redirect a write to the host.
   - Pipelining is on by default - modules are fed on standard input, one door per task -
     since there is no privilege escalation or tty to conflict with it.
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 version_added: "0.1.0"
 options:
   remote_addr:

@@ -26,7 +26,7 @@ description:
     C(nslab_limits) (memory, cpus, pids... as the kernel holds them)."
   - Group names go through Ansible's usual group-name check (a lab named with C(-) gives
     the usual warning, see C(TRANSFORM_INVALID_GROUP_CHARS)).
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 version_added: "0.1.0"
 extends_documentation_fragment:
   - constructed

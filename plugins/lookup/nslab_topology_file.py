@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: nslab_topology_file
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 version_added: "0.1.0"
 short_description: Read an nslab topology file with bounded YAML loading
 description:

@@ -27,7 +27,7 @@ description:
     is kept, so the next run runs the whole list again.
   - In check mode nothing runs; the commands that would run are reported.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   containers:
     description: The containers and their commands.
@@ -60,7 +60,7 @@ extends_documentation_fragment:
 requirements:
   - Linux, root; python3 >= 3.9 on the target
 seealso:
-  - module: nslab_container
+  - module: nslab.lab.nslab_container
 """
 
 EXAMPLES = r"""

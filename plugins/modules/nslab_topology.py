@@ -54,7 +54,7 @@ description:
   - Reads the host's addresses and changes nothing on the target; it never reports a
     change.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   topology:
     description:
@@ -107,7 +107,7 @@ attributes:
   platform:
     platforms: all
 seealso:
-  - module: nslab_info
+  - module: nslab.lab.nslab_info
 """
 
 EXAMPLES = r"""

@@ -30,7 +30,7 @@ description:
     is guarded against MAC and ARP spoofing unless O(antispoof=false); see there.
   - If applying fails half way, every step already done is undone, newest first.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description: Name of the first end (at most 15 bytes). Mutually exclusive with O(veths).
@@ -187,8 +187,8 @@ requirements:
   - iproute2 and util-linux (nsenter) on the target
   - nftables (C(nft)) for pairs on a bridge with O(antispoof=true)
 seealso:
-  - module: nslab_bridge
-  - module: nslab_namespace
+  - module: nslab.lab.nslab_bridge
+  - module: nslab.lab.nslab_namespace
 """
 
 EXAMPLES = r"""

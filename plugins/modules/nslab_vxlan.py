@@ -30,7 +30,7 @@ description:
   - IPv6 address generation is off unless O(ipv6=true). If applying fails half way, every
     step already done is undone, newest first.
 version_added: "0.2.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description: Device name (at most 15 bytes). Mutually exclusive with O(vxlans).
@@ -140,8 +140,8 @@ requirements:
 notes:
   - The underlay must let UDP O(port) through between the hosts.
 seealso:
-  - module: nslab_bridge
-  - module: nslab_topology
+  - module: nslab.lab.nslab_bridge
+  - module: nslab.lab.nslab_topology
 """
 
 EXAMPLES = r"""
