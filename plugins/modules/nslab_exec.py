@@ -168,7 +168,7 @@ def converge(module):
                 try:
                     proc = subprocess.run(door_argv(source, store, item["name"], command),
                                           stdin=subprocess.DEVNULL, capture_output=True,
-                                          timeout=params["timeout"])
+                                          timeout=params["timeout"], check=False)
                 except subprocess.TimeoutExpired:
                     raise ExecError("'%s' in container '%s' took more than %d s; expected "
                                     "it to end (timeout)" % (command, item["name"],

@@ -290,7 +290,7 @@ def converge(module):
     for entry, ends, node_end, peer_end, actions in plans:
         if result["changed"] and not module.check_mode:
             node_end, peer_end = kernel.end(*ends[:2]), kernel.end(*ends[2:])
-            left, _, _ = plan_link(node_end, peer_end, entry.get("netem"), entry["state"])
+            left = plan_link(node_end, peer_end, entry.get("netem"), entry["state"])[0]
             if left:
                 raise NslabError("the kernel did not take the change of %s:%s: still to do "
                                  "%s" % (entry["node"], entry["interface"],

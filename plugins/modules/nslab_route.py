@@ -224,8 +224,8 @@ def converge(module):
             current, subnets = [], [ipaddress.ip_network(r.via) for r in desired]
         else:
             problems.append("nodes[%d].netns: '%s' does not exist; expected a net namespace "
-                            "made by nslab_namespace for lab '%s'" % (index, netns,
-                                                                     params["lab"]))
+                            "made by nslab_namespace for lab '%s'"
+                            % (index, netns, params["lab"]))
             continue
         actions, pending, conflicts = plan_routes(netns, desired, current, subnets)
         for route, other in conflicts:

@@ -376,7 +376,8 @@ def converge(module):
     for warning in warnings:
         module.warn(warning)
     if module._diff:
-        key = lambda s: "%s/%s" % (s.iface.netns or "host", s.iface.name)
+        def key(spec):
+            return "%s/%s" % (spec.iface.netns or "host", spec.iface.name)
         result["diff"] = {
             "before": dict((key(s), device_view(s, tables, fdbs, diff_keys(s))) for s in specs),
             "after": dict((key(s), predicted(s, diff_keys(s)) if module.check_mode
