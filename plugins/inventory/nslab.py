@@ -12,8 +12,8 @@ description:
   - Lists every node of every lab on this machine (or of the labs in O(labs)), read the way
     the nslab_info module reads them (nslab's module_utils C(nslab_labview)) - from the
     kernel and nslab's records, not from a topology file.
-  - Each node is a host named C(<lab>/<node>) with C(ansible_connection=nslab), so a task on
-    it runs inside the node through the nslab connection plugin's door (the node's
+  - Each node is a host named C(<lab>/<node>) with C(ansible_connection=nslab.lab.nslab), so
+    a task on it runs inside the node through the door of that connection plugin (the node's
     namespaces, cgroups, capabilities, seccomp filter and no_new_privs).
   - "Groups: one per lab (C(<lab>)), one per network of a lab (C(<lab>_<network>)), one
     per host of a lab over several hosts (C(<lab>_on_<host>)), C(nslab_running) and
@@ -64,9 +64,9 @@ notes:
 
 EXAMPLES = r"""
 # inventory/nslab.yml, every node of every lab on this machine, is just:
-#   plugin: nslab
+#   plugin: nslab.lab.nslab
 # This one takes the lab "demo" only, with a group per memory limit and a variable of its own:
-plugin: nslab
+plugin: nslab.lab.nslab
 labs: [demo]
 keyed_groups:
   - key: nslab_limits.memory | string

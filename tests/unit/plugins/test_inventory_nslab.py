@@ -147,7 +147,7 @@ def test_documentation_renders_with_its_options_and_examples():
     doc = json.loads(proc.stdout)["nslab"]
     assert {"plugin", "labs", "compose", "groups", "keyed_groups", "strict"} <= set(
         doc["doc"]["options"])
-    assert yaml.safe_load(doc["examples"])["plugin"] == "nslab"
+    assert yaml.safe_load(doc["examples"])["plugin"] == "nslab.lab.nslab"
 
 
 @pytest.mark.parametrize("labs", ["../etc", "a/b", ".hidden"])
