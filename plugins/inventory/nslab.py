@@ -37,7 +37,7 @@ options:
         C(nslab.yaml) (as C(inventory/nslab.yml) or C(demo.nslab.yml)).
     required: true
     type: str
-    choices: [nslab]
+    choices: [nslab.lab.nslab]
   labs:
     description:
       - Only these labs. Empty lists every lab found on this machine.
@@ -167,7 +167,7 @@ def lab_hosts(lab, view, this_host, bridge_name, host_end_name):
             }
         host = "%s/%s" % (lab, name)
         hosts[host] = dict(host_vars, nslab_lab=lab, nslab_node=name,
-                           ansible_connection="nslab")
+                           ansible_connection="nslab.lab.nslab")
         memberships = [lab] + ["%s_%s" % (lab, n) for n in host_vars["nslab_networks"]]
         if multi and host_vars["nslab_host"]:
             memberships.append("%s_on_%s" % (lab, host_vars["nslab_host"]))
@@ -194,7 +194,7 @@ def inventory_of(labs, this_host, bridge_name, host_end_name):
 class InventoryModule(BaseInventoryPlugin, Constructable):
     """The nodes of nslab's labs on this machine, from nslab_labview's reading of them."""
 
-    NAME = "nslab"
+    NAME = "nslab.lab.nslab"
 
     def verify_file(self, path):
         return super().verify_file(path) and path.endswith(
