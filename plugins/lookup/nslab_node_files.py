@@ -42,7 +42,7 @@ options:
 EXAMPLES = r"""
 - name: Containers with their templates rendered
   ansible.builtin.set_fact:
-    containers: "{{ query('nslab_node_files', compiled.lab, topology='labs/routers.yml')[0] }}"
+    containers: "{{ query('nslab.lab.nslab_node_files', compiled.lab, topology='labs/routers.yml')[0] }}"
 """
 
 RETURN = r"""

@@ -113,21 +113,21 @@ seealso:
 EXAMPLES = r"""
 - name: This host's share of a lab over the fleet
   nslab_topology:
-    topology: "{{ lookup('nslab_topology_file', 'labs/wide.yml') }}"
+    topology: "{{ lookup('nslab.lab.nslab_topology_file', 'labs/wide.yml') }}"
     fleet: "{{ fleet_info.results }}"    # nslab_info looped over the hosts, delegated
     host: "{{ inventory_hostname }}"
   register: topology
 
 - name: Validate and compile the topology on the controller
   nslab_topology:
-    topology: "{{ lookup('nslab_topology_file', 'labs/demo.yml') }}"
+    topology: "{{ lookup('nslab.lab.nslab_topology_file', 'labs/demo.yml') }}"
   delegate_to: localhost
   run_once: true
   register: topology
 
 - name: Plan the removal of a lab from what the host has, whatever the rest of the file says
   nslab_topology:
-    topology: "{{ lookup('nslab_topology_file', 'labs/demo.yml') }}"
+    topology: "{{ lookup('nslab.lab.nslab_topology_file', 'labs/demo.yml') }}"
     current: "{{ info.labs.demo | default({}) }}"    # nslab_info's view of the lab
     state: absent
   register: topology
