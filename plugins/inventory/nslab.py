@@ -12,8 +12,8 @@ description:
   - Lists every node of every lab on this machine (or of the labs in O(labs)), read the way
     the nslab_info module reads them (nslab's module_utils C(nslab_labview)) - from the
     kernel and nslab's records, not from a topology file.
-  - Each node is a host named C(<lab>/<node>) with C(ansible_connection=nslab.lab.nslab), so a task on
-    it runs inside the node through the nslab connection plugin's door (the node's
+  - Each node is a host named C(<lab>/<node>) with C(ansible_connection=nslab.lab.nslab), so
+    a task on it runs inside the node through the door of that connection plugin (the node's
     namespaces, cgroups, capabilities, seccomp filter and no_new_privs).
   - "Groups: one per lab (C(<lab>)), one per network of a lab (C(<lab>_<network>)), one
     per host of a lab over several hosts (C(<lab>_on_<host>)), C(nslab_running) and
@@ -26,7 +26,7 @@ description:
     C(nslab_limits) (memory, cpus, pids... as the kernel holds them)."
   - Group names go through Ansible's usual group-name check (a lab named with C(-) gives
     the usual warning, see C(TRANSFORM_INVALID_GROUP_CHARS)).
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 version_added: "0.1.0"
 extends_documentation_fragment:
   - constructed

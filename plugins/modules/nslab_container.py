@@ -50,7 +50,7 @@ description:
     jail, cgroup and veths belong to their own modules (the nslab_node role removes them
     all, in order).
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description: Container name. Mutually exclusive with O(containers).
@@ -318,8 +318,8 @@ extends_documentation_fragment:
 requirements:
   - Linux with namespaces, root; python3 >= 3.9 and util-linux on the target
 seealso:
-  - module: nslab_namespace
-  - module: nslab_veth
+  - module: nslab.lab.nslab_namespace
+  - module: nslab.lab.nslab_veth
 """
 
 EXAMPLES = r"""
