@@ -30,7 +30,7 @@ description:
     resolves inside it and cannot redirect a write to the host.
   - Pipelining is on by default - modules are fed on standard input, one door per task -
     since there is no privilege escalation or tty to conflict with it.
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 version_added: "0.1.0"
 options:
   remote_addr:
@@ -84,7 +84,7 @@ EXAMPLES = r"""
 # inventory: every host is a container of the lab "web"
 all:
   vars:
-    ansible_connection: nslab
+    ansible_connection: nslab.lab.nslab
     ansible_nslab_lab: web
   hosts:
     front: {}
@@ -102,12 +102,10 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNo
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import STATE_ROOT
 
 display = Display()
 
-# A copy of nslab_paths.STATE_ROOT: this plugin loads before nslab's module_utils are
-# importable (its test checks they agree).
-STATE_ROOT = "/run/nslab"
 # What nslab's names may look like (nslab_validate): no path separators, no dot-names.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The door's script, in this order: the seccomp filter, then the door itself; both from

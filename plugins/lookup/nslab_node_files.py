@@ -7,6 +7,8 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 name: nslab_node_files
+author: nslab contributors (@nslab-lab)
+version_added: "0.1.0"
 short_description: A compiled lab's containers with their files ready for nslab_container
 description:
   - Takes a lab compiled by nslab_topology and returns its C(containers) with every
@@ -40,7 +42,7 @@ options:
 EXAMPLES = r"""
 - name: Containers with their templates rendered
   ansible.builtin.set_fact:
-    containers: "{{ query('nslab_node_files', compiled.lab, topology='labs/routers.yml')[0] }}"
+    containers: "{{ query('nslab.lab.nslab_node_files', compiled.lab, topology='labs/routers.yml')[0] }}"
 """
 
 RETURN = r"""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: nslab_topology_file
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 version_added: "0.1.0"
 short_description: Read an nslab topology file with bounded YAML loading
 description:
@@ -47,11 +47,11 @@ notes:
 EXAMPLES = r"""
 - name: Load a topology
   ansible.builtin.set_fact:
-    spec: "{{ lookup('nslab_topology_file', 'labs/demo.yml') }}"
+    spec: "{{ lookup('nslab.lab.nslab_topology_file', 'labs/demo.yml') }}"
 
 - name: A smaller bound for files from elsewhere
   ansible.builtin.set_fact:
-    spec: "{{ lookup('nslab_topology_file', upload, max_bytes=65536, max_aliases=10) }}"
+    spec: "{{ lookup('nslab.lab.nslab_topology_file', upload, max_bytes=65536, max_aliases=10) }}"
 """
 
 RETURN = r"""

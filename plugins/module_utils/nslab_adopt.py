@@ -226,9 +226,8 @@ def adopt_cgroups(store, record, layout, specs):
     entries = record.setdefault("cgroups", {})
     for spec in specs:
         relpath = cgroup_relpath(store.lab, spec.name)
-        inodes = dict((d, os.stat(d).st_ino) for d in (h.path(relpath)
-                                                        for h in layout.hierarchies)
-                      if os.path.isdir(d))
+        paths = [h.path(relpath) for h in layout.hierarchies]
+        inodes = dict((d, os.stat(d).st_ino) for d in paths if os.path.isdir(d))
         if not inodes or spec.name in entries:
             continue
         entries[spec.name] = {"inodes": inodes, "settled": {}}
@@ -237,7 +236,6 @@ def adopt_cgroups(store, record, layout, specs):
                 "adopt cgroup '%s', found under nslab/%s/ without the lab's record" % (
                     relpath, store.lab), CREATE, spec.name, [Op("own", spec.name)]))
     return actions
-
 
 
 def lost_cgroups(store, layout):

@@ -35,7 +35,7 @@ def _os_problem(err, op):
     what = "%s: " % op.key if op.key else ""
     if op.kind in ("write", "attach"):
         return "%swriting '%s' to %s failed: %s%s" % (what, op.text, op.path, err.strerror,
-                                                        hint)
+                                                      hint)
     return "%s %s failed: %s%s" % (op.kind, op.path, err.strerror, hint)
 
 

@@ -52,6 +52,7 @@ NODE_CONTENT_KEYS = {"files", "binds", "sysctls", "exec", "userns", "privileged"
 NODE_KEYS = NODE_KEYS | NODE_CONTENT_KEYS
 LINK_KEYS = {"endpoints", "subnet", "mtu", "vni"}
 NODE_KEYS |= {"routes"}                         # network keys (see _netkeys_problems)
+NODE_KEYS |= {"ports"}                          # see ports_problems
 LINK_KEYS |= {"netem", "state"}
 LIMIT_KEYS = set(CGROUP_KEYS)
 IO_KEYS = {"device"} | set(IO_LIMITS)
@@ -168,8 +169,8 @@ def _string_list(where, value, problems, expected, allow_empty=True):
 def _name(where, kind, name, problems):
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         problems.append("%s: %s name %s is invalid; expected 1-32 characters of a-z, 0-9 and "
-                        "'-', starting and ending with a letter or digit" % (where, kind,
-                                                                            _show(name)))
+                        "'-', starting and ending with a letter or digit"
+                        % (where, kind, _show(name)))
         return False
     return True
 
@@ -644,7 +645,6 @@ def _netkeys_problems(topology, subnets):
             if "state" in link:
                 _link_state("links[%d].state" % index, link["state"], problems)
     return problems
-NODE_KEYS = NODE_KEYS | {"ports"}
 
 
 def ports_problems(nodes, subnets):

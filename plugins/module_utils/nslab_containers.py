@@ -797,7 +797,8 @@ def remove_owned_binds(lab, name, mounts):
     # coreutils rm walks iteratively (openat), never follows a link and stays on this file
     # system: a container's 1,100-deep tree in its bind cannot exhaust a recursion limit.
     proc = subprocess.run([shutil.which("rm") or "rm", "-rf", "--one-file-system", "--",
-                           directory], capture_output=True, env=dict(os.environ, LC_ALL="C"))
+                           directory], capture_output=True, env=dict(os.environ, LC_ALL="C"),
+                          check=False)
     if proc.returncode != 0 or os.path.lexists(directory):
         raise ContainerError("cannot remove bind directory %s of container '%s': rm exited "
                              "%d: %s" % (directory, name, proc.returncode, proc.stderr.decode(

@@ -40,6 +40,10 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import Devi
 WILDCARD = None                     # major or minor "*"
 
 
+def _device_number(number):
+    return "*" if number is WILDCARD else str(number)
+
+
 @dataclass(frozen=True)
 class DeviceRule:
     """One line of a device cgroup: ``c 1:3 rwm``. ``kind`` is c (char), b (block) or a
@@ -51,9 +55,8 @@ class DeviceRule:
     name: str = field(default="", compare=False)     # for documentation only
 
     def render(self):
-        number = lambda n: "*" if n is None else str(n)     # noqa: E731
-        return "%s %s:%s %s" % (self.kind, number(self.major), number(self.minor),
-                                self.access)
+        return "%s %s:%s %s" % (self.kind, _device_number(self.major),
+                                _device_number(self.minor), self.access)
 
 
 ALLOW_ALL = DeviceRule("a", WILDCARD, WILDCARD, "rwm", "everything (privileged)")
@@ -448,4 +451,3 @@ def restrict_devices(layout, cgroup_relpath, privileged, check_mode=False):
         apply_v1(directory, current, rules)
     return ["set the devices of cgroup '%s' from %s to %s" % (
         cgroup_relpath, _described(current) or "none", _described(rules))]
-

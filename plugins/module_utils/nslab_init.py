@@ -52,7 +52,7 @@ import signal
 import socket
 import sys
 # os.execvpe imports warnings when it runs: after pivot_root no module can be found.
-import warnings  # noqa: F401
+import warnings  # noqa: F401  pylint: disable=unused-import
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000

@@ -449,7 +449,7 @@ def remove_tree(path):
     if left:
         raise JailError("cannot remove '%s': %s is still mounted" % (path, left[0].mount_point))
     proc = subprocess.run([shutil.which("rm") or "rm", "-rf", "--one-file-system", "--", path],
-                          capture_output=True, env=dict(os.environ, LC_ALL="C"))
+                          capture_output=True, env=dict(os.environ, LC_ALL="C"), check=False)
     if proc.returncode != 0 or os.path.lexists(path):
         raise JailError("cannot remove '%s': rm exited %d: %s" % (
             path, proc.returncode, proc.stderr.decode("utf-8", "replace").strip()))
@@ -507,11 +507,10 @@ def mount_layer(image, layer):
 
 def run_tool(argv, what):
     proc = subprocess.run([shutil.which(argv[0]) or argv[0]] + argv[1:], capture_output=True,
-                          env=dict(os.environ, LC_ALL="C"))
+                          env=dict(os.environ, LC_ALL="C"), check=False)
     if proc.returncode != 0:
-        raise JailError("cannot %s: %s exited %d: %s" % (what, argv[0], proc.returncode,
-                                                          proc.stderr.decode("utf-8",
-                                                                             "replace").strip()))
+        stderr = proc.stderr.decode("utf-8", "replace").strip()
+        raise JailError("cannot %s: %s exited %d: %s" % (what, argv[0], proc.returncode, stderr))
 
 
 def mount_jail(store, name, overlay, lowerdir, new=False, disk=None):
@@ -721,11 +720,10 @@ def run_in_jail(root, writable, argv):
     before = snapshot(writable)
     try:
         proc = subprocess.run(argv, preexec_fn=lambda: _enter_jail(root), env=JAIL_ENV,
-                              stdin=subprocess.DEVNULL, capture_output=True)
+                              stdin=subprocess.DEVNULL, capture_output=True, check=False)
         rc, out, err = proc.returncode, proc.stdout, proc.stderr
     except OSError as error:     # the child could not exec: not found, not executable
         rc, out, err = 127, b"", ("%s: %s (in the jail, PATH=%s)" % (
             argv[0], error.strerror, JAIL_PATH)).encode()
     return {"cmd": list(argv), "rc": rc, "stdout": out.decode("utf-8", "replace"),
             "stderr": err.decode("utf-8", "replace"), "changed": snapshot(writable) != before}
-

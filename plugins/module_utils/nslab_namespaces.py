@@ -459,7 +459,7 @@ class NamespaceApplier:
             record["hostname"] = action.hostname
         self.save(record)
 
-        def undo(name=action.name, types=list(action.types)):
+        def undo(name=action.name, types=tuple(action.types)):
             rec = self.record(name)
             for nstype in types:
                 unbind(self.store.path(self.store.lab, name, nstype))

@@ -486,4 +486,4 @@ def view(lab, table):
 
 def expected_view(published):
     return sorted("%s -> node %s %s:%d" % (key_text(p.spec.key()), p.node, p.address,
-                                          p.spec.node_port) for p in published)
+                                           p.spec.node_port) for p in published)

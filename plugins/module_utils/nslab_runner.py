@@ -34,7 +34,7 @@ def subprocess_run(argv, data=None):
     """A ``run`` callable for code that runs outside a module: the command-line tools
     (cli/nslab_cli.local_runner), the inventory plugin, tests and benchmarks."""
     env = dict(os.environ, LC_ALL="C", LANG="C")
-    proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env)
+    proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 

@@ -44,7 +44,6 @@ import shutil
 import stat
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -250,12 +249,13 @@ class SourceResolver:
     def resolve(self, item, where):
         """Return (Source or None, problems) for one jail item's source options."""
         kind = item["source"]
-        problems = ["%s%s: only used with source %s (source is '%s')" % (
-            where, option, " or ".join("'%s'" % k for k in SOURCES
-                                       if option in SOURCE_OPTIONS[k]), kind)
-            for option in ("path", "binaries", "suite", "mirror", "variant", "include",
-                           "keep_setuid")
-            if item.get(option) and option not in SOURCE_OPTIONS[kind]]
+        problems = []
+        for option in ("path", "binaries", "suite", "mirror", "variant", "include",
+                       "keep_setuid"):
+            if item.get(option) and option not in SOURCE_OPTIONS[kind]:
+                sources = " or ".join("'%s'" % k for k in SOURCES if option in SOURCE_OPTIONS[k])
+                problems.append("%s%s: only used with source %s (source is '%s')"
+                                % (where, option, sources, kind))
         source, more = self.resolvers[kind](item, where)
         problems += more
         return (None if problems else source), problems
@@ -576,11 +576,13 @@ class RootfsBuilder:
 
 def check_mirror(mirror, suite, timeout=20):
     """Fail in a second with a clear message, not after a minute of debootstrap output."""
+    # Imported here: ansible.module_utils.urls costs 40 ms, and only an uncached debootstrap
+    # needs it. open_url raises urllib's errors, plus its own ConnectionError family (TLS).
+    from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, open_url
     url = "%s/dists/%s/Release" % (mirror.rstrip("/"), suite)
     try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
-                               timeout=timeout).close()
-    except (urllib.error.URLError, OSError, ValueError) as err:
+        open_url(url, method="HEAD", timeout=timeout).close()
+    except (urllib.error.URLError, UrlsConnectionError, OSError, ValueError) as err:
         raise SourceError("mirror: '%s' is unreachable or does not serve suite '%s' (%s: %s);"
                           " expected a Debian/Ubuntu mirror that serves %s" % (
                               mirror, suite, type(err).__name__,

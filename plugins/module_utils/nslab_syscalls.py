@@ -65,4 +65,3 @@ def unshare(flags):
 
 def setns(fd, nstype=0):
     _check(libc().setns(fd, nstype), "setns")
-

@@ -152,4 +152,3 @@ def unsettable(where, found):
 
 def current_values(found: Dict[str, dict]) -> Dict[str, Optional[str]]:
     return dict((name, info["value"]) for name, info in found.items())
-

@@ -82,8 +82,8 @@ def parse_interface_address(option, value):
         return None, "%s: address '%s' is not a valid CIDR; expected e.g. 10.0.0.2/24 or fd00::2/64" % (
             option, value)
     net = iface.network
-    if iface.version == 4 and net.prefixlen <= 30 and iface.ip in (net.network_address,
-                                                                    net.broadcast_address):
+    edges = (net.network_address, net.broadcast_address)
+    if iface.version == 4 and net.prefixlen <= 30 and iface.ip in edges:
         return None, "%s: address '%s' is the %s address of %s; expected a host address" % (
             option, value,
             "network" if iface.ip == net.network_address else "broadcast", net)

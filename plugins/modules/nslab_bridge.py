@@ -22,7 +22,7 @@ description:
     solicitations and DAD on hundreds of bridge ports flood the bridge.
   - If applying fails half way, every step already done is undone, newest first.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description:
@@ -129,8 +129,8 @@ notes:
   - The bridge lives in the host's network namespace. Host-wide settings such as
     C(net.bridge.bridge-nf-call-iptables) or ARP table sizes are not changed.
 seealso:
-  - module: nslab_veth
-  - module: nslab_namespace
+  - module: nslab.lab.nslab_veth
+  - module: nslab.lab.nslab_namespace
 """
 
 EXAMPLES = r"""

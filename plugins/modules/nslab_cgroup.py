@@ -53,7 +53,7 @@ description:
   - Converges one cgroup (O(name)) or a list (O(cgroups)) in one invocation, by writing the
     cgroup files directly (no cgroup-tools).
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description:
@@ -230,7 +230,7 @@ notes:
     C(cgroup.subtree_control) above it).
   - Process ids are those of the host's pid namespace, where the module runs.
 seealso:
-  - module: nslab_namespace
+  - module: nslab.lab.nslab_namespace
 """
 
 EXAMPLES = r"""

@@ -50,7 +50,7 @@ description:
     jail, cgroup and veths belong to their own modules (the nslab_node role removes them
     all, in order).
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description: Container name. Mutually exclusive with O(containers).
@@ -318,8 +318,8 @@ extends_documentation_fragment:
 requirements:
   - Linux with namespaces, root; python3 >= 3.9 and util-linux on the target
 seealso:
-  - module: nslab_namespace
-  - module: nslab_veth
+  - module: nslab.lab.nslab_namespace
+  - module: nslab.lab.nslab_veth
 """
 
 EXAMPLES = r"""
@@ -358,8 +358,8 @@ EXAMPLES = r"""
 
 # Run a command inside a running container through nslab's door, the nslab connection
 # plugin (with the container's cgroups, capabilities, no_new_privs and seccomp filter):
-#   ansible all -i 'demo/apt103,' -c nslab -m raw -a 'hostname'
-# or a play with "hosts: demo/apt103" and "connection: nslab". Not "nsenter --target PID
+#   ansible all -i 'demo/apt103,' -c nslab.lab.nslab -m raw -a 'hostname'
+# or a play with "hosts: demo/apt103" and "connection: nslab.lab.nslab". Not "nsenter --target PID
 # --all": that runs the container's own binaries with every capability of the host's root
 # and no filter - a root-only admin bypass, never the routine way in.
 """

@@ -27,7 +27,7 @@ description:
     is kept, so the next run runs the whole list again.
   - In check mode nothing runs; the commands that would run are reported.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   containers:
     description: The containers and their commands.
@@ -60,7 +60,7 @@ extends_documentation_fragment:
 requirements:
   - Linux, root; python3 >= 3.9 on the target
 seealso:
-  - module: nslab_container
+  - module: nslab.lab.nslab_container
 """
 
 EXAMPLES = r"""
@@ -168,7 +168,7 @@ def converge(module):
                 try:
                     proc = subprocess.run(door_argv(source, store, item["name"], command),
                                           stdin=subprocess.DEVNULL, capture_output=True,
-                                          timeout=params["timeout"])
+                                          timeout=params["timeout"], check=False)
                 except subprocess.TimeoutExpired:
                     raise ExecError("'%s' in container '%s' took more than %d s; expected "
                                     "it to end (timeout)" % (command, item["name"],

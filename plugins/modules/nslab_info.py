@@ -24,7 +24,7 @@ description:
     its MTU, and O(fleet) merges what every host reported into one lab-wide view
     (RV(fleet)); which node runs where, its addresses and state.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   lab:
     description: Only this lab. All labs found on the host when omitted.
@@ -49,7 +49,7 @@ attributes:
   platform:
     platforms: linux
 seealso:
-  - module: nslab_topology
+  - module: nslab.lab.nslab_topology
 """
 
 EXAMPLES = r"""

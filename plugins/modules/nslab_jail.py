@@ -75,7 +75,7 @@ description:
     Builds run before anything is removed.
   - Converges one jail (O(name)) or a list (O(jails)) in one invocation.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description: Jail name. Mutually exclusive with O(jails).
@@ -234,7 +234,7 @@ requirements:
     busybox-static); GNU tar for V(tarball) and V(debootstrap); debootstrap for
     V(debootstrap) until its tarball is cached
 seealso:
-  - module: nslab_namespace
+  - module: nslab.lab.nslab_namespace
 """
 
 EXAMPLES = r"""

@@ -29,7 +29,7 @@ description:
   - Needs the kernel's C(sch_netem) (module or built in) for an impairment; link state
     works without it.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   links:
     description: The attachments to converge.
@@ -66,8 +66,8 @@ requirements:
   - iproute2 (C(ip), C(tc)) and util-linux (C(nsenter)) on the target
   - the kernel's netem qdisc (C(CONFIG_NET_SCH_NETEM)) for an impairment
 seealso:
-  - module: nslab_veth
-  - module: nslab_topology
+  - module: nslab.lab.nslab_veth
+  - module: nslab.lab.nslab_topology
 """
 
 EXAMPLES = r"""
@@ -290,7 +290,7 @@ def converge(module):
     for entry, ends, node_end, peer_end, actions in plans:
         if result["changed"] and not module.check_mode:
             node_end, peer_end = kernel.end(*ends[:2]), kernel.end(*ends[2:])
-            left, _, _ = plan_link(node_end, peer_end, entry.get("netem"), entry["state"])
+            left = plan_link(node_end, peer_end, entry.get("netem"), entry["state"])[0]
             if left:
                 raise NslabError("the kernel did not take the change of %s:%s: still to do "
                                  "%s" % (entry["node"], entry["interface"],

@@ -36,7 +36,7 @@ description:
   - Deleting a net namespace deletes the veths inside it; the module waits until their host
     ends are gone, so their names can be reused at once.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description: Namespace name. Mutually exclusive with O(namespaces).
@@ -86,7 +86,7 @@ requirements:
   - Linux with namespaces; root (CAP_SYS_ADMIN)
   - iproute2 and util-linux (nsenter) on the target
 seealso:
-  - module: nslab_veth
+  - module: nslab.lab.nslab_veth
 """
 
 EXAMPLES = r"""

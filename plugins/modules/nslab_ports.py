@@ -36,7 +36,7 @@ description:
     this host publishes already (a port on every address clashes with the same port on any
     one address).
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   ports:
     description:
@@ -77,8 +77,8 @@ extends_documentation_fragment:
   - nslab.lab.nslab
   - action_common_attributes
 seealso:
-  - module: nslab_bridge
-  - module: nslab_topology
+  - module: nslab.lab.nslab_bridge
+  - module: nslab.lab.nslab_topology
 """
 
 EXAMPLES = r"""
@@ -109,7 +109,7 @@ published:
   elements: str
   sample: ["every host address:8080/tcp -> node web 10.213.1.2:80"]
 diff:
-  description: O(published) before and after.
+  description: RV(published) before and after.
   returned: when diff mode is on
   type: dict
 """

@@ -19,7 +19,7 @@ description:
   - O(state=absent) removes it, and the lab's state directory when nothing else is left
     in it.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   record:
     description: The plan to keep; required with O(state=present).
@@ -33,8 +33,8 @@ extends_documentation_fragment:
   - nslab.lab.nslab
   - action_common_attributes
 seealso:
-  - module: nslab_topology
-  - module: nslab_info
+  - module: nslab.lab.nslab_topology
+  - module: nslab.lab.nslab_info
 """
 
 EXAMPLES = r"""

@@ -25,7 +25,7 @@ description:
   - A route is identified by its family and destination; C(to=default) is the default
     route of the gateway's family.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   nodes:
     description:
@@ -60,8 +60,8 @@ requirements:
   - Linux; root (CAP_NET_ADMIN, CAP_SYS_ADMIN for nsenter)
   - iproute2 and util-linux (nsenter) on the target
 seealso:
-  - module: nslab_namespace
-  - module: nslab_veth
+  - module: nslab.lab.nslab_namespace
+  - module: nslab.lab.nslab_veth
 """
 
 EXAMPLES = r"""
@@ -224,8 +224,8 @@ def converge(module):
             current, subnets = [], [ipaddress.ip_network(r.via) for r in desired]
         else:
             problems.append("nodes[%d].netns: '%s' does not exist; expected a net namespace "
-                            "made by nslab_namespace for lab '%s'" % (index, netns,
-                                                                     params["lab"]))
+                            "made by nslab_namespace for lab '%s'"
+                            % (index, netns, params["lab"]))
             continue
         actions, pending, conflicts = plan_routes(netns, desired, current, subnets)
         for route, other in conflicts:

@@ -25,7 +25,7 @@ description:
     the module never resets a value that is no longer listed (the namespace goes with its
     node).
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   namespaces:
     description: Net namespaces of the lab and the sysctls each gets.
@@ -48,7 +48,7 @@ extends_documentation_fragment:
 requirements:
   - Linux, root; python3 >= 3.9 on the target
 seealso:
-  - module: nslab_namespace
+  - module: nslab.lab.nslab_namespace
 """
 
 EXAMPLES = r"""

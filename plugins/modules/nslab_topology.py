@@ -54,7 +54,7 @@ description:
   - Reads the host's addresses and changes nothing on the target; it never reports a
     change.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   topology:
     description:
@@ -107,27 +107,27 @@ attributes:
   platform:
     platforms: all
 seealso:
-  - module: nslab_info
+  - module: nslab.lab.nslab_info
 """
 
 EXAMPLES = r"""
 - name: This host's share of a lab over the fleet
   nslab_topology:
-    topology: "{{ lookup('nslab_topology_file', 'labs/wide.yml') }}"
+    topology: "{{ lookup('nslab.lab.nslab_topology_file', 'labs/wide.yml') }}"
     fleet: "{{ fleet_info.results }}"    # nslab_info looped over the hosts, delegated
     host: "{{ inventory_hostname }}"
   register: topology
 
 - name: Validate and compile the topology on the controller
   nslab_topology:
-    topology: "{{ lookup('nslab_topology_file', 'labs/demo.yml') }}"
+    topology: "{{ lookup('nslab.lab.nslab_topology_file', 'labs/demo.yml') }}"
   delegate_to: localhost
   run_once: true
   register: topology
 
 - name: Plan the removal of a lab from what the host has, whatever the rest of the file says
   nslab_topology:
-    topology: "{{ lookup('nslab_topology_file', 'labs/demo.yml') }}"
+    topology: "{{ lookup('nslab.lab.nslab_topology_file', 'labs/demo.yml') }}"
     current: "{{ info.labs.demo | default({}) }}"    # nslab_info's view of the lab
     state: absent
   register: topology

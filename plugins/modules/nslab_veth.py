@@ -30,7 +30,7 @@ description:
     is guarded against MAC and ARP spoofing unless O(antispoof=false); see there.
   - If applying fails half way, every step already done is undone, newest first.
 version_added: "0.1.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description: Name of the first end (at most 15 bytes). Mutually exclusive with O(veths).
@@ -187,8 +187,8 @@ requirements:
   - iproute2 and util-linux (nsenter) on the target
   - nftables (C(nft)) for pairs on a bridge with O(antispoof=true)
 seealso:
-  - module: nslab_bridge
-  - module: nslab_namespace
+  - module: nslab.lab.nslab_bridge
+  - module: nslab.lab.nslab_namespace
 """
 
 EXAMPLES = r"""
@@ -411,8 +411,8 @@ def plan_antispoof(specs, guarded, lab, current, host_links):
     replaced_ports = set(parse_comment(r.comment)[3] for r in plan.replace)
     for _spec, port, node in guarded:
         if port.name in changed_ports:
-            ips = [r for r in port_rules(lab, port.master, port.name, node.mac,
-                                         node.addresses)][2].matches[1].values[1:]
+            guard_rules = list(port_rules(lab, port.master, port.name, node.mac, node.addresses))
+            ips = guard_rules[2].matches[1].values[1:]
             summaries.append("%s port '%s' of bridge '%s' against spoofing: source MAC %s, "
                              "ARP sender IPv4 %s" % (
                                  "update the guard of" if port.name in replaced_ports
@@ -531,7 +531,8 @@ def converge(module):
     for warning in warnings:
         module.warn(warning)
     if module._diff:
-        key = lambda s: "%s/%s" % (s.end.netns or "host", s.end.name)
+        def key(spec):
+            return "%s/%s" % (spec.end.netns or "host", spec.end.name)
         result["diff"] = {
             "before": dict((key(s), pair_view(s, tables, diff_keys(s),
                                               antispoof_state(s, lab, rules)))

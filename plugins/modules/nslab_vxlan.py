@@ -30,7 +30,7 @@ description:
   - IPv6 address generation is off unless O(ipv6=true). If applying fails half way, every
     step already done is undone, newest first.
 version_added: "0.2.0"
-author: nslab contributors
+author: nslab contributors (@nslab-lab)
 options:
   name:
     description: Device name (at most 15 bytes). Mutually exclusive with O(vxlans).
@@ -140,8 +140,8 @@ requirements:
 notes:
   - The underlay must let UDP O(port) through between the hosts.
 seealso:
-  - module: nslab_bridge
-  - module: nslab_topology
+  - module: nslab.lab.nslab_bridge
+  - module: nslab.lab.nslab_topology
 """
 
 EXAMPLES = r"""
@@ -376,7 +376,8 @@ def converge(module):
     for warning in warnings:
         module.warn(warning)
     if module._diff:
-        key = lambda s: "%s/%s" % (s.iface.netns or "host", s.iface.name)
+        def key(spec):
+            return "%s/%s" % (spec.iface.netns or "host", spec.iface.name)
         result["diff"] = {
             "before": dict((key(s), device_view(s, tables, fdbs, diff_keys(s))) for s in specs),
             "after": dict((key(s), predicted(s, diff_keys(s)) if module.check_mode
