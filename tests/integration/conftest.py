@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from helpers.ansible_runs import run_module, run_playbook
+from helpers.fleet_hosts import Fleet, recap
 from helpers.lab import BUSYBOX, BUSYBOX_APPLETS, RUNNING_LAB_LINK, RUNNING_LAB_SUBNET, Lab
 
 
@@ -80,4 +81,33 @@ def running_lab(tmp_path_factory):
     finally:
         shared.cleanup()
         left = shared.leftovers()
+        assert not left, "cleanup left %s" % left
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    """The test fleet (helpers.fleet_hosts.Fleet), built once for the session by fleet.yml:
+    first in check mode (which must plan changes and make none), then for real. Shared by
+    test_fleet.py and test_fleet_lab.py, each building its own lab inside it and removing it;
+    a test may stop a host, but brings it back. At the end fleet.yml removes it, which must
+    change something and leave nothing; whatever is left is then removed straight through
+    the kernel, failure or not."""
+    if os.geteuid() != 0:
+        pytest.skip("integration tests need root (namespaces, links, mounts)")
+    if not shutil.which("ssh"):
+        pytest.skip("needs the ssh client")
+    owner = Lab()
+    shared = Fleet(owner)
+    try:
+        shared.planned = shared.playbook(check=True)
+        shared.left_after_check = owner.leftovers()
+        shared.built = shared.playbook()
+        recap(shared.built)
+        yield shared
+        removed = shared.playbook("absent")
+        assert recap(removed) > 0, removed
+        assert not owner.leftovers(), owner.leftovers()
+    finally:
+        owner.cleanup()
+        left = owner.leftovers()
         assert not left, "cleanup left %s" % left

@@ -1,23 +1,20 @@
 """The fleet (roles/nslab_fleet, fleet.yml) for real: three Debian system containers
 reached over real SSH as an ordinary inventory, each in its own namespaces, and an nslab
 lab built inside one of them with lab.yml, whose cgroups land below the fleet host's on
-the real host. Needs the debootstrap tarball (cached in /var/cache/nslab after the first
-run, which downloads from the host's Debian mirror)."""
+the real host. The fleet is the session's (the ``fleet`` fixture, shared with
+test_fleet_lab.py), whose first runs of fleet.yml are checked here. Needs the debootstrap
+tarball (cached in /var/cache/nslab after the first run, which downloads from the host's
+Debian mirror)."""
 
 import json
 import os
-import shutil
 import subprocess
 
-import pytest
-
 from helpers.ansible_runs import ansible_env, run_playbook, task_results
+from helpers.fleet_hosts import recap
 from helpers.kernel import lab_cgroup_dirs
 from helpers.paths import BIN, ROOT
 
-# A range only these tests use; nothing routes to or from it.
-SUBNET = "10.213.252"
-HOSTS = ["h1", "h2", "h3"]
 NESTED = """\
 lab: nest
 defaults:
@@ -30,35 +27,11 @@ nodes:
   n2: {networks: [lan]}
 """
 
-pytestmark = pytest.mark.skipif(not shutil.which("ssh"), reason="needs the ssh client")
-
-
-def fleet_vars(lab, state="present"):
-    return {"nslab_fleet_lab": lab.name, "state": state,
-            "nslab_fleet_bridge_address": SUBNET + ".1/24",
-            "nslab_fleet_hosts": [{"name": h, "address": "%s.%d" % (SUBNET, 11 + i)}
-                                  for i, h in enumerate(HOSTS)]}
-
-
-def recap(results):
-    """changed count and failures of a json-callback playbook run."""
-    failed = [r for r in results if r["_status"] in ("failed", "unreachable")]
-    assert not failed, failed
-    return sum(1 for r in results if r.get("changed"))
-
 
 def ansible(inventory, *argv):
     proc = subprocess.run([str(BIN / "ansible"), "-i", inventory] + list(argv), cwd=ROOT,
                           env=ansible_env(), capture_output=True, text=True)
     return task_results(proc.stdout), proc
-
-
-def ssh(fleet_dir, address, command):
-    return subprocess.run(
-        ["ssh", "-i", fleet_dir + "/id_ed25519", "-o", "UserKnownHostsFile=%s/known_hosts"
-         % fleet_dir, "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
-         "-o", "BatchMode=yes", "root@" + address, command],
-        capture_output=True, text=True, timeout=60)
 
 
 def init_pid(lab_name, container):
@@ -84,16 +57,13 @@ def ns(pid, kind):
     return os.stat("/proc/%s/ns/%s" % (pid, kind)).st_ino
 
 
-def test_fleet_over_ssh_with_a_lab_nested_inside(lab, tmp_path):
-    # check mode before the first build: plans every change (keys not made yet) and makes none
-    planned = run_playbook("fleet.yml", fleet_vars(lab), check=True, json_results=True)
-    assert recap(planned) > 0
-    assert not lab.leftovers()
-
-    built = run_playbook("fleet.yml", fleet_vars(lab), json_results=True)
-    assert recap(built) > 0
-    fleet_dir = "/var/lib/nslab/%s/ssh" % lab.name
-    inventory = fleet_dir + "/inventory.yml"
+def test_fleet_over_ssh_with_a_lab_nested_inside(fleet, tmp_path):
+    # check mode before the first build (the fixture's first run): plans every change (keys
+    # not made yet) and makes none; then the build
+    assert recap(fleet.planned) > 0
+    assert fleet.left_after_check == []
+    assert recap(fleet.built) > 0
+    lab, fleet_dir, inventory, subnet = fleet.lab, fleet.dir, fleet.inventory, fleet.subnet
     # keys are private, but the way to other labs' jails stays open to userns containers
     assert os.stat(fleet_dir + "/id_ed25519").st_mode & 0o077 == 0
     for parent in ("/var/lib/nslab", "/var/lib/nslab/" + lab.name):
@@ -101,27 +71,26 @@ def test_fleet_over_ssh_with_a_lab_nested_inside(lab, tmp_path):
 
     # an ordinary inventory, over real SSH with strict host key checking
     pings, proc = ansible(inventory, lab.name, "-m", "ansible.builtin.ping")
-    assert sorted(r["_host"] for r in pings if r.get("ping") == "pong") == HOSTS, proc.stdout
+    assert sorted(r["_host"] for r in pings if r.get("ping") == "pong") == fleet.hosts, \
+        proc.stdout
     assert not os.path.exists(os.path.expanduser("~/.ssh/known_hosts")) or \
-        SUBNET not in open(os.path.expanduser("~/.ssh/known_hosts")).read()
+        subnet not in open(os.path.expanduser("~/.ssh/known_hosts")).read()
 
-    for index, host in enumerate(HOSTS):
+    for host in fleet.hosts:
         pid = init_pid(lab.name, host)
         for kind in ("net", "mnt", "uts", "ipc", "cgroup", "pid"):
             assert ns(pid, kind) != ns("self", kind), (host, kind)
-        out = ssh(fleet_dir, "%s.%d" % (SUBNET, 11 + index), "hostname; cat /proc/1/cgroup")
+        out = fleet.ssh(host, "hostname; cat /proc/1/cgroup")
         assert out.returncode == 0, out.stderr
         assert out.stdout.split()[0] == host
         assert "pids:/\n" in out.stdout                 # its own cgroup is its root
 
     # the fleet reaches its host and itself, and nothing else: no default route
-    routes = ssh(fleet_dir, SUBNET + ".11", "ip -j route").stdout
-    assert [r["dst"] for r in json.loads(routes)] == [SUBNET + ".0/24"]
+    routes = fleet.ssh("h1", "ip -j route").stdout
+    assert [r["dst"] for r in json.loads(routes)] == [subnet + ".0/24"]
 
-    rerun = run_playbook("fleet.yml", fleet_vars(lab), json_results=True)
-    assert recap(rerun) == 0
-    checked = run_playbook("fleet.yml", fleet_vars(lab), check=True, json_results=True)
-    assert recap(checked) == 0
+    assert recap(fleet.playbook()) == 0
+    assert recap(fleet.playbook(check=True)) == 0
 
     # a lab inside h1, built by lab.yml against the fleet inventory
     topology = tmp_path / "nest.yml"
@@ -136,9 +105,8 @@ def test_fleet_over_ssh_with_a_lab_nested_inside(lab, tmp_path):
             assert ns(pids[0], kind) != ns(fleet_pid, kind), kind
         cgroups = open("/proc/%d/cgroup" % pids[0]).read()
         assert ":pids:/nslab/%s/h1/nslab/nest/n" % lab.name in cgroups, cgroups
-    pings = ssh(fleet_dir, SUBNET + ".11",
-                "nsenter --target $(python3 -c 'import json; print(json.load(open("
-                "\"/run/nslab/nest/containers/n1.json\"))[\"pid\"])') --all ping -c1 -W2 n2")
+    pings = fleet.ssh("h1", "nsenter --target $(python3 -c 'import json; print(json.load(open("
+                      "\"/run/nslab/nest/containers/n1.json\"))[\"pid\"])') --all ping -c1 -W2 n2")
     assert " 0% packet loss" in pings.stdout, pings.stdout + pings.stderr
     pids_root = [d for d in lab_cgroup_dirs(lab.name) if "/pids/" in d][0]
     assert os.path.isdir(os.path.join(pids_root, "h1", "nslab", "nest", "n1"))
@@ -147,10 +115,7 @@ def test_fleet_over_ssh_with_a_lab_nested_inside(lab, tmp_path):
     assert recap(removed) > 0
     assert not host_pids("nslab:nest:n1") and not host_pids("nslab:nest:n2")
     assert not os.path.exists(os.path.join(pids_root, "h1", "nslab", "nest"))
-
-    gone = run_playbook("fleet.yml", fleet_vars(lab, "absent"), json_results=True)
-    assert recap(gone) > 0
-    assert not lab.leftovers()
+    # the fleet's own removal is checked by the fixture, at the end of the session
 
 
 def run_playbook_on(inventory, host, extra_vars):

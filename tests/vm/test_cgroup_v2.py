@@ -4,108 +4,21 @@ The development machines have the cgroup v1 (hybrid) layout, where nslab_cgroup'
 (memory.max, cpu.max, pids.max, cgroup.subtree_control along the path) is only unit-tested.
 Here it runs for real: limits are written and read back, reruns change nothing, a fork past
 pids.max fails, an allocation past memory.max is OOM-killed, and lab.yml builds, converges
-and removes a two-node lab. Everything goes through ``ansible``/``ansible-playbook`` from
+and removes a two-node lab (the session's ``vm_lab``, shared with test_netem_vm.py). Everything goes through ``ansible``/``ansible-playbook`` from
 the repository, as a user would point nslab at a real machine.
 
 Run it with ``.venv/bin/pytest -m vm tests/vm`` (as root). See vm/README.md.
 """
 
 import json
-import os
-import pathlib
 import secrets
-import shlex
-import subprocess
-import sys
 
 import pytest
-import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(sys.executable).parent
-HERE = pathlib.Path(__file__).resolve().parent
-CGROUP = "/sys/fs/cgroup"
+from helpers.vm_hosts import CGROUP, changed, exists, failed, read, remove_lab, run_module, \
+    run_playbook, ssh
 
 pytestmark = pytest.mark.vm
-
-
-# --- helpers (small copies of tests/integration's, for a remote host) ---------------------
-
-@pytest.fixture(scope="session")
-def inventory(vm, tmp_path_factory):
-    """An Ansible inventory naming the VM: the same file would name any real machine."""
-    path = tmp_path_factory.mktemp("vm") / "inventory.ini"
-    path.write_text(
-        "[vm]\n"
-        "nslab-vm ansible_host={host} ansible_port={port} ansible_user=root "
-        "ansible_ssh_private_key_file={key} "
-        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null' "
-        "ansible_python_interpreter=/usr/bin/python3\n".format(**vm))
-    return str(path)
-
-
-def ansible_env():
-    return dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_CALLBACK_PLUGINS=str(HERE.parent / "integration" / "callback_plugins"),
-        ANSIBLE_STDOUT_CALLBACK="nslab_json",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_HOST_KEY_CHECKING="False",
-        LC_ALL="C.UTF-8",
-    )
-
-
-def run_module(inventory, module, args):
-    """Run one module on the VM with ``ansible`` and return its result dict."""
-    argv = [str(BIN / "ansible"), "all", "-i", inventory, "-m", module, "-a", json.dumps(args)]
-    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith("{") and '"_status"' in line:
-            return json.loads(line)
-    raise AssertionError("no result from %s (rc %s):\n%s\n%s" % (
-        module, proc.returncode, proc.stdout, proc.stderr))
-
-
-def run_playbook(inventory, playbook, extra_vars):
-    """Run a playbook on the VM; return its task results (one dict each)."""
-    argv = [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / playbook),
-            "-e", json.dumps(extra_vars)]
-    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
-    results = [json.loads(line) for line in proc.stdout.splitlines()
-               if line.startswith("{") and '"_status"' in line]
-    assert results, "no results from %s:\n%s\n%s" % (playbook, proc.stdout, proc.stderr)
-    return results
-
-
-def ssh(vm, script, check=True, timeout=120):
-    """Run a shell script on the VM as root; return the completed process."""
-    argv = ["ssh", "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-i", vm["key"], "-p", vm["port"], "root@%s" % vm["host"], script]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError("on the VM: %s\nrc %d\n%s\n%s" % (
-            script, proc.returncode, proc.stdout, proc.stderr))
-    return proc
-
-
-def read(vm, path):
-    return ssh(vm, "cat %s" % shlex.quote(path)).stdout.strip()
-
-
-def exists(vm, path):
-    return ssh(vm, "test -e %s" % shlex.quote(path), check=False).returncode == 0
-
-
-def changed(results):
-    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
-                for r in results if r.get("changed"))
-
-
-def failed(results):
-    return [r for r in results if r["_status"] in ("failed", "unreachable")]
 
 
 @pytest.fixture
@@ -114,19 +27,7 @@ def lab_name(vm):
     kernel afterwards (not through nslab, which may be what failed)."""
     name = "t" + secrets.token_hex(3)
     yield name
-    ssh(vm, """
-        for pid in $(pgrep -f 'nslab[:]{lab}:'); do kill -9 $pid; done
-        for f in $(find {cg}/nslab/{lab} -name cgroup.procs 2>/dev/null); do
-            for pid in $(cat $f); do kill -9 $pid; done
-        done
-        sleep 0.5
-        for d in $(find {cg}/nslab/{lab} -depth -type d 2>/dev/null); do rmdir $d; done
-        rmdir {cg}/nslab 2>/dev/null
-        for ns in $(ls /run/netns 2>/dev/null | grep '^{lab}-'); do ip netns del $ns; done
-        grep -o ' /[^ ]*{lab}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
-        rm -rf /run/nslab/{lab} /var/lib/nslab/{lab}
-        true
-        """.format(lab=name, cg=CGROUP), check=False)
+    remove_lab(vm, name)
 
 
 # --- the host is what this tier is for -------------------------------------------------------
@@ -241,23 +142,10 @@ def test_memory_limit_oom_kills_inside_the_cgroup(vm, inventory, lab_name):
 
 # --- lab.yml on cgroup v2 --------------------------------------------------------------------
 
-def test_lab_yml_builds_converges_and_is_destroyed(vm, inventory, lab_name, tmp_path):
-    spec = {
-        "lab": lab_name,
-        "defaults": {"jail": {"source": "busybox"},
-                     "limits": {"memory": "64M", "cpus": 0.5, "pids": 64}},
-        "networks": {"lan": {"subnet": "10.251.70.0/24"}},
-        "nodes": {"a": {"networks": ["lan"]}, "b": {"networks": ["lan"]}},
-    }
-    # b tries 40 processes at once under a limit of 20 (from inside, in its own cgroup),
-    # then idles; busybox sh gives up at the first failed fork, hence the subshell
-    spec["nodes"]["b"]["limits"] = {"pids": 20}
-    spec["nodes"]["b"]["command"] = [
-        "sh", "-c", "(for i in $(seq 1 40); do sleep 1 & done; wait) 2> /tmp/forks; "
-                    "echo done >> /tmp/forks; exec sleep 100000"]
-    topology = tmp_path / ("%s.yml" % lab_name)
-    topology.write_text(yaml.safe_dump(spec))
-    build = run_playbook(inventory, "lab.yml", {"lab": str(topology)})
+def test_lab_yml_builds_and_converges(vm, inventory, vm_lab):
+    # the session's lab (tests/vm/conftest.py): its removal by lab.yml, which must leave
+    # nothing, is checked at the session's end
+    build, lab_name = vm_lab.built, vm_lab.name
     assert not failed(build), failed(build)
     # busybox-static is in the image: the role's apt task needs no network
     apt = [r for r in build if r["_task"].endswith("Install what the jails' sources need")]
@@ -281,6 +169,7 @@ def test_lab_yml_builds_converges_and_is_destroyed(vm, inventory, lab_name, tmp_
     assert read(vm, leaf + "/memory.max") == str(64 << 20)
     assert read(vm, leaf + "/cpu.max") == "50000 100000"
     assert read(vm, leaf + "/pids.max") == "20"
+    # b tried 40 processes at once under its limit of 20 (its command, in vm_lab)
     forks = ssh(vm, "for i in $(seq 1 50); do grep -q done {f} 2>/dev/null && break; "
                     "sleep 0.2; done; cat {f}".format(
                         f="/proc/%d/root/tmp/forks" % pid_of("b")), check=False).stdout
@@ -289,15 +178,6 @@ def test_lab_yml_builds_converges_and_is_destroyed(vm, inventory, lab_name, tmp_
     assert int(dict(line.split() for line in read(
         vm, leaf + "/pids.events").splitlines())["max"]) >= 1
 
-    rerun = run_playbook(inventory, "lab.yml", {"lab": str(topology)})
+    rerun = run_playbook(inventory, "lab.yml", {"lab": str(vm_lab.topology)})
     assert not failed(rerun), failed(rerun)
     assert changed(rerun) == {}
-
-    destroyed = run_playbook(inventory, "lab.yml", {"lab": str(topology), "state": "absent"})
-    assert not failed(destroyed), failed(destroyed)
-    left = ssh(vm, "ls -d {cg}/nslab/{lab} /var/lib/nslab/{lab} /run/nslab/{lab} 2>/dev/null; "
-                   "ls /run/netns 2>/dev/null | grep '^{lab}'; "
-                   "ip -br link | grep '{lab}'; pgrep -f 'nslab[:]{lab}:'; "
-                   "grep '{lab}' /proc/self/mountinfo".format(cg=CGROUP, lab=lab_name),
-               check=False).stdout
-    assert left == "", left

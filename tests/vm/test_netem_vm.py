@@ -2,8 +2,9 @@
 
 The development machines' and CI's kernels have no netem (CONFIG_NET_SCH_NETEM is not set),
 so tests/integration/test_link.py skips its netem cases there. The VM's stock Debian kernel
-loads sch_netem, so here the impairment is not only configured but measured: one lab (two
-busybox nodes joined by a point-to-point link) is built once with lab.yml over SSH. The
+loads sch_netem, so here the impairment is not only configured but measured on the link
+of the session's lab (``vm_lab`` in tests/vm/conftest.py: two busybox nodes joined by a
+point-to-point link, built once with lab.yml over SSH). The
 delay test writes the link's ``netem`` key into the topology and reruns lab.yml (which
 changes the link's qdiscs and nothing else); the loss and rate tests change the running link
 with the nslab_link module, the engine behind that key (a lab.yml rerun under TCG takes a
@@ -22,123 +23,36 @@ Every measured figure is printed (``pytest -s`` shows them). Run it with
 
 import json
 import math
-import os
-import pathlib
 import re
-import secrets
-import subprocess
-import sys
 
 import pytest
-import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(sys.executable).parent
-HERE = pathlib.Path(__file__).resolve().parent
-CGROUP = "/sys/fs/cgroup"
-SUBNET = "10.213.181.0/30"          # the link; a: .1, b: .2 (read back from the kernel)
+from helpers.vm_hosts import changed, failed, run_module, run_playbook, ssh
 
 pytestmark = pytest.mark.vm
 
 
-# --- helpers (the same as tests/vm/test_cgroup_v2.py's) ---------------------------------------
+class Impairable:
+    """The session's lab (``vm_lab``, tests/vm/conftest.py) as these tests use it: its
+    link's impairment changed through lab.yml or the nslab_link module, and measured."""
 
-@pytest.fixture(scope="module")
-def inventory(vm, tmp_path_factory):
-    """An Ansible inventory naming the VM."""
-    path = tmp_path_factory.mktemp("vm") / "inventory.ini"
-    path.write_text(
-        "[vm]\n"
-        "nslab-vm ansible_host={host} ansible_port={port} ansible_user=root "
-        "ansible_ssh_private_key_file={key} "
-        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null' "
-        "ansible_python_interpreter=/usr/bin/python3\n".format(**vm))
-    return str(path)
-
-
-def ansible_env():
-    return dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_CALLBACK_PLUGINS=str(HERE.parent / "integration" / "callback_plugins"),
-        ANSIBLE_STDOUT_CALLBACK="nslab_json",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_HOST_KEY_CHECKING="False",
-        LC_ALL="C.UTF-8",
-    )
-
-
-def run_module(inventory, module, args):
-    """Run one module on the VM with ``ansible`` and return its result dict."""
-    argv = [str(BIN / "ansible"), "all", "-i", inventory, "-m", module, "-a", json.dumps(args)]
-    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith("{") and '"_status"' in line:
-            return json.loads(line)
-    raise AssertionError("no result from %s (rc %s):\n%s\n%s" % (
-        module, proc.returncode, proc.stdout, proc.stderr))
-
-
-def run_playbook(inventory, playbook, extra_vars):
-    """Run a playbook on the VM; return its task results (one dict each)."""
-    argv = [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / playbook),
-            "-e", json.dumps(extra_vars)]
-    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
-    results = [json.loads(line) for line in proc.stdout.splitlines()
-               if line.startswith("{") and '"_status"' in line]
-    assert results, "no results from %s:\n%s\n%s" % (playbook, proc.stdout, proc.stderr)
-    return results
-
-
-def ssh(vm, script, check=True, timeout=120):
-    """Run a shell script on the VM as root; return the completed process."""
-    argv = ["ssh", "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-i", vm["key"], "-p", vm["port"], "root@%s" % vm["host"], script]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError("on the VM: %s\nrc %d\n%s\n%s" % (
-            script, proc.returncode, proc.stdout, proc.stderr))
-    return proc
-
-
-def changed(results):
-    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
-                for r in results if r.get("changed"))
-
-
-def failed(results):
-    return [r for r in results if r["_status"] in ("failed", "unreachable")]
-
-
-# --- one lab for the whole module -------------------------------------------------------------
-
-class Lab:
-    """The lab in the VM: its name, the nodes' netns paths and the link's addresses."""
-
-    def __init__(self, vm, inventory, name, spec, topology):
-        self.vm, self.inventory, self.name = vm, inventory, name
-        self.spec, self.topology = spec, topology
-        self.addr = {}
-
-    def netns(self, node):
-        return "/run/netns/%s-%s" % (self.name, node)
-
-    def run_in(self, node, command, check=True, timeout=120):
-        """A command in a node's net namespace only (the VM's own tools: iputils, iperf3)."""
-        return ssh(self.vm, "nsenter --net=%s %s" % (self.netns(node), command),
-                   check=check, timeout=timeout)
+    def __init__(self, shared):
+        self.shared, self.vm, self.name, self.addr = shared, shared.vm, shared.name, shared.addr
+        self.run_in = shared.run_in
 
     def impair(self, netem):
         """Set the link's ``netem`` key in the topology (None: take it out) and rerun lab.yml;
         only the links' task may change (a flat netem is the egress of both ends)."""
         if netem is None:
-            self.spec["links"][0].pop("netem", None)
+            self.shared.spec["links"][0].pop("netem", None)
         else:
-            self.spec["links"][0]["netem"] = netem
-        self.topology.write_text(yaml.safe_dump(self.spec))
-        results = run_playbook(self.inventory, "lab.yml", {"lab": str(self.topology)})
+            self.shared.spec["links"][0]["netem"] = netem
+        self.shared.write()
+        # Without the roles' apt tasks: the build and the convergence rerun
+        # (test_cgroup_v2.py) run them; under TCG each costs several seconds.
+        results = run_playbook(self.shared.inventory, "lab.yml", {
+            "lab": str(self.shared.topology), "nslab_jail_install_packages": False,
+            "nslab_node_install_packages": False})
         assert not failed(results), failed(results)
         done = changed(results)
         print("\nlab.yml with links[0].netem = %s: %s" % (json.dumps(netem), done))
@@ -149,7 +63,7 @@ class Lab:
         """The same impairment through the nslab_link module (the engine the key's task
         runs), as a user changes a running lab: a module run, not a lab.yml rerun, which
         under TCG costs a minute or more each."""
-        result = run_module(self.inventory, "nslab_link", {
+        result = run_module(self.shared.inventory, "nslab_link", {
             "lab": self.name, "links": [{"node": "a", "interface": "eth1", "netem": netem}]})
         assert result["_status"] != "failed" and result["changed"], result
         print("\nnslab_link a:eth1 netem = %s: %s" % (json.dumps(netem), result["actions"]))
@@ -174,36 +88,9 @@ class Lab:
         return int(sent), int(got), rtts, float(summary.group(1)) if summary else None
 
 
-@pytest.fixture(scope="module")
-def lab(vm, inventory, tmp_path_factory):
-    """Two busybox nodes joined by a point-to-point link, built once with lab.yml; destroyed
-    with lab.yml afterwards, and whatever that leaves removed straight through the kernel."""
-    name = "n" + secrets.token_hex(3)
-    ssh(vm, "modprobe sch_netem")                  # the reason this tier runs these tests
-    spec = {
-        "lab": name,
-        "defaults": {"jail": {"source": "busybox"}, "limits": {"memory": "64M", "pids": 64}},
-        "nodes": {"a": {}, "b": {}},
-        "links": [{"endpoints": ["a:eth1", "b:eth1"], "subnet": SUBNET}],
-    }
-    topology = tmp_path_factory.mktemp("netem") / ("%s.yml" % name)
-    topology.write_text(yaml.safe_dump(spec))
-    built = run_playbook(inventory, "lab.yml", {"lab": str(topology)})
-    this = Lab(vm, inventory, name, spec, topology)
-    try:
-        assert not failed(built), failed(built)
-        for node in ("a", "b"):
-            info = json.loads(this.run_in(node, "ip -j -4 addr show dev eth1").stdout)
-            this.addr[node] = info[0]["addr_info"][0]["local"]
-        yield this
-    finally:
-        run_playbook(inventory, "lab.yml", {"lab": str(topology), "state": "absent"})
-        ssh(vm, """
-            for pid in $(pgrep -f 'nslab[:]{lab}:'); do kill -9 $pid; done
-            for ns in $(ls /run/netns 2>/dev/null | grep '^{lab}-'); do ip netns del $ns; done
-            rm -rf /run/nslab/{lab} /var/lib/nslab/{lab}
-            true
-            """.format(lab=name), check=False)
+@pytest.fixture
+def lab(vm_lab):
+    return Impairable(vm_lab)
 
 
 def median(values):
