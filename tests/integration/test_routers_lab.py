@@ -131,6 +131,14 @@ def ospf_neighbours(lab_name, router):
     return found
 
 
+def ospf_costs(lab_name, router):
+    """{interface: OSPF cost} from ``show ip ospf interface json``."""
+    proc = door(lab_name, router, "vtysh -c 'show ip ospf interface json'")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return dict((name, interface.get("cost"))
+                for name, interface in json.loads(proc.stdout)["interfaces"].items())
+
+
 def full_adjacencies(lab_name):
     """{router: number of Full neighbours}, or None until each has its two ring neighbours."""
     counts = dict((r, sum(1 for s in ospf_neighbours(lab_name, r).values()
@@ -183,6 +191,9 @@ def test_ospf_adjacencies_come_up(routers):
     print("\nOSPF: every router Full with 2 neighbours %.1f s after lab.yml returned" % took)
     assert counts == dict((r, 2) for r in ROUTER_NAMES)
     assert set(ospf_neighbours(routers.name, "r4")) == {"10.213.187.254", "10.213.185.254"}
+    # frr.conf sets every cost: paths must not hang on the veth speed zebra happens to read
+    for router in ROUTER_NAMES:
+        assert set(ospf_costs(routers.name, router).values()) == {10}, router
 
 
 def test_every_host_reaches_every_other_across_two_or_more_routers(routers):
