@@ -9,7 +9,7 @@ a lab over several hosts, the lab-wide plan each host keeps (``record``) adds ev
 cluster, the nodes placed on the other hosts (as planned: they are not read from here) and
 the VXLAN tunnels with their VNI and MTU. The topology file is not needed; nothing changes.
 
-:func:`lab_dot` is a pure function, view -> DOT text (tests/unit/test_graph_dot.py); graphviz's
+:func:`lab_dot` is a pure function, view -> DOT text (tests/unit/cli/test_nslab_graph.py); graphviz's
 ``dot`` lays it out. The output follows the file's extension: ``.svg``, ``.dot``, or ``.html``
 (a self-contained page: the SVG inline, a title, a table of nodes and addresses, no external
 resource of any kind). Without ``-o`` the SVG goes to standard output.

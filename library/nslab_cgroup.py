@@ -321,11 +321,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_adopt import adopt_cgroups
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
-from ansible.module_utils.nslab_cgroups import (CgroupApplier, CgroupSpec, CgroupStore, KEYS,
-                                                cgroup_view, detect_layout, layout_problems,
-                                                limits_view, missing_pids, name_problem,
-                                                parse_limits, plan_cgroups, predicted_limits,
-                                                read_cgroup, settle)
+from ansible.module_utils.nslab_cgroup_apply import CgroupApplier
+from ansible.module_utils.nslab_cgroup_layout import detect_layout
+from ansible.module_utils.nslab_cgroup_plan import (CgroupSpec, plan_cgroups, predicted_limits,
+                                                    settle)
+from ansible.module_utils.nslab_cgroup_read import missing_pids, read_cgroup
+from ansible.module_utils.nslab_cgroup_state import cgroup_view, limits_view
+from ansible.module_utils.nslab_cgroup_store import CgroupStore
+from ansible.module_utils.nslab_cgroup_values import name_problem, parse_limits
+from ansible.module_utils.nslab_cgroup_vocab import KEYS, layout_problems
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_mountinfo import read_mountinfo
 

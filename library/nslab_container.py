@@ -401,7 +401,8 @@ from ansible.module_utils.nslab_adopt import (find_unrecorded, stop_unrecorded,
                                               unrecorded_summaries)
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
-from ansible.module_utils.nslab_cgroups import MAX, detect_layout, parse_size
+from ansible.module_utils.nslab_cgroup_layout import detect_layout
+from ansible.module_utils.nslab_cgroup_values import MAX, parse_size
 from ansible.module_utils.nslab_containers import (DEFAULT_CAPABILITIES, FILE_MAX,
                                                    ContainerManager,
                                                    ContainerSpec, ContainerStore, cgroup_dirs,

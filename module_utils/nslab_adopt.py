@@ -34,8 +34,9 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ansible.module_utils.nslab_cgroups import (CREATE, NSLAB_DIR, V1_NAMES, CgroupAction, Op,
-                                                cgroup_relpath)
+from ansible.module_utils.nslab_cgroup_plan import CREATE, CgroupAction, Op
+from ansible.module_utils.nslab_cgroup_state import NSLAB_DIR, cgroup_relpath
+from ansible.module_utils.nslab_cgroup_vocab import V1_NAMES
 from ansible.module_utils.nslab_containers import cgroup_dirs, remove_cgroups_below
 from ansible.module_utils.nslab_errors import NslabError
 from ansible.module_utils.nslab_init import proc_start_time
@@ -98,7 +99,7 @@ def parse_proc_cgroup(text):
 
 
 def cgroup_path_in(entries, hierarchy):
-    """The path ``entries`` (parse_proc_cgroup) give for ``hierarchy`` (nslab_cgroups'
+    """The path ``entries`` (parse_proc_cgroup) give for ``hierarchy`` (nslab_cgroup_layout's
     Hierarchy), or None."""
     for hid, controllers, path in entries:
         if hierarchy.version == 2 and hid == "0" and not controllers:

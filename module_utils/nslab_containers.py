@@ -37,7 +37,7 @@ from typing import Dict, List, Optional
 from urllib.parse import quote
 
 from ansible.module_utils import nslab_init, nslab_seccomp
-from ansible.module_utils.nslab_cgroups import cgroup_relpath
+from ansible.module_utils.nslab_cgroup_state import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
 from ansible.module_utils.nslab_errors import ApplyError, NslabError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
@@ -397,7 +397,7 @@ def remove_cgroups_below(directory, timeout=5.0):
 
 def cgroup_dirs(layout, lab, name):
     """Every existing directory of cgroup ``nslab/<lab>/<name>``, one per hierarchy of
-    ``layout`` (nslab_cgroups.detect_layout), where nslab_cgroup makes them."""
+    ``layout`` (nslab_cgroup_layout.detect_layout), where nslab_cgroup makes them."""
     return [d for d in (h.path(cgroup_relpath(lab, name)) for h in layout.hierarchies)
             if os.path.isdir(d)]
 

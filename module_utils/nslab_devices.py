@@ -10,7 +10,7 @@ container has. Like runc and Docker, every container's cgroup gets an allow list
 (``CONTAINER_DEVICES``: read, write and mknod of those nodes only, everything else denied);
 a privileged container may use every device (``a *:* rwm``, as Docker's --privileged).
 
-cgroup v1: the cgroup's directory in the ``devices`` hierarchy (nslab_cgroups makes it with
+cgroup v1: the cgroup's directory in the ``devices`` hierarchy (nslab_cgroup makes it with
 the others). The policy is ``a`` written to ``devices.deny``, then one ``devices.allow``
 line per rule; ``devices.list`` is read to plan, so a second application writes nothing.
 
@@ -35,7 +35,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ansible.module_utils.nslab_cgroups import CgroupError
+from ansible.module_utils.nslab_errors import CgroupError
 
 WILDCARD = None                     # major or minor "*"
 

@@ -90,3 +90,18 @@ class ApplyError(NslabError):
     def details(self):
         return {"done": self.done, "rolled_back": self.rolled_back,
                 "rollback_errors": self.rollback_errors}
+
+
+class CgroupError(NslabError):
+    """A cgroup operation failed or cannot be done on this host."""
+
+
+class CgroupBusyError(CgroupError):
+    """A cgroup to delete still has processes or child cgroups."""
+
+    def __init__(self, message, pids=(), children=()):
+        self.pids, self.children = list(pids), list(children)
+        super().__init__(message)
+
+    def details(self):
+        return {"pids": self.pids, "children": self.children}

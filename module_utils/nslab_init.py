@@ -44,7 +44,6 @@ no_new_privs and environment, so what runs through it is held like the container
 """
 
 import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -52,6 +51,8 @@ import select
 import signal
 import socket
 import sys
+# os.execvpe imports warnings when it runs: after pivot_root no module can be found.
+import warnings  # noqa: F401
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -100,13 +101,34 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SYSCALLS = {"x86_64": {"pivot_root": 155, "capset": 126},
             "aarch64": {"pivot_root": 41, "capset": 91}}
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library python3 is linked with, not ctypes.util.find_library: that imports
+# subprocess and threading, whose fork handler alone dirties ~0.4 MiB in every forked init.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result, what):
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, "%s: %s" % (what, os.strerror(err)))
+
+
+def read_file(path):
+    """The bytes of a small kernel file. The init reads and writes those with os.open, not
+    open(): Python's io stack, the first time a forked init uses it, dirties ~0.3 MiB of
+    the memory it shares with the others."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def write_file(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _b(value):
@@ -146,17 +168,26 @@ def cap_masks(numbers):
     return low, high
 
 
-def drop_capabilities(keep, no_new_privs=True):
-    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+def plan_capabilities(keep):
+    """What drop_capabilities needs for the kept set ``keep``: the capabilities to drop
+    from the bounding set and capset's header and data. The launcher makes it once per
+    set: ctypes types and objects made in a forked init cost it ~0.2 MiB it shares no more."""
+    last = int(read_file("/proc/sys/kernel/cap_last_cap"))
     kept = cap_numbers(keep)
-    for number in range(last + 1):
-        if number not in kept:
-            _check(_libc.prctl(PR_CAPBSET_DROP, number, 0, 0, 0), "drop capability %d" % number)
-    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
     low, high = cap_masks(kept)
     header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
     # effective, permitted, inheritable for each 32-bit word
     data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)
+    return [number for number in range(last + 1) if number not in kept], header, data
+
+
+def drop_capabilities(keep, no_new_privs=True, plan=None):
+    """Keep only ``keep`` (``plan``: plan_capabilities(keep), if made beforehand)."""
+    dropped, header, data = plan or plan_capabilities(keep)
+    for number in dropped:
+        if _libc.prctl(PR_CAPBSET_DROP, number, 0, 0, 0) != 0:
+            _check(-1, "drop capability %d" % number)
+    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
     syscall("capset", header, data)
     if no_new_privs:
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
@@ -380,13 +411,37 @@ def confined(config):
     return not config.get("privileged") and config.get("seccomp", "default") != "unconfined"
 
 
-def install_seccomp(capabilities):
+def install_seccomp(capabilities, program=None):
     """nslab_seccomp's filter (after no_new_privs): its source precedes this file's when the
-    init or the door runs as a script; imported as a module, it is imported here."""
+    init or the door runs as a script; imported as a module, it is imported here.
+    ``program``: the filter for ``capabilities`` if the launcher built it already."""
     install = globals().get("seccomp_install")
     if install is None:
         from ansible.module_utils.nslab_seccomp import seccomp_install as install
-    install(capabilities)
+    install(capabilities, program)
+
+
+def prepare(cache, config):
+    """What the launcher makes for an init before it forks it, once per capability set
+    and kept in ``cache``: the capability plan and the seccomp filter (None when the
+    container gets none). Every init forked afterwards shares them instead of making its
+    own (~0.3 MiB of objects for the filter). What cannot be made (an unknown capability)
+    is left to the init, which then reports why."""
+    key = (tuple(sorted(config.get("capabilities") or ())), confined(config))
+    if key not in cache:
+        try:
+            capabilities = plan_capabilities(key[0])
+        except (ValueError, OSError):
+            capabilities = None
+        build, prepare_filter = globals().get("seccomp_program"), globals().get("seccomp_prepare")
+        program = None
+        if key[1] and build and prepare_filter:
+            try:                    # ValueError: a machine without a filter, a bad capability
+                program = prepare_filter(build(os.uname().machine, key[0]))
+            except ValueError:
+                pass
+        cache[key] = capabilities, program
+    return cache[key]
 
 
 def make_undumpable():
@@ -424,10 +479,49 @@ def report(fd, message):
 def set_oom_score_adj(value):
     """Best effort: lowering it needs CAP_SYS_RESOURCE, which some sandboxes withhold."""
     try:
-        with open("/proc/self/oom_score_adj", "w") as handle:
-            handle.write(str(value))
+        write_file("/proc/self/oom_score_adj", b"%d" % value)
     except PermissionError:
         pass
+
+
+def in_child(function, *args):
+    """Run ``function(*args)`` in a child of this process and wait for it to end; raise
+    OSError with its error if it failed. What it does to the namespaces it shares with
+    us (mounts, pivot_root, the hostname) is ours too; the memory it writes is not: PID 1
+    stays idle for the container's life, and every page its own Python work dirtied would
+    stay its private copy (~0.4 MiB for enter_root)."""
+    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(error_r)
+            function(*args)
+            status = 0
+        except BaseException as err:
+            message = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            os.write(error_w, (message or repr(err)).encode("utf-8", "replace")[:4000])
+        finally:
+            os._exit(status)
+    os.close(error_w)
+    error = b""
+    while True:
+        chunk = os.read(error_r, 4096)
+        if not chunk:
+            break
+        error += chunk
+    os.close(error_r)
+    status = os.waitpid(pid, 0)[1]
+    if error or status:
+        raise OSError(0, error.decode("utf-8", "replace") or "the setup process ended with "
+                      "status %d" % exit_code(status))
+
+
+def build_root(config, privileged):
+    """PID 1's setup child: the hostname, then the container's root (enter_root)."""
+    socket.sethostname(config["hostname"])
+    enter_root(config["rootfs"], config.get("binds") or [], config.get("cgroup_mounts"),
+               privileged, config.get("file_fds"), config.get("userns_base") is not None)
 
 
 def run_init(config, ready_fd):
@@ -435,14 +529,23 @@ def run_init(config, ready_fd):
     # When the container hits its memory limit the OOM killer must take what allocates,
     # not the init (whose death ends the container); its children go back to 0.
     set_oom_score_adj(-999)
-    socket.sethostname(config["hostname"])
     privileged = bool(config.get("privileged"))
-    enter_root(config["rootfs"], config.get("binds") or [], config.get("cgroup_mounts"),
-               privileged, config.get("file_fds"), config.get("userns_base") is not None)
+    # A child builds the root. Its pivot_root moves the root and working directory of
+    # every process of the mount namespace that are the old root: ours among them, as we
+    # stand at "/" now. We then check that "/" is the jail's root.
+    jail = os.stat(config["rootfs"])
+    os.chdir("/")
+    in_child(build_root, config, privileged)
+    for fd in (config.get("file_fds") or {}).values():
+        os.close(fd)                  # the host's files: bound by the child, not ours to keep
+    os.chdir("/")
+    here = os.stat("/")
+    if (here.st_dev, here.st_ino) != (jail.st_dev, jail.st_ino):
+        raise OSError(0, "the container's root is not PID 1's root after pivot_root")
     # A privileged container runs setuid programs and su as a host would.
-    drop_capabilities(config["capabilities"], no_new_privs=not privileged)
+    drop_capabilities(config["capabilities"], not privileged, config.get("capability_plan"))
     if confined(config):
-        install_seccomp(config["capabilities"])
+        install_seccomp(config["capabilities"], config.get("seccomp_program"))
     make_undumpable()
     env = container_env(config)
     command = config.get("command") or []
@@ -674,22 +777,32 @@ def relabelled_argv(area, label):
 
 def argv_area():
     """(arg_start, arg_end) of this process: the memory /proc/self/cmdline shows."""
-    with open("/proc/self/stat") as handle:
-        stat = handle.read()
-    fields = stat[stat.rindex(")") + 2:].split()
+    stat = read_file("/proc/self/stat")
+    fields = stat[stat.rindex(b")") + 2:].split()
     return int(fields[45]), int(fields[46])
 
 
-def set_label(label):
+def plan_label(label, area=None):
+    """(address, bytes, new end of the argv area) that write ``label`` over this process's
+    last argument. ``area``: (start, end, its bytes), if read already. The launcher plans
+    each child's label before it forks it: a fork has the same argv area at the same
+    address, and the child then runs none of the Python that takes."""
+    start, end, data = area or argv_area() + (None,)
+    if data is None:
+        data = ctypes.string_at(start, end - start)
+    offset, written, used = relabelled_argv(data, label.encode("utf-8"))
+    return start + offset, written, start + used
+
+
+def set_label(label, plan=None):
     """Write ``label`` over this process's last argument (the launcher's placeholder), so
-    /proc/<pid>/cmdline shows it as a whole argument, as if it had been started with it."""
-    start, end = argv_area()
-    offset, data, used = relabelled_argv(ctypes.string_at(start, end - start),
-                                         label.encode("utf-8"))
-    ctypes.memmove(start + offset, data, len(data))
+    /proc/<pid>/cmdline shows it as a whole argument, as if it had been started with it.
+    ``plan``: plan_label(label), if made beforehand."""
+    address, data, end = plan or plan_label(label)
+    ctypes.memmove(address, data, len(data))
     # Where the kernel lets us (CAP_SYS_RESOURCE in the initial user namespace), end the
     # area after the label; else the placeholder's spare bytes stay as empty arguments.
-    _libc.prctl(PR_SET_MM, PR_SET_MM_ARG_END, ctypes.c_ulong(start + used), ctypes.c_ulong(0),
+    _libc.prctl(PR_SET_MM, PR_SET_MM_ARG_END, ctypes.c_ulong(end), ctypes.c_ulong(0),
                 ctypes.c_ulong(0))
 
 
@@ -698,14 +811,14 @@ LAUNCH_MESSAGE_MAX = 1 << 20
 
 
 def close_all_but(keep):
-    """Close every descriptor of this process above 2 that is not in ``keep``."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass      # the directory listing's own descriptor, already closed
+    """Close every descriptor of this process above 2 that is not in ``keep`` (close_range
+    over the gaps: no listing of /proc/self/fd, whose objects a forked init would pay for)."""
+    low = 3
+    for fd in sorted(set(keep)):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, max(low, os.sysconf("SC_OPEN_MAX")))     # none is above the limit
 
 
 def become_init(config, sock):
@@ -720,7 +833,9 @@ def become_init(config, sock):
         os.close(null)
         os.dup2(config["log_fd"], 1)      # the init's own messages go to its log
         os.dup2(config["log_fd"], 2)
-        set_label(config["label"])
+        if isinstance(config.get("label_plan"), ValueError):
+            raise config["label_plan"]
+        set_label(config["label"], config.get("label_plan"))
         gc.enable()
     except Exception as err:
         report(config["ready_fd"], "error stage 1: %s" % err)
@@ -738,10 +853,12 @@ def launcher(sock_fd):
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, fd)
         os.close(null)
+    start, end = argv_area()
+    area = (start, end, ctypes.string_at(start, end - start))
     gc.collect()
     gc.freeze()      # what the children inherit stays untouched by their collections
     gc.disable()
-    children = set()
+    children, prepared = set(), {}
     while True:
         message, fds, flags, _addr = socket.recv_fds(sock, LAUNCH_MESSAGE_MAX, len(LAUNCH_FDS))
         if not message and not fds:
@@ -754,6 +871,11 @@ def launcher(sock_fd):
             continue
         config = json.loads(message.decode("utf-8"))
         config.update(zip(LAUNCH_FDS, fds))
+        config["capability_plan"], config["seccomp_program"] = prepare(prepared, config)
+        try:
+            config["label_plan"] = plan_label(config["label"], area)
+        except ValueError as err:
+            config["label_plan"] = err      # the child reports it
         pid = os.fork()
         if pid == 0:
             become_init(config, sock)

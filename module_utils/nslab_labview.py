@@ -18,7 +18,10 @@ import os
 import socket
 
 from ansible.module_utils.nslab_adopt import lost_cgroups, lost_netns_records
-from ansible.module_utils.nslab_cgroups import CgroupStore, cgroup_view, detect_layout, read_cgroup
+from ansible.module_utils.nslab_cgroup_layout import detect_layout
+from ansible.module_utils.nslab_cgroup_read import read_cgroup
+from ansible.module_utils.nslab_cgroup_state import cgroup_view
+from ansible.module_utils.nslab_cgroup_store import CgroupStore
 from ansible.module_utils.nslab_containers import ContainerStore
 from ansible.module_utils.nslab_jails import DATA_ROOT, JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo

@@ -12,9 +12,12 @@ Public API:
 ``seccomp_program(machine, capabilities) -> bytes``
     the classic-BPF program (packed ``struct sock_filter`` array) for ``machine``
     ("x86_64" or "aarch64") and the list of kept capability names ("SYS_ADMIN", ...).
-``seccomp_install(capabilities)``
+``seccomp_prepare(program) -> sock_fprog``
+    the ctypes structure the kernel is given for a program.
+``seccomp_install(capabilities, program=None)``
     installs that program for ``os.uname().machine`` on the calling thread (inherited by
-    every child); the caller has set no_new_privs. Raises OSError on failure.
+    every child), built now unless the caller passes it prepared (seccomp_prepare); the
+    caller has set no_new_privs. Raises OSError on failure.
 
 Why a filter on top of capabilities and namespaces: a container's root may create a user
 namespace, in which it holds every capability again. With it, it can mount (cgroup v1
@@ -305,19 +308,34 @@ class _seccomp_sock_fprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def seccomp_install(capabilities):
+# Made once, when the source is loaded: a forked init that installs a filter then makes no
+# ctypes objects of its own (each one it makes dirties memory it no longer shares).
+_seccomp_libc = ctypes.CDLL(None, use_errno=True)
+_seccomp_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
+                                ctypes.c_ulong]
+
+
+def seccomp_prepare(program):
+    """The ``struct sock_fprog`` the kernel is given for ``program`` (seccomp_program's
+    bytes); it keeps its buffer alive."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _seccomp_sock_fprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    fprog.buffer = buffer
+    return fprog
+
+
+def seccomp_install(capabilities, program=None):
     """Install the filter for this machine on the calling thread; its children inherit
-    it. Needs no_new_privs (or CAP_SYS_ADMIN). Raises OSError when it cannot."""
+    it. Needs no_new_privs (or CAP_SYS_ADMIN). Raises OSError when it cannot. ``program``
+    is ``seccomp_prepare(seccomp_program(os.uname().machine, capabilities))`` when the
+    caller made it beforehand (the init launcher makes one per capability set before it
+    forks, so the inits share it)."""
     machine = os.uname().machine
     if machine not in SECCOMP_SYSCALLS:
         raise OSError(SECCOMP_ENOSYS, "seccomp: no filter for architecture %s (supported: "
                       "%s)" % (machine, ", ".join(sorted(SECCOMP_SYSCALLS))))
-    program = seccomp_program(machine, capabilities)
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _seccomp_sock_fprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
-                           ctypes.c_ulong]
-    if libc.prctl(SECCOMP_PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0):
+    fprog = program or seccomp_prepare(seccomp_program(machine, capabilities))
+    if _seccomp_libc.prctl(SECCOMP_PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog),
+                           0, 0):
         err = ctypes.get_errno()
         raise OSError(err, "seccomp: install the filter: %s" % os.strerror(err))

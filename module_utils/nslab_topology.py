@@ -5,7 +5,7 @@
 
 Pure: no kernel access. ``validate`` lists every problem of a topology at once, by the
 key's path: every key any module will receive, its type, range and form, with the
-modules' own parsers and vocabularies (nslab_cgroups, nslab_sources, nslab_init), and
+modules' own parsers and vocabularies (nslab_cgroup_values, nslab_sources, nslab_init), and
 the host's own addresses as the caller read them; ``compile_lab`` turns a valid one into
 the object lists the modules converge (namespaces, bridges, veths, jails, cgroups,
 containers), so a lab costs a fixed number of module runs per host whatever its size;
@@ -22,8 +22,9 @@ import hashlib
 import ipaddress
 import re
 
-from ansible.module_utils.nslab_cgroups import IO_LIMITS, KEYS as CGROUP_KEYS, block_device, \
-    parse_limits, parse_size
+from ansible.module_utils.nslab_cgroup_values import IO_LIMITS, block_device, parse_limits, \
+    parse_size
+from ansible.module_utils.nslab_cgroup_vocab import KEYS as CGROUP_KEYS
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_netem import netem_problems
 from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems

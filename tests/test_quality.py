@@ -16,6 +16,8 @@ MODULES = sorted(p.stem for p in (ROOT / "library").glob("nslab_*.py"))
 # Modules that only read: they never report a change, so they have nothing to diff.
 READ_ONLY = {"nslab_topology", "nslab_info"}
 
+pytestmark = pytest.mark.quality
+
 
 def load_module(name):
     spec = importlib.util.spec_from_file_location(name, ROOT / "library" / (name + ".py"))
@@ -87,14 +89,12 @@ def test_ansible_lint_passes():
 
 
 def test_ansible_lint_checks_nslab_module_arguments(tmp_path):
-    bad = ROOT / "playbooks" / ".lint-probe.yml"
+    # In tmp_path, not playbooks/: a run cut short must not leave a bad playbook in the tree.
+    bad = tmp_path / "lint-probe.yml"
     bad.write_text("---\n- name: Probe\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
                    "    - name: Misspelt option\n      nslab_bridge:\n        lab: demo\n"
                    "        nme: x\n")
-    try:
-        proc = ansible_lint(str(bad))
-    finally:
-        bad.unlink()
+    proc = ansible_lint(str(bad))
     assert proc.returncode != 0
     assert "args[module]" in proc.stdout + proc.stderr
 

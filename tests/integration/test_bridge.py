@@ -1,6 +1,6 @@
 """nslab_bridge against the real kernel."""
 
-from conftest import ip_links, sh
+from helpers.kernel import ip_links, sh
 
 
 def bridge_args(lab, **kw):

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from conftest import sh
+from helpers.kernel import sh
 
 pytestmark = pytest.mark.skipif(shutil.which("nft") is None,
                                 reason="nft (Debian package nftables) is not installed")

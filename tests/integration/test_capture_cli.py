@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, RUNNING_LAB_SUBNET
-from test_exec_cli import Terminal
+from helpers.lab import RUNNING_LAB_SUBNET
+from helpers.paths import ROOT
+from helpers.terminal import Terminal
 
 sys.path.insert(0, str(ROOT / "cli"))
 import nslab_cli  # noqa: E402

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from conftest import STATE_ROOT, lab_cgroup_dirs
-from test_target_python import python39
+from helpers.kernel import lab_cgroup_dirs
+from helpers.lab import STATE_ROOT
+from helpers.interpreters import python39
 
 V1_MEMORY = "/sys/fs/cgroup/memory"
 

@@ -10,7 +10,10 @@ import time
 
 import pytest
 
-from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, proc_children, proc_status
+from helpers.ansible_runs import ansible_env
+from helpers.kernel import proc_children, proc_status
+from helpers.lab import BUSYBOX_SKIP
+from helpers.paths import BIN, ROOT
 
 from ansible.errors import AnsibleConnectionFailure
 from ansible.playbook.play_context import PlayContext

@@ -9,13 +9,12 @@ import time
 
 import pytest
 
-from conftest import BUSYBOX_SKIP, proc_children, proc_status, sh
+from helpers.capabilities import DEFAULT_CAPS
+from helpers.kernel import proc_children, proc_status, sh
+from helpers.lab import BUSYBOX_SKIP
 
 pytestmark = BUSYBOX_SKIP
 
-DEFAULT_CAPS = {"AUDIT_WRITE": 29, "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4,
-                "KILL": 5, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SETFCAP": 31, "SETGID": 6,
-                "SETPCAP": 8, "SETUID": 7, "SYS_CHROOT": 18}
 
 @pytest.fixture
 def netns(lab, module):
@@ -52,9 +51,13 @@ def test_isolation_seen_by_the_kernel(lab, module, rootfs, netns):
     assert result["changed"] is True
     box = result["containers"][0]
     pid = box["pid"]
-    # PID 1 of its own pid namespace, the command its only other process
+    # PID 1 of its own pid namespace, the command its only other process (pid 3: the init's
+    # setup child, gone, was 2)
     assert proc_status(pid)["NSpid"].split()[-1] == "1"
-    assert sorted(int(p) for p in os.listdir("/proc/%d/root/proc" % pid) if p.isdigit()) == [1, 2]
+    inside = sorted(int(p) for p in os.listdir("/proc/%d/root/proc" % pid) if p.isdigit())
+    assert len(inside) == 2 and inside[0] == 1, inside
+    with open("/proc/%d/root/proc/%d/cmdline" % (pid, inside[1]), "rb") as handle:
+        assert handle.read().split(b"\0")[:2] == [b"sleep", b"1000"]
     for nstype in ("pid", "mnt", "uts", "ipc", "cgroup"):
         assert os.stat("/proc/%d/ns/%s" % (pid, nstype)).st_ino != \
             os.stat("/proc/self/ns/%s" % nstype).st_ino, nstype

@@ -13,7 +13,10 @@ import time
 
 import pytest
 
-from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, proc_status, task_results
+from helpers.ansible_runs import ansible_env, task_results
+from helpers.kernel import proc_status
+from helpers.lab import BUSYBOX_SKIP
+from helpers.paths import BIN, ROOT
 
 pytestmark = BUSYBOX_SKIP
 

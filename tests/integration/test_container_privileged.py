@@ -5,8 +5,8 @@ made inside landing below its own on the host - and host directories bound into 
 import os
 import time
 
-from conftest import lab_cgroup_dirs, proc_children, proc_status, sh
-from test_container import DEFAULT_CAPS
+from helpers.kernel import lab_cgroup_dirs, proc_children, proc_status, sh
+from helpers.capabilities import DEFAULT_CAPS
 
 # Runs inside the container: everything a nested lab does, each step's status in /tmp/out.
 NESTED_SCRIPT = """

@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from ansible.module_utils.nslab_cgroups import Hierarchy, Layout, detect_layout
+from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout, detect_layout
 from ansible.module_utils.nslab_devices import (CONTAINER_DEVICES, PROGRAM_NAME, Bpf,
                                                 DeviceRule, assemble, restrict_devices)
 from ansible.module_utils.nslab_mountinfo import read_mountinfo
-from conftest import BUSYBOX, BUSYBOX_APPLETS, BUSYBOX_SKIP, STATE_ROOT
+from helpers.lab import BUSYBOX, BUSYBOX_APPLETS, BUSYBOX_SKIP, STATE_ROOT
 
 V1_DEVICES = "/sys/fs/cgroup/devices"
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -243,7 +243,7 @@ MKNOD_ATTACK = ("busybox mknod /dev/vcsx c 7 0 2>>/tmp/err; echo mknod=$? > /tmp
 
 
 def busybox_root(root):
-    """A minimal busybox jail (as conftest's rootfs fixture makes one), one per container."""
+    """A minimal busybox jail (as the rootfs fixture makes one), one per container."""
     (root / "bin").mkdir(parents=True)
     shutil.copy(BUSYBOX, str(root / "bin" / "busybox"))
     for applet in BUSYBOX_APPLETS:

@@ -11,7 +11,9 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, ansible_env, lab_cgroup_dirs, run_playbook, task_results
+from helpers.ansible_runs import ansible_env, run_playbook, task_results
+from helpers.kernel import lab_cgroup_dirs
+from helpers.paths import BIN, ROOT
 
 # A range only these tests use; nothing routes to or from it.
 SUBNET = "10.213.252"

@@ -11,7 +11,8 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, ansible_env, run_module, run_playbook, task_results
+from helpers.ansible_runs import ansible_env, run_module, run_playbook, task_results
+from helpers.paths import BIN, ROOT
 
 # Ranges only these tests use (one per test's fleet); nothing routes to or from them.
 SUBNET = "10.213.251"

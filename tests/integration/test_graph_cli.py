@@ -16,8 +16,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-import conftest
-from conftest import ROOT, sh
+from helpers.kernel import sh
+from helpers.lab import RUNNING_LAB_LINK
+from helpers.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "cli"))
 import nslab_cli  # noqa: E402
@@ -87,7 +88,7 @@ def test_the_svg_names_every_node_and_the_network_and_draws_d_stopped(running_la
         assert node in texts, (node, texts)
     assert "bridge %s" % running_lab.n("lan") in texts
     assert "network lan" in texts
-    link = ipaddress.ip_network(conftest.RUNNING_LAB_LINK)
+    link = ipaddress.ip_network(RUNNING_LAB_LINK)
     ends = ["%s/%d" % (a, link.prefixlen) for a in list(link.hosts())[:2]]
     assert ends[0] in texts and ends[1] in texts            # both ends of a:eth1-c:eth1
     stopped = svg_vertex(root, "node:d")

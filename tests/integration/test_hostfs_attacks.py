@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import mounts_under
+from helpers.kernel import mounts_under
 
 BUSYBOX = shutil.which("busybox")
 # A setuid binary the attacker "brought": head ignores its setuid bit as busybox does not,

@@ -2,7 +2,8 @@
 
 import os
 
-from conftest import BUSYBOX_SKIP, sh
+from helpers.kernel import sh
+from helpers.lab import BUSYBOX_SKIP
 
 pytestmark = BUSYBOX_SKIP
 

@@ -7,7 +7,8 @@ import os
 import subprocess
 import time
 
-from conftest import ROOT, sh
+from helpers.kernel import sh
+from helpers.paths import ROOT
 
 NSLAB = str(ROOT / "nslab")
 CGROUP = "/sys/fs/cgroup"

@@ -8,7 +8,9 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, RUNNING_LAB_LINK, ansible_env, task_results
+from helpers.ansible_runs import ansible_env, task_results
+from helpers.lab import RUNNING_LAB_LINK
+from helpers.paths import BIN, ROOT
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import mounts_under, sh
+from helpers.kernel import mounts_under, sh
 
 BUSYBOX = shutil.which("busybox")
 CACHE_DIR = "/var/cache/nslab"
@@ -339,7 +339,7 @@ def test_debootstrap_once_then_from_the_cache(lab, module):
 
 @needs_busybox
 def test_converges_under_python39(lab, module):
-    from test_target_python import python39
+    from helpers.interpreters import python39
     interpreter = python39()
     if interpreter is None:
         pytest.skip("no python3.9 interpreter on this machine (vermin checks it statically)")

@@ -5,7 +5,9 @@ import json
 import os
 import time
 
-from conftest import BUSYBOX_SKIP, build, changed, failed, run_playbook, sh
+from helpers.ansible_runs import build, changed, failed
+from helpers.kernel import sh
+from helpers.lab import BUSYBOX_SKIP
 
 pytestmark = BUSYBOX_SKIP
 

@@ -7,7 +7,9 @@ import subprocess
 
 import yaml
 
-from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, run_module, task_results
+from helpers.ansible_runs import ansible_env, run_module, task_results
+from helpers.lab import BUSYBOX_SKIP
+from helpers.paths import BIN, ROOT
 from ansible.module_utils.nslab_lock import LabLock
 
 pytestmark = BUSYBOX_SKIP

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from conftest import BUSYBOX_SKIP, build, changed, failed, run_module, run_playbook, sh
+from helpers.ansible_runs import build, changed, failed, run_module
+from helpers.kernel import sh
+from helpers.lab import BUSYBOX_SKIP
 
 pytestmark = BUSYBOX_SKIP
 

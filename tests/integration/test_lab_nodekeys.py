@@ -10,7 +10,10 @@ import sys
 
 import yaml
 
-from conftest import BUSYBOX_SKIP, ROOT, run_playbook, sh
+from helpers.ansible_runs import run_playbook
+from helpers.kernel import sh
+from helpers.lab import BUSYBOX_SKIP
+from helpers.paths import ROOT
 
 pytestmark = BUSYBOX_SKIP
 # What ./nslab exec runs, without ./nslab's own setup of a .venv beside it.

@@ -8,7 +8,8 @@ import re
 
 import yaml
 
-from conftest import run_playbook, sh
+from helpers.ansible_runs import run_playbook
+from helpers.kernel import sh
 
 SUMMARY = "The lab, each node where it runs, its state and addresses; networks and links"
 LAN, LINK = "10.213.162.0/24", "10.213.163.0/30"     # this test's share of 10.213.160.0/22

@@ -14,7 +14,10 @@ import time
 import pytest
 import yaml
 
-from conftest import BUSYBOX_SKIP, ROOT, ansible_env, ip_links, task_results
+from helpers.ansible_runs import ansible_env, task_results
+from helpers.kernel import ip_links
+from helpers.lab import BUSYBOX_SKIP
+from helpers.paths import ROOT
 
 # Subnets of this file: 10.213.192.0/21 (this engineer's share of 10.213.160.0/19).
 LAN = "10.213.192.0/24"

@@ -4,7 +4,8 @@ the inventory plugin, ``./nslab inspect`` and ``./nslab graph`` share, on a real
 import json
 import sys
 
-from conftest import ROOT, sh
+from helpers.kernel import sh
+from helpers.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "cli"))
 import nslab_cli  # noqa: E402

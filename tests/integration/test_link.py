@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from conftest import run_playbook, sh
+from helpers.ansible_runs import run_playbook
+from helpers.kernel import sh
 
 
 @pytest.fixture

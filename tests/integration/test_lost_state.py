@@ -14,8 +14,10 @@ import time
 import pytest
 import yaml
 
-from conftest import (BIN, BUSYBOX_SKIP, ROOT, STATE_ROOT, ansible_env, mounts_under,
-                      release_state_root, run_playbook, sh)
+from helpers.ansible_runs import ansible_env, run_playbook
+from helpers.kernel import mounts_under, sh
+from helpers.lab import BUSYBOX_SKIP, STATE_ROOT, release_state_root
+from helpers.paths import BIN, ROOT
 
 pytestmark = BUSYBOX_SKIP
 

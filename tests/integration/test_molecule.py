@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import Lab
+from helpers.lab import Lab
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent

@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 
-from conftest import BIN, ROOT
+from helpers.paths import BIN, ROOT
 
 EXAMPLE = ROOT / "examples" / "roles" / "static_site"
 STEPS = ["destroy", "syntax", "create", "converge", "idempotence", "verify"]

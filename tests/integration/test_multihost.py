@@ -13,7 +13,10 @@ import sys
 import pytest
 import yaml
 
-from conftest import BIN, BUSYBOX_SKIP, ROOT, ansible_env, hosts_on_an_underlay, ip_links, sh
+from helpers.ansible_runs import ansible_env
+from helpers.kernel import hosts_on_an_underlay, ip_links, sh
+from helpers.lab import BUSYBOX_SKIP
+from helpers.paths import BIN, ROOT
 
 UNDERLAY = {"h1": "10.251.93.1", "h2": "10.251.93.2"}
 

@@ -3,7 +3,8 @@
 import json
 import os
 
-from conftest import STATE_ROOT, nsfs_mounts, sh
+from helpers.kernel import nsfs_mounts, sh
+from helpers.lab import STATE_ROOT
 
 ALL_TYPES = ["net", "uts", "ipc", "mnt", "cgroup"]
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import nft_rules, sh
+from helpers.kernel import nft_rules, sh
 
 pytestmark = pytest.mark.skipif(shutil.which("nft") is None,
                                 reason="nft (Debian package nftables) is not installed")

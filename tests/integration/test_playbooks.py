@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from conftest import BUSYBOX_SKIP, run_playbook
+from helpers.ansible_runs import run_playbook
+from helpers.lab import BUSYBOX_SKIP
 
 pytestmark = BUSYBOX_SKIP
 

@@ -11,8 +11,9 @@ import subprocess
 import yaml
 
 from ansible.module_utils.nslab_topology import bridge_name
-from conftest import (BUSYBOX, BUSYBOX_SKIP, Lab, build, changed, failed, nft_rules, run_module,
-                      run_playbook, sh)
+from helpers.ansible_runs import build, changed, failed, run_module, run_playbook
+from helpers.kernel import nft_rules, sh
+from helpers.lab import BUSYBOX, BUSYBOX_SKIP, Lab
 
 pytestmark = BUSYBOX_SKIP
 

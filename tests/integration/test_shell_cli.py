@@ -11,8 +11,8 @@ import subprocess
 import termios
 import time
 
-from conftest import ROOT
-from test_exec_cli import Terminal
+from helpers.paths import ROOT
+from helpers.terminal import Terminal
 
 NSLAB = str(ROOT / "nslab")
 

@@ -4,7 +4,8 @@ refused with nothing written; exec once per start of a container, through the do
 
 import os
 
-from conftest import BUSYBOX_SKIP, sh
+from helpers.kernel import sh
+from helpers.lab import BUSYBOX_SKIP
 
 
 def ns_sysctl(netns, name):

@@ -1,23 +1,9 @@
 """Modules run on a target's python3 >= 3.9, not only on the controller's 3.11."""
 
-import glob
-import shutil
-import subprocess
-
 import pytest
 
-from conftest import ip_links
-
-
-def python39():
-    """A working python3.9 (a pyenv shim on PATH may exist and still not run)."""
-    candidates = sorted(glob.glob("/root/.pyenv/versions/3.9*/bin/python3.9"))
-    candidates += ["/usr/bin/python3.9", shutil.which("python3.9")]
-    for path in filter(None, candidates):
-        if subprocess.run([path, "-c", "import sys; assert sys.version_info[:2] == (3, 9)"],
-                          capture_output=True).returncode == 0:
-            return path
-    return None
+from helpers.interpreters import python39
+from helpers.kernel import ip_links
 
 
 @pytest.mark.skipif(python39() is None, reason="no python3.9 interpreter on this machine "

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ip_links, nft_rules, sh
+from helpers.kernel import ip_links, nft_rules, sh
 
 
 @pytest.fixture

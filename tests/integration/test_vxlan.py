@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import hosts_on_an_underlay, ip_links, sh
+from helpers.kernel import hosts_on_an_underlay, ip_links, sh
 
 UNDERLAY = {"h1": "10.251.90.1", "h2": "10.251.90.2"}
 

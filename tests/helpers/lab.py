@@ -1,0 +1,170 @@
+"""A test lab: its random name, the kernel objects named after it, their removal straight
+through the kernel and the check that nothing is left; the busybox every jail test uses;
+the addresses of the shared ``running_lab``."""
+
+import os
+import secrets
+import shutil
+import signal
+import time
+
+import pytest
+
+from helpers.kernel import (ip_links, lab_cgroup_dirs, mounts_under, nft_rules, nsfs_mounts,
+                            rule_chains, sh)
+
+STATE_ROOT = "/run/nslab"
+DATA_ROOT = "/var/lib/nslab"
+
+
+def remove_cgroup_tree(top):
+    """SIGKILL the processes in ``top`` and below (the tests' own children), rmdir deepest
+    first, then ``nslab`` itself if no other lab uses it."""
+    for directory, _dirs, _files in os.walk(top, topdown=False):
+        deadline = time.monotonic() + 5
+        while True:
+            with open(os.path.join(directory, "cgroup.procs")) as handle:
+                pids = [int(p) for p in handle.read().split()]
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+        os.rmdir(directory)
+    try:
+        os.rmdir(os.path.dirname(top))
+    except OSError:
+        pass
+
+
+class Lab:
+    """A test lab: a unique name, its objects' names, cleanup and leftover checks."""
+
+    def __init__(self, name=None):
+        self.name = name or "t" + secrets.token_hex(3)          # 7 characters
+
+    def n(self, suffix):
+        """A kernel object name of this lab (at most 15 bytes for suffixes up to 7)."""
+        return "%s-%s" % (self.name, suffix)
+
+    def owns(self, name, alias=None):
+        return name.startswith(self.name + "-") or (alias or "").startswith(
+            "nslab:%s:" % self.name)
+
+    def init_pids(self):
+        """Container inits of this lab, found by the label in their command line."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                        argv = handle.read().split(b"\0")
+                except OSError:
+                    continue
+                if any(a.startswith(b"nslab:%s:" % self.name.encode()) for a in argv):
+                    pids.append(int(entry))
+        return pids
+
+    def leftovers(self):
+        found = ["container init %d" % pid for pid in self.init_pids()]
+        found += ["link %s" % n for n, l in ip_links().items() if self.owns(n, l.get("ifalias"))]
+        if os.path.isdir("/run/netns"):
+            found += ["netns %s" % n for n in os.listdir("/run/netns") if self.owns(n)]
+        found += ["mount %s" % m for m in nsfs_mounts()
+                  if self.name in m and (m.startswith(STATE_ROOT) or m.startswith("/run/netns"))]
+        if os.path.exists(os.path.join(STATE_ROOT, self.name)):
+            found.append("state dir %s/%s" % (STATE_ROOT, self.name))
+        found += ["cgroup %s" % d for d in lab_cgroup_dirs(self.name)]
+        found += ["nft rule %s" % c for f in NFT_FAMILIES for c, _h in nft_rules(f)
+                  if c.startswith("nslab:%s:" % self.name)]
+        found += ["mount %s" % m for m in mounts_under(self.data_dir)]
+        if os.path.lexists(self.data_dir):
+            found.append("data dir %s" % self.data_dir)
+        return found
+
+    @property
+    def data_dir(self):
+        """The lab's jails and bases (nslab_jail)."""
+        return os.path.join(DATA_ROOT, self.name)
+
+    def cleanup(self):
+        for pid in self.init_pids():
+            try:
+                os.kill(pid, 9)           # the kernel then ends its whole pid namespace
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 2
+        while self.init_pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for name, link in ip_links().items():
+            if self.owns(name, link.get("ifalias")):
+                sh("ip", "link", "del", "dev", name, check=False)
+        remove_lab_rules(self.name)
+        for mount in sorted(nsfs_mounts(), reverse=True):
+            if self.name in mount and (mount.startswith(STATE_ROOT)
+                                       or mount.startswith("/run/netns")):
+                sh("umount", "-l", mount, check=False)
+        if os.path.isdir("/run/netns"):
+            for name in os.listdir("/run/netns"):
+                if self.owns(name):
+                    os.unlink(os.path.join("/run/netns", name))
+        for directory in lab_cgroup_dirs(self.name):
+            remove_cgroup_tree(directory)
+        remove_tree(os.path.join(STATE_ROOT, self.name))
+        release_state_root()
+        for mount in reversed(mounts_under(self.data_dir)):      # deepest, newest first
+            sh("umount", "-l", mount, check=False)
+        if not mounts_under(self.data_dir):
+            remove_tree(self.data_dir)
+        if os.path.isdir(DATA_ROOT) and not os.listdir(DATA_ROOT):
+            os.rmdir(DATA_ROOT)
+
+
+NFT_FAMILIES = ("ip", "inet", "bridge")       # nslab's tables: "<family> nslab"
+
+
+def remove_lab_rules(lab_name):
+    """Delete the lab's rules (named ``nslab:<lab>:...``) from nslab's tables in the host,
+    and a table left empty."""
+    for family in NFT_FAMILIES:
+        rules = nft_rules(family)
+        mine = [(c, h) for c, h in rules if c.startswith("nslab:%s:" % lab_name)]
+        chains = rule_chains(family) if mine else {}
+        for _comment, handle in mine:
+            # inet nslab holds port publishing's chains beside nslab_bridge's input.
+            sh("nft", "delete", "rule", family, "nslab", chains.get(handle, "input"),
+               "handle", str(handle), check=False)
+        if mine and len(mine) == len(rules):
+            sh("nft", "delete", "table", family, "nslab", check=False)
+
+
+def remove_tree(path):
+    """rm -rf without a recursion limit (tests make 1,100-deep trees in jails), never
+    crossing into a mount."""
+    sh("rm", "-rf", "--one-file-system", path, check=False)
+
+
+def release_state_root():
+    """Unmount nslab's private state root once no lab uses it (as the modules do)."""
+    if os.path.isdir(STATE_ROOT) and not os.listdir(STATE_ROOT):
+        with open("/proc/self/mountinfo") as handle:
+            if any(line.split()[4] == STATE_ROOT for line in handle):
+                sh("umount", "-l", STATE_ROOT, check=False)
+        os.rmdir(STATE_ROOT)
+
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+BUSYBOX_APPLETS = ["sh", "ls", "cat", "sleep", "mount", "mkdir", "echo", "ps", "hostname",
+                   "chroot", "ping", "ip", "id", "true", "head"]
+BUSYBOX_SKIP = pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="busybox (Debian "
+                                  "package busybox-static) is not installed")
+
+
+# No other test uses 10.213.128.0/19. A random /24 of it (lan in its first half, the link's
+# /30 at its end) lets two sessions run at once, as engineers do while they work.
+_RUNNING_LAB_THIRD = 128 + secrets.randbelow(32)
+RUNNING_LAB_SUBNET = "10.213.%d.0/25" % _RUNNING_LAB_THIRD
+RUNNING_LAB_LINK = "10.213.%d.252/30" % _RUNNING_LAB_THIRD

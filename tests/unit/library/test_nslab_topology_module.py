@@ -1,0 +1,31 @@
+"""library/nslab_topology.py's core (compile_topology takes the module object): what it
+plans for ``absent`` and which topologies it refuses."""
+
+import pytest
+
+from helpers.library import load_library_module
+
+library = load_library_module("nslab_topology")
+
+
+def test_absent_over_a_fleet_with_a_host_down_plans_this_hosts_removal_from_any_file():
+    fleet = [{"item": "h1", "labs": {"demo": {"containers": [{"name": "a"}],
+                                              "namespaces": [{"name": "demo-a"}],
+                                              "bridges": [{"name": "demo-lan"}]}}},
+             {"item": "h2", "unreachable": True}]
+    params = {"topology": {"lab": "demo", "nodes": "not even a mapping", "colour": 1},
+              "fleet": fleet, "host": "h1", "current": {}, "state": "absent"}
+    result = library.compile_topology(type("Module", (), {"params": params})())
+    assert result["changed"] is False
+    remove = result["lab"]["remove"]
+    assert remove["containers"] == [{"name": "a"}]
+    assert remove["namespaces"] == [{"name": "demo-a"}]
+    assert remove["bridges"] == [{"name": "demo-lan"}]
+
+
+def test_absent_still_needs_a_valid_lab_name():
+    params = {"topology": {"lab": "demo\n"}, "fleet": [], "host": None, "current": {},
+              "state": "absent"}
+    with pytest.raises(library.ValidationError) as err:
+        library.compile_topology(type("Module", (), {"params": params})())
+    assert str(err.value).startswith("topology.lab: lab name 'demo\\n' is invalid")

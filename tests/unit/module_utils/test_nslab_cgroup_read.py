@@ -1,0 +1,82 @@
+"""nslab_cgroup_read (and the views of nslab_cgroup_state): a cgroup read from the captured
+v1 tree and the constructed v2 tree, its limits and usage, and whose it is."""
+
+import os
+
+import pytest
+
+from ansible.module_utils.nslab_cgroup_plan import CgroupSpec, plan_cgroups
+from ansible.module_utils.nslab_cgroup_read import read_cgroup
+from ansible.module_utils.nslab_cgroup_state import cgroup_view, read_limits, read_usage
+from ansible.module_utils.nslab_cgroup_values import MAX
+from ansible.module_utils.nslab_errors import OwnershipError
+
+
+def test_read_captured_v1_cgroup(cgroup_v1, cgroup_record):
+    layout, root = cgroup_v1
+    state = read_cgroup(layout, "demo", "x", cgroup_record("x"))
+    assert state.procs == [19675, 19699] and state.children == []
+    assert read_limits(layout, state) == {
+        "memory": 268435456, "swap": 0, "cpus": 0.5, "cpu_weight": 50, "cpuset": "0-1",
+        "cpuset_mems": "0", "pids": 10,
+        "io": {"254:0": {"read_bps": 1048576, "write_bps": MAX, "read_iops": MAX,
+                         "write_iops": 200}}}
+    assert read_usage(layout, state) == {
+        "memory_bytes": 262144, "memory_peak_bytes": 262144, "oom_kills": 0, "pids": 2,
+        "cpu_usec": 314047, "cpu_periods": 8, "cpu_throttled_periods": 5,
+        "cpu_throttled_usec": 244553}
+    view = cgroup_view(layout, state)
+    assert view["paths"]["io"] == str(root / "blkio/nslab/demo/x")
+    assert view["limits"]["io"] == [{"device": "254:0", "read_bps": 1048576,
+                                     "write_bps": MAX, "read_iops": MAX, "write_iops": 200}]
+
+
+def test_read_constructed_v2_cgroup(cgroup_v2, cgroup_record):
+    layout, root = cgroup_v2
+    state = read_cgroup(layout, "demo", "x", cgroup_record("x"))
+    # cpuset is not enabled above x (cgroup.subtree_control): its keys are not readable
+    assert read_limits(layout, state) == {
+        "memory": 268435456, "memory_high": MAX, "swap": 0, "cpus": 1.5, "cpu_weight": 100,
+        "pids": 128, "io_weight": 100,
+        "io": {"8:0": {"read_bps": 10485760, "write_bps": MAX, "read_iops": MAX,
+                       "write_iops": 200}}}
+    assert read_usage(layout, state) == {
+        "memory_bytes": 9502720, "memory_peak_bytes": 11046912, "oom_kills": 1, "pids": 3,
+        "cpu_usec": 81234, "cpu_periods": 12, "cpu_throttled_periods": 3,
+        "cpu_throttled_usec": 4567}
+    assert cgroup_view(layout, state)["paths"] == dict(
+        (c, str(root / "nslab/demo/x")) for c in ("memory", "cpu", "cpuacct", "cpuset",
+                                                   "pids", "io"))
+
+
+def test_v1_unlimited_values_read_as_max(cgroup_v1, cgroup_record):
+    layout, root = cgroup_v1
+    leaf = root / "memory/nslab/demo/x"
+    (leaf / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (leaf / "memory.memsw.limit_in_bytes").write_text("9223372036854771712\n")
+    (root / "cpu/nslab/demo/x/cpu.cfs_quota_us").write_text("-1\n")
+    limits = read_limits(layout, read_cgroup(layout, "demo", "x", cgroup_record("x")))
+    assert (limits["memory"], limits["swap"], limits["cpus"]) == (MAX, MAX, MAX)
+
+
+def test_unrecorded_cgroup_is_foreign(cgroup_v1):
+    layout, _root = cgroup_v1
+    state = read_cgroup(layout, "demo", "x", {"cgroups": {}, "_path": "/run/x.json"})
+    assert state.foreign == "not nslab's (no record in /run/x.json)"
+    for wanted in ("present", "absent"):
+        with pytest.raises(OwnershipError, match="cgroup 'nslab/demo/x' exists and is not"):
+            plan_cgroups([CgroupSpec("x", wanted)], {"x": state}, layout)
+
+
+def test_recorded_inode_must_match(cgroup_v1):
+    layout, root = cgroup_v1
+    memory = str(root / "memory/nslab/demo/x")
+    record = {"cgroups": {"x": {"inodes": {memory: os.stat(memory).st_ino + 1}}}}
+    state = read_cgroup(layout, "demo", "x", record)
+    assert "a different cgroup than the one nslab made" in state.foreign
+
+
+def test_a_parent_nslab_made_is_cgroup_record(cgroup_v1, cgroup_record):
+    layout, _root = cgroup_v1
+    parent = read_cgroup(layout, "demo", "web", cgroup_record("web/a"))
+    assert parent.owned and not parent.recorded and parent.foreign is None
