@@ -26,7 +26,10 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, Lab, run_module, run_playbook, sh
+from helpers.ansible_runs import run_module, run_playbook
+from helpers.kernel import sh
+from helpers.lab import Lab
+from helpers.paths import ROOT
 
 ROUTERS = ROOT / "labs" / "routers.yml"
 TEMPLATES = ROOT / "labs" / "templates"
