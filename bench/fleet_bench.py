@@ -19,6 +19,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# nslab_paths is standalone: its roots without Ansible on the path.
+sys.path.insert(0, os.path.join(ROOT, "module_utils"))
+from nslab_paths import DATA_ROOT, STATE_ROOT  # noqa: E402
 BIN = os.path.dirname(sys.executable)
 LAB = "fleetbench"
 SUBNET = "10.213.254"
@@ -45,10 +48,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=3)
     args = parser.parse_args()
-    if os.path.exists("/var/lib/nslab/" + LAB) or os.path.exists("/run/nslab/" + LAB):
+    if any(os.path.exists(os.path.join(root, LAB)) for root in (DATA_ROOT, STATE_ROOT)):
         sys.exit("lab %s exists; remove it first: ansible-playbook fleet.yml -e "
                  "nslab_fleet_lab=%s -e state=absent" % (LAB, LAB))
-    inventory = "/var/lib/nslab/%s/ssh/inventory.yml" % LAB
+    inventory = os.path.join(DATA_ROOT, LAB, "ssh", "inventory.yml")
     times = {"build": [], "rerun": [], "ssh ping": [], "teardown": []}
     for index in range(args.repeats):
         seconds, out = playbook(args.hosts, "present")

@@ -32,6 +32,9 @@ import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+# nslab_paths is standalone: its roots without Ansible on the path.
+sys.path.insert(0, os.path.join(REPO, "module_utils"))
+from nslab_paths import CGROUP_ROOT, CGROUP_SUBTREE, DATA_ROOT, STATE_ROOT  # noqa: E402
 PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 MININET_PYTHON = "/usr/bin/python3"
 LAB = "bench"
@@ -67,17 +70,19 @@ def leftovers():
         name = line.split()[0] if line.split() else ""
         if name.startswith("nsbf-") or name.startswith(LAB + "-"):
             found.append("netns " + name)
-    for path in ("/run/nslab/" + LAB, "/var/lib/nslab/" + LAB, "/var/lib/nslab-bench/floor"):
+    for path in (os.path.join(STATE_ROOT, LAB), os.path.join(DATA_ROOT, LAB),
+                 "/var/lib/nslab-bench/floor"):
         if os.path.lexists(path):
             found.append("path " + path)
-    for path in glob.glob("/sys/fs/cgroup/*/nslab/%s*" % LAB) + \
-            glob.glob("/sys/fs/cgroup/nslab/%s*" % LAB):
+    for path in glob.glob(os.path.join(CGROUP_ROOT, "*", CGROUP_SUBTREE, LAB + "*")) + \
+            glob.glob(os.path.join(CGROUP_ROOT, CGROUP_SUBTREE, LAB + "*")):
         if os.path.isdir(path):
             found.append("cgroup " + path)
     with open("/proc/self/mountinfo") as f:
         for line in f:
             target = line.split()[4]
-            if target.startswith(("/var/lib/nslab/%s/" % LAB, "/run/nslab/%s/" % LAB,
+            if target.startswith((os.path.join(DATA_ROOT, LAB, ""),
+                                  os.path.join(STATE_ROOT, LAB, ""),
                                   "/var/lib/nslab-bench/floor")):
                 found.append("mount " + target)
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
@@ -196,7 +201,7 @@ def cmdline(pid):
         return []
 
 
-def nslab_memory(lab=LAB, state_root="/run/nslab"):
+def nslab_memory(lab=LAB, state_root=STATE_ROOT):
     """PSS of what nslab keeps running per container of ``lab``: the recorded init of each
     container, plus any other process labelled ``nslab:<lab>:<name>`` in its command line
     (the container's own command is neither). A process labelled for the lab but for no

@@ -197,16 +197,16 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of, runner_for)
-from ansible.module_utils.nslab_errors import ApplyError, NslabError, ValidationError
+from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_iproute import link_view
 from ansible.module_utils.nslab_links import (BridgeSpec, Iface, address_problems, desired_view,
                                               plan_bridges)
 from ansible.module_utils.nslab_nat import (enable_forwarding, forwarding_enabled, nat_subnets,
-                                            plan_nat, read_rules, rule_comment)
+                                            plan_nat, read_rules, rule_comment, undo_nat)
 from ansible.module_utils.nslab_nft import (BRIDGE_TABLE, HOST_TABLE, ISOLATE, PORT,
                                             apply_script, isolate_rule, parse_comment,
                                             plan_rules, read_table, script, undo_script)
-from ansible.module_utils.nslab_plan import apply_plan, rollback
+from ansible.module_utils.nslab_plan import apply_plan
 from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
                                                  interface_addresses)
 
@@ -302,6 +302,17 @@ def isolate_state(rules, lab, name):
                for r in rules)
 
 
+def run_nat_script(runner, nft, lines):
+    if lines:
+        runner.run([nft, "-f", "-"], data="\n".join(lines) + "\n")
+
+
+def restore_filters(runner, nft, filter_plans):
+    """Put nslab's port rules back as they were before ``filter_plans`` were applied."""
+    apply_script(runner, nft, [c for p in filter_plans
+                               for c in undo_script(p, read_table(runner, nft, p.table))])
+
+
 def converge(module):
     params = module.params
     lab = params["lab"]
@@ -345,26 +356,22 @@ def converge(module):
 
     after_links, after_rules, after_host_rules = links, rules, host_rules
     if summaries and not module.check_mode:
-        done = apply_plan(runner, actions)
-        filtered = False
-        try:
-            apply_script(runner, nft, [c for p in filter_plans for c in script(p)])
-            filtered = True
+        log = apply_plan(runner, actions)
+        with log.guard():
+            filter_script = [c for p in filter_plans for c in script(p)]
+            apply_script(runner, nft, filter_script)
+            if filter_script:
+                log.record("apply nslab's nftables rules for the bridges' ports",
+                           lambda: restore_filters(runner, nft, filter_plans))
             if nat_script:
-                runner.run([nft, "-f", "-"], data="\n".join(nat_script) + "\n")
+                run_nat_script(runner, nft, nat_script)
+                log.record("apply nslab's masquerade rules",
+                           lambda: run_nat_script(runner, nft, undo_nat(
+                               wanted, rules, read_rules(runner, nft), lab)))
             if turn_on_forwarding:
                 enable_forwarding()
-        except (NslabError, OSError) as err:
-            errors = []
-            if filtered:
-                try:
-                    apply_script(runner, nft, [
-                        c for p in filter_plans
-                        for c in undo_script(p, read_table(runner, nft, p.table))])
-                except NslabError as undo_err:
-                    errors.append("restoring nslab's nftables rules: %s" % undo_err)
-            undone, link_errors = rollback(runner, done)
-            raise ApplyError(err, [], undone, errors + link_errors)
+                # Host-wide, and other labs may rely on it from now on: never undone.
+                log.record("enable IPv4 forwarding")
         after_links = runner.read_links()
         after_rules = read_rules(runner, nft) if nft else {}
         after_host_rules = read_table(runner, nft, HOST_TABLE) if nft else []

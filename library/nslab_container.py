@@ -331,6 +331,11 @@ EXAMPLES = r"""
     netns: demo-apt103
     cgroup: apt103
     command: [httpd, -f, -p, "80"]
+  register: web
+
+- name: Where its init runs and logs, from the registered result
+  ansible.builtin.debug:
+    msg: "apt103: pid {{ web.containers[0].pid }}, log {{ web.containers[0].log }}"
 
 - name: Every container of a lab at once; a router keeps NET_ADMIN
   nslab_container:
@@ -413,7 +418,7 @@ from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_jails import JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
-from ansible.module_utils.nslab_owner import STATE_ROOT
+from ansible.module_utils.nslab_paths import STATE_ROOT
 from ansible.module_utils.nslab_validate import hostname_problem, nsname_problem
 
 ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "workdir", "cap_add",

@@ -98,21 +98,12 @@ from ansible.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module
 from ansible.module_utils.nslab_containers import ContainerStore
-from ansible.module_utils.nslab_errors import NslabError, ValidationError
+from ansible.module_utils.nslab_errors import ExecError, ValidationError
 from ansible.module_utils.nslab_owner import read_json, write_json_atomic
 from ansible.module_utils.nslab_validate import object_name_problem
 
 # The door's exit status when it could not get in (the connection plugin's).
 ENTER_FAILED = 125
-
-
-class ExecError(NslabError):
-    def __init__(self, message, results):
-        super().__init__(message)
-        self.results = results
-
-    def details(self):
-        return {"results": self.results}
 
 
 def door_source():

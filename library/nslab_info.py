@@ -141,7 +141,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module, runner_for
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_labview import find_underlay, read_labs
-from ansible.module_utils.nslab_topology import fleet_view
+from ansible.module_utils.nslab_compile import fleet_view
 from ansible.module_utils.nslab_validate import lab_problem
 
 

@@ -355,10 +355,11 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of)
-from ansible.module_utils.nslab_errors import ValidationError
-from ansible.module_utils.nslab_jails import (JailApplier, JailCommandError, JailSpec,
+from ansible.module_utils.nslab_errors import JailCommandError, ValidationError
+from ansible.module_utils.nslab_jails import (JailApplier, JailSpec,
                                               JailStore, jail_view, parse_disk, plan_jails,
                                               predicted_view, run_in_jail)
+from ansible.module_utils.nslab_paths import CACHE_ROOT
 from ansible.module_utils.nslab_sources import (SOURCES, VARIANTS, RootfsBuilder,
                                                 SourceResolver)
 from ansible.module_utils.nslab_validate import abspath_problem, object_name_problem
@@ -506,7 +507,7 @@ def jail_options(item=False):
 
 def get_argument_spec():
     return list_argument_spec(jail_options, "jails", "present",
-                              cache_dir=dict(type="str", default="/var/cache/nslab"))
+                              cache_dir=dict(type="str", default=CACHE_ROOT))
 
 
 def main():

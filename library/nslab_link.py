@@ -131,7 +131,7 @@ from ansible.module_utils.nslab_netem import (EndState, apply_actions, netem_pro
                                               normalize_netem, parse_root_qdiscs, plan_link)
 from ansible.module_utils.nslab_owner import parse_alias
 from ansible.module_utils.nslab_runner import Runner
-from ansible.module_utils.nslab_topology import netns_name
+from ansible.module_utils.nslab_compile import netns_name
 from ansible.module_utils.nslab_validate import ifname_problem
 
 

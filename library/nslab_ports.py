@@ -114,18 +114,19 @@ diff:
   type: dict
 """
 
+import functools
 import ipaddress
 import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import check_lab, run_module, runner_for
-from ansible.module_utils.nslab_errors import ApplyError, CommandError, NslabError, \
-    ValidationError
-from ansible.module_utils.nslab_ports import (Published, Table, conflict_problems,
-                                              expected_view, lab_clash_problems, parse_port,
-                                              localnet_bridges, localnet_guarded, parse_table,
-                                              plan_ports, script, undo_script, view, PORT_FORM)
+from ansible.module_utils.nslab_errors import CommandError, ValidationError
+from ansible.module_utils.nslab_publish import (Published, Table, conflict_problems,
+                                               expected_view, lab_clash_problems, parse_port,
+                                               localnet_bridges, localnet_guarded, parse_table,
+                                               plan_ports, script, undo_script, view, PORT_FORM)
+from ansible.module_utils.nslab_undo import UndoLog
 
 CONF = "/proc/sys/net/ipv4/conf"
 FORWARD = "/proc/sys/net/ipv4/ip_forward"
@@ -190,41 +191,28 @@ def read_table(runner, nft):
 
 def apply(runner, nft, plan):
     """localnet off, then the rules (one atomic script), then localnet on; what was done
-    is taken back if a later step fails."""
-    cleared, applied = [], False
-    try:
+    is taken back, newest first, if a later step fails."""
+    log = UndoLog()
+    with log.guard():
         for bridge in plan.localnet_off:
             write_localnet(bridge, 0)
-            cleared.append(bridge)
+            log.record("clear route_localnet of %s" % bridge,
+                       functools.partial(write_localnet, bridge, 1))
         commands = script(plan)
         if commands:
             runner.run([nft, "-j", "-f", "-"], data=json_text(commands))
-        applied = True
+            log.record("apply nslab's port rules", lambda: restore_rules(runner, nft, plan))
         for bridge in plan.localnet_on:
             write_localnet(bridge, 1)
-    except (NslabError, OSError) as err:
-        errors, undone = [], []
-        for bridge in plan.localnet_on:
-            try:
-                if read_localnet(bridge) == 1:
-                    write_localnet(bridge, 0)
-            except OSError as undo_err:
-                errors.append("clearing route_localnet of %s: %s" % (bridge, undo_err))
-        if applied:
-            try:
-                undo = undo_script(plan, read_table(runner, nft))
-                if undo:
-                    runner.run([nft, "-j", "-f", "-"], data=json_text(undo))
-                undone.append("nslab's port rules restored")
-            except NslabError as undo_err:
-                errors.append("restoring nslab's port rules: %s" % undo_err)
-        for bridge in cleared:
-            try:
-                write_localnet(bridge, 1)
-                undone.append("route_localnet of %s set again" % bridge)
-            except OSError as undo_err:
-                errors.append("setting route_localnet of %s again: %s" % (bridge, undo_err))
-        raise ApplyError(err, [], undone, errors)
+            log.record("set route_localnet of %s" % bridge,
+                       functools.partial(write_localnet, bridge, 0))
+
+
+def restore_rules(runner, nft, plan):
+    """Put nslab's port rules back as they were before ``plan`` was applied."""
+    undo = undo_script(plan, read_table(runner, nft))
+    if undo:
+        runner.run([nft, "-j", "-f", "-"], data=json_text(undo))
 
 
 def json_text(commands):

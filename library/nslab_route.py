@@ -13,7 +13,8 @@ description:
   - Converges the static routes of each listed net namespace to exactly O(nodes[].routes),
     from the host (a node's own processes lack CAP_NET_ADMIN). Reads the kernel's main
     table with C(ip -j route show table all), plans, then applies one C(ip -batch) per
-    namespace; what a failed batch did is undone.
+    namespace; if a batch fails, what it and the earlier namespaces' batches did is undone,
+    newest first.
   - Every route nslab adds carries the routing protocol number 213 (C(ip route show proto
     213) lists them). Only such routes are changed or deleted; routes of the kernel, of a
     user or of a routing daemon (FRR's are 186-198) are left alone. A listed destination
@@ -110,14 +111,16 @@ diff:
   type: dict
 """
 
+import functools
 import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module, runner_for
-from ansible.module_utils.nslab_errors import ApplyError, BatchError, ValidationError
+from ansible.module_utils.nslab_errors import BatchError, ValidationError
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_routes import (desired_routes, canonical_to, parse_routes,
                                                plan_routes, routes_view, up_subnets)
+from ansible.module_utils.nslab_undo import UndoLog
 from ansible.module_utils.nslab_validate import nsname_problem
 
 
@@ -176,24 +179,21 @@ def read_namespace(runner, netns):
 def apply(runner, plans):
     """Run each namespace's actions in one batch; on a failure undo what was done (this
     namespace's finished lines, then the earlier namespaces'), newest first."""
-    done = []                        # (netns, action)
+    log = UndoLog()
     for netns, actions in plans:
         try:
             runner.ip_batch([a.command for a in actions], netns=netns)
         except BatchError as err:
-            finished = actions[:max(err.failed_index, 0)]
-            done.extend((netns, a) for a in finished)
-            rolled, errors = [], []
-            for where, action in reversed(done):
-                if action.undo is None:
-                    continue
-                try:
-                    runner.ip_batch([action.undo], netns=where)
-                    rolled.append(action.summary)
-                except BatchError as undo_err:
-                    errors.append(str(undo_err))
-            raise ApplyError(err, [a.summary for _n, a in done], rolled, errors)
-        done.extend((netns, a) for a in actions)
+            record_routes(runner, log, netns, actions[:max(err.failed_index, 0)])
+            raise log.fail(err)
+        record_routes(runner, log, netns, actions)
+
+
+def record_routes(runner, log, netns, actions):
+    for action in actions:
+        undo = None if action.undo is None else functools.partial(
+            runner.ip_batch, [action.undo], netns=netns)
+        log.record(action.summary, undo)
 
 
 def predicted(desired, pending, current):

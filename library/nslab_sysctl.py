@@ -19,8 +19,8 @@ description:
     C(net.netfilter.nf_conntrack_max)), fails the task by name before anything is written.
   - Each value is read first and written only when it differs (whitespace-normalised, as
     the kernel prints it), then read back; the value read back is returned, and a rerun
-    reports no change. If a write fails, the values already written in that namespace are
-    put back.
+    reports no change. If a write fails, the values already written in that namespace and
+    in the namespaces listed before it are put back.
   - Sysctls live as long as the net namespace, whatever happens to the container in it;
     the module never resets a value that is no longer listed (the namespace goes with its
     node).
@@ -79,15 +79,17 @@ diff:
   type: dict
 """
 
+import functools
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import run_module
-from ansible.module_utils.nslab_errors import ApplyError, ValidationError
+from ansible.module_utils.nslab_errors import SysctlError, ValidationError
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_runner import netns_path
-from ansible.module_utils.nslab_sysctls import (SysctlError, current_values, normalise,
-                                                plan_sysctls, read_sysctls, unsettable,
-                                                write_sysctls)
-from ansible.module_utils.nslab_topology import sysctl_problem
+from ansible.module_utils.nslab_sysctls import (current_values, normalise, plan_sysctls,
+                                                read_sysctls, unsettable, write_sysctls)
+from ansible.module_utils.nslab_compile import sysctl_problem
+from ansible.module_utils.nslab_undo import UndoLog
 from ansible.module_utils.nslab_validate import nsname_problem
 
 
@@ -142,17 +144,19 @@ def converge(module):
     actions = [a for _netns, plan in plans for a in plan]
     after = dict((netns, dict(before[netns])) for netns in before)
     if not module.check_mode:
-        done = []
+        log = UndoLog()
         for netns, plan in plans:
             if not plan:
                 continue
             try:
+                # write_sysctls puts back this namespace's earlier writes if one fails.
                 after[netns].update(write_sysctls(netns_path(netns),
                                                   [(a.name, a.after) for a in plan]))
             except SysctlError as err:
-                raise ApplyError("netns '%s': %s" % (netns, err),
-                                 done, [], [])
-            done += [a.summary for a in plan]
+                raise log.fail(SysctlError("netns '%s': %s" % (netns, err)))
+            # One undo for the namespace: one process puts all its values back.
+            log.record_all([a.summary for a in plan], functools.partial(
+                write_sysctls, netns_path(netns), [(a.name, a.before) for a in reversed(plan)]))
     else:
         for action in actions:
             after[action.netns][action.name] = action.after

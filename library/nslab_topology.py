@@ -197,7 +197,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_ansible import run_module, runner_for
 from ansible.module_utils.nslab_owner import parse_alias
-from ansible.module_utils.nslab_topology import compile_lab, removal_plan, validate
+from ansible.module_utils.nslab_compile import compile_lab, removal_plan, validate
 from ansible.module_utils.nslab_validate import lab_problem
 
 
@@ -254,11 +254,9 @@ def compile_topology(module):
     if fleet and not module.params["host"]:
         raise ValidationError("host: missing; expected the host to compile for, one of %s" % (
             ", ".join(m["name"] for m in fleet)))
-    try:
-        lab = compile_lab(topology, module.params["current"], fleet,
-                          module.params["host"])
-    except ValueError as err:
-        raise ValidationError(str(err))
+    # compile_lab raises TopologyError (a ValidationError) for what the file asks that the
+    # hosts cannot give; run_module reports it. Anything else it raises is a bug.
+    lab = compile_lab(topology, module.params["current"], fleet, module.params["host"])
     return {"changed": False, "lab": lab}
 
 

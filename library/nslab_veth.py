@@ -261,7 +261,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nslab_ansible import (check_lab, items_from_params, list_argument_spec,
                                                 main_of, runner_for)
-from ansible.module_utils.nslab_errors import ApplyError, NslabError, ValidationError
+from ansible.module_utils.nslab_errors import ValidationError
 from ansible.module_utils.nslab_iproute import link_view
 from ansible.module_utils.nslab_links import (Iface, VethSpec, address_problems, derived_mac,
                                               desired_view, plan_veths)
@@ -270,7 +270,8 @@ from ansible.module_utils.nslab_owner import parse_alias
 from ansible.module_utils.nslab_nft import (BRIDGE_TABLE, PORT, apply_script, parse_comment,
                                             plan_rules, port_rules, read_table, script,
                                             undo_script)
-from ansible.module_utils.nslab_plan import apply_plan, rollback
+from ansible.module_utils.nslab_plan import apply_plan
+from ansible.module_utils.nslab_undo import UndoLog
 from ansible.module_utils.nslab_validate import (ifname_problem, mac_problem, mtu_problem,
                                                  nsname_problem, interface_addresses)
 
@@ -467,15 +468,6 @@ def predicted_pair(spec, keys):
     return view
 
 
-def undo_guard(runner, nft, plan, part, errors):
-    """Take back the ``part`` of the rule plan that was applied; problems go to ``errors``."""
-    try:
-        apply_script(runner, nft, undo_script(plan, read_table(runner, nft, BRIDGE_TABLE),
-                                              part))
-    except NslabError as err:
-        errors.append("restoring nslab's anti-spoofing rules: %s" % err)
-
-
 def converge(module):
     params = module.params
     check_lab(params)
@@ -512,20 +504,19 @@ def converge(module):
     after, after_rules = tables, rules
     if summaries and not module.check_mode:
         # A new port is guarded before it exists; stale rules go after their port did.
-        apply_script(runner, nft, script(guard_plan, "add"))
-        try:
-            done = apply_plan(runner, actions)
-        except NslabError as err:
-            undo_guard(runner, nft, guard_plan, "add",
-                       err.rollback_errors if isinstance(err, ApplyError) else [])
-            raise
-        try:
-            apply_script(runner, nft, script(guard_plan, "delete"))
-        except NslabError as err:
-            errors = []
-            undo_guard(runner, nft, guard_plan, "add", errors)
-            undone, link_errors = rollback(runner, done)
-            raise ApplyError(err, [], undone, errors + link_errors)
+        guards = script(guard_plan, "add")
+        apply_script(runner, nft, guards)
+        log = UndoLog()
+        if guards:
+            log.record("add nslab's anti-spoofing rules", lambda: apply_script(
+                runner, nft, undo_script(guard_plan, read_table(runner, nft, BRIDGE_TABLE),
+                                         "add")))
+        apply_plan(runner, actions, log)
+        with log.guard():
+            stale = script(guard_plan, "delete")
+            apply_script(runner, nft, stale)
+            if stale:
+                log.record("delete stale anti-spoofing rules")
         if actions:
             after = dict((ns, runner.read_links(netns=ns)) for ns in tables)
         after_rules = read_table(runner, nft, BRIDGE_TABLE) if nft else []

@@ -209,9 +209,9 @@ from ansible.module_utils.nslab_links import Iface, UNMANAGED, address_problems
 from ansible.module_utils.nslab_namespaces import NamespaceStore, check_lab_netns
 from ansible.module_utils.nslab_owner import parse_alias
 from ansible.module_utils.nslab_plan import apply_plan
+from ansible.module_utils.nslab_tunnels import MAX_VNI, VxlanSpec, plan_vxlans, vxlan_view
 from ansible.module_utils.nslab_validate import (ifname_problem, mtu_problem, nsname_problem,
                                                  interface_addresses)
-from ansible.module_utils.nslab_vxlan import MAX_VNI, VxlanSpec, plan_vxlans, vxlan_view
 
 ITEM_KEYS = ["name", "vni", "local", "peers", "port", "learning", "netns", "bridge",
              "addresses", "mtu", "ipv6", "state"]

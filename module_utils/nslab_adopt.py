@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ansible.module_utils.nslab_cgroup_plan import CREATE, CgroupAction, Op
-from ansible.module_utils.nslab_cgroup_state import NSLAB_DIR, cgroup_relpath
+from ansible.module_utils.nslab_cgroup_state import cgroup_relpath
 from ansible.module_utils.nslab_cgroup_vocab import V1_NAMES
 from ansible.module_utils.nslab_containers import cgroup_dirs, remove_cgroups_below
 from ansible.module_utils.nslab_errors import NslabError
 from ansible.module_utils.nslab_init import proc_start_time
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
+from ansible.module_utils.nslab_paths import CGROUP_SUBTREE
 from ansible.module_utils.nslab_runner import netns_path
 
 LABEL_PREFIX = "nslab:"
@@ -244,7 +245,7 @@ def lost_cgroups(store, layout):
         return []
     names = set()
     for hierarchy in layout.hierarchies:
-        top = hierarchy.path(os.path.join(NSLAB_DIR, store.lab))
+        top = hierarchy.path(os.path.join(CGROUP_SUBTREE, store.lab))
         if os.path.isdir(top):
             names.update(e.name for e in os.scandir(top) if e.is_dir())
     return sorted(names)

@@ -11,6 +11,9 @@ stays importable (and testable) without Ansible's module machinery.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import traceback
 
 from ansible.module_utils.nslab_errors import NslabError, ValidationError
 from ansible.module_utils.nslab_lock import DEFAULT_TIMEOUT, LabLock
@@ -61,10 +64,51 @@ def lock_timeout():
         return DEFAULT_TIMEOUT
 
 
+# The call on the failing line, as a verb a user reads (the innermost frame of an OSError).
+OS_OPERATIONS = (
+    ("makedirs", "create directory"), ("mkdir", "create directory"),
+    ("rmdir", "remove directory"), ("unlink", "remove"), ("remove", "remove"),
+    ("rename", "rename"), ("replace", "replace"), ("listdir", "list directory"),
+    ("scandir", "list directory"), ("umount2", "unmount"), ("umount", "unmount"),
+    ("mount", "mount"), ("chmod", "change the mode of"), ("chown", "change the owner of"),
+    ("symlink", "create symlink"), ("readlink", "read link"), ("lstat", "inspect"),
+    ("stat", "inspect"),
+    ("kill", "signal"), ("setns", "enter namespace"), ("unshare", "unshare"),
+    ("Popen", "run"), ("fork", "fork"), ("flock", "lock"), ("lockf", "lock"),
+    ("write", "write"), ("read", "read"), ("open", "open"),
+)
+
+
+def os_error_details(err, tb):
+    """What a user needs of an OSError: the operation (from the call on the innermost
+    failing line), the path(s), the kernel's reason and where in nslab it happened."""
+    frames = traceback.extract_tb(tb)
+    frame = frames[-1] if frames else None
+    # The raising line, or its caller's when it is a wrapper's own ``raise OSError(...)``.
+    lines = [f.line or "" for f in reversed(frames[-2:])]
+    operation = next((verb for line in lines for call, verb in OS_OPERATIONS
+                      if re.search(r"\b%s\(" % call, line)), "operate on")
+    return {"operation": operation,
+            "path": err.filename, "path2": err.filename2,
+            "errno": err.errno, "reason": err.strerror or str(err),
+            "where": "%s:%s %s" % (os.path.basename(frame.filename), frame.lineno, frame.name)
+                     if frame else None}
+
+
+def os_error_message(details):
+    """``cannot remove directory '/x': Device or resource busy``."""
+    paths = " to ".join("'%s'" % p for p in (details["path"], details["path2"]) if p)
+    return "cannot %s%s: %s" % (details["operation"], " " + paths if paths else "",
+                                details["reason"])
+
+
 def run_module(module, what, core, lock=False):
-    """Run ``core(module) -> result`` and exit; nslab errors become fail_json. With
-    ``lock``, the run holds the lab's lock (nslab_lock) from its first read to its last
-    write, so two runs on one lab never interleave."""
+    """Run ``core(module) -> result`` and exit. The error boundary: every failure a user
+    or the host can cause becomes fail_json with one clear message — nslab's typed errors,
+    an OSError (the operation and path named), a command that hung. A bug (KeyError,
+    TypeError...) is left to raise, so it reads as the bug it is. With ``lock``, the run
+    holds the lab's lock (nslab_lock) from its first read to its last write, so two runs
+    on one lab never interleave."""
     try:
         if lock:
             check_lab(module.params)
@@ -74,6 +118,14 @@ def run_module(module, what, core, lock=False):
             result = core(module)
     except NslabError as err:
         module.fail_json(msg="Failed to %s: %s" % (what, err), **err.details())
+    except OSError as err:
+        details = os_error_details(err, err.__traceback__)
+        module.fail_json(msg="Failed to %s: %s" % (what, os_error_message(details)),
+                         os_error=details)
+    except subprocess.TimeoutExpired as err:
+        module.fail_json(msg="Failed to %s: command %s did not finish within %s s" % (
+            what, " ".join(str(a) for a in err.cmd) if isinstance(err.cmd, (list, tuple))
+            else err.cmd, err.timeout), cmd=err.cmd)
     module.exit_json(**result)
 
 

@@ -17,9 +17,7 @@ from typing import Dict, List, Optional
 
 from ansible.module_utils.nslab_cgroup_vocab import (CONTROLLERS, FILES, KEY_CONTROLLER,
                                                      LEAF_FILES)
-
-
-NSLAB_DIR = "nslab"
+from ansible.module_utils.nslab_paths import CGROUP_SUBTREE
 
 
 @dataclass
@@ -60,7 +58,7 @@ class CgroupState:
 
 
 def cgroup_relpath(lab, name):
-    return os.path.join(NSLAB_DIR, lab, name)
+    return os.path.join(CGROUP_SUBTREE, lab, name)
 
 
 def controller_files(layout, state):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 
 from ansible.module_utils.nslab_namespaces import release_private_root
-from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
+from ansible.module_utils.nslab_owner import (lab_dir, read_json, remove_empty_dirs,
                                               write_json_atomic)
+from ansible.module_utils.nslab_paths import STATE_ROOT
 
 
 class CgroupStore:

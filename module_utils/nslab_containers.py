@@ -19,6 +19,7 @@ cannot be an overlay).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -39,12 +40,13 @@ from urllib.parse import quote
 from ansible.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.nslab_cgroup_state import cgroup_relpath
 from ansible.module_utils.nslab_devices import restrict_devices
-from ansible.module_utils.nslab_errors import ApplyError, NslabError
+from ansible.module_utils.nslab_errors import ContainerError, NslabError, StopError
 from ansible.module_utils.nslab_init import LOG_MAX_SIZE, proc_start_time
-from ansible.module_utils.nslab_owner import (STATE_ROOT, lab_dir, read_json, remove_empty_dirs,
+from ansible.module_utils.nslab_owner import (lab_dir, read_record, remove_empty_dirs,
                                               write_json_atomic)
+from ansible.module_utils.nslab_paths import CGROUP_ROOT, DATA_ROOT, LAUNCHER_PATH, STATE_ROOT
 from ansible.module_utils.nslab_runner import netns_path
-from ansible.module_utils.nslab_sources import DATA_ROOT
+from ansible.module_utils.nslab_undo import UndoLog
 
 # Docker's default set minus MKNOD: containers keep what ordinary services need (chown,
 # setuid, binding low ports, ping) and lose what reaches past their namespaces (mounts,
@@ -53,15 +55,13 @@ DEFAULT_CAPABILITIES = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETI
                         "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
                         "SYS_CHROOT"]
 START_TIMEOUT = 10.0
-CGROUP_ROOT = "/sys/fs/cgroup"
+# Seconds an init may take to go after SIGKILL; one still there is stuck in the kernel
+# (uninterruptible sleep, a frozen cgroup) and stop_many gives up on it by name.
+KILL_GRACE = 5.0
 # A record's config from before an option existed holds what it meant then: no restart.
 CONFIG_DEFAULTS = {"privileged": False, "binds": [], "files": [], "log_max_size": LOG_MAX_SIZE,
                    "seccomp": "default", "file_digests": {}}
 NS_TYPES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
-
-
-class ContainerError(NslabError):
-    pass
 
 
 @dataclass
@@ -102,9 +102,6 @@ class ContainerSpec:
 
     def file_mode(self, path):
         return self.file_modes.get(path, FILE_MODE)
-
-    def config_hash(self):
-        return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -300,8 +297,13 @@ class ContainerStore:
         """nslab's copies of the files bound into the container (``files``)."""
         return os.path.join(self.directory(), name + ".files")
 
+    def read_record(self, name):
+        """Container ``name``'s record, or None; StateError if it is corrupt or not this
+        lab's record of that container (never "no container": its init may be running)."""
+        return read_record(self.record_path(name), "container", self.lab, name)
+
     def read(self, name):
-        record = read_json(self.record_path(name))
+        record = self.read_record(name)
         if record is None:
             return ContainerState(name, None)
         running = is_recorded_process(record)
@@ -454,7 +456,7 @@ class Launcher:
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors,
                 pass_fds=(theirs.fileno(),), start_new_session=True,
                 # the host's environment stays out of the containers' PID 1
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
+                env={"PATH": LAUNCHER_PATH, "LC_ALL": "C.UTF-8"})
         except BaseException:
             self.sock.close()
             self.errors.close()
@@ -681,31 +683,48 @@ class ContainerManager:
             remove_empty_dirs(self.store.directory(), self.store.root)
         return tail
 
+    # Seams for the unit tests of stop_many: its clock, its pause and its signal sender.
+    clock = staticmethod(time.monotonic)
+    pause = staticmethod(time.sleep)
+    send_signal = staticmethod(os.kill)
+
     def stop_many(self, specs):
         """SIGTERM every running init at once, SIGKILL those still there after their
-        stop_timeout, and mark their records stopped."""
+        stop_timeout, and mark their records stopped. An init still there KILL_GRACE
+        seconds after its SIGKILL is stuck in the kernel: once every other init is dealt
+        with, raise StopError naming it and its pid (its record stays running)."""
         pending = []
         for spec in specs:
-            record = read_json(self.store.record_path(spec.name))
+            record = self.store.read_record(spec.name)
             if record is None:
                 continue
             if is_recorded_process(record):
-                os.kill(record["pid"], signal.SIGTERM)
-                pending.append((record, time.monotonic() + spec.stop_timeout, spec))
+                self.send_signal(record["pid"], signal.SIGTERM)
+                pending.append((record, self.clock() + spec.stop_timeout, spec))
             else:
                 self._stopped(spec, record)
+        killed_at = {}
+        stuck = []
         while pending:
             still = []
+            now = self.clock()
             for record, deadline, spec in pending:
                 if proc_start_time(record["pid"]) != record["start_time"]:
                     self._stopped(spec, record)
                     continue
-                if time.monotonic() > deadline:
-                    _kill_quietly(record["pid"])
+                if spec.name in killed_at:
+                    if now > killed_at[spec.name] + KILL_GRACE:
+                        stuck.append((spec.name, record["pid"]))
+                        continue
+                elif now > deadline:
+                    _kill_quietly(record["pid"], self.send_signal)
+                    killed_at[spec.name] = now
                 still.append((record, deadline, spec))
             pending = still
             if pending:
-                time.sleep(0.02)
+                self.pause(0.02)
+        if stuck:
+            raise StopError(stuck, KILL_GRACE)
 
     def _stopped(self, spec, record):
         record["running"] = False
@@ -726,24 +745,39 @@ class ContainerManager:
         remove_empty_dirs(self.store.directory(), self.store.root)
 
     def apply(self, actions):
+        """Write files, stop, remove, start; on a failure stop what this run started (the
+        rest is not undone: a stopped or removed container is what was asked for)."""
         def specs(*verbs):
             return [a.spec for a in actions if a.verb in verbs]
+        log = UndoLog()
         try:
             for action in actions:
                 for path in action.paths:
                     write_host_file(self.store.files_dir(action.spec.name), path,
                                     action.spec.files[path], action.spec.file_mode(path))
-            self.stop_many(specs("stop", "restart"))
-            self.remove_many(specs("remove"))
-            self.start_many(specs("start", "restart"))
-        except (NslabError, OSError, subprocess.SubprocessError) as err:
-            undone, errors = [], []
+                    log.record("write %s of container '%s'" % (path, action.spec.name))
+            stopping = specs("stop", "restart")
+            self.stop_many(stopping)
+            for spec in stopping:
+                log.record("stop container '%s'" % spec.name)
+            removing = specs("remove")
+            self.remove_many(removing)
+            for spec in removing:
+                log.record("remove container '%s'" % spec.name)
+            first = len(self.started)
             try:
-                self.stop_many(self.started)
-                undone = ["stop container '%s'" % s.name for s in reversed(self.started)]
-            except (NslabError, OSError) as undo_err:
-                errors.append(str(undo_err))
-            raise ApplyError(err, [], undone, errors)
+                self.start_many(specs("start", "restart"))
+            finally:       # also when a later start failed: those that came up go again
+                self._record_started(log, self.started[first:])
+        except (NslabError, OSError, subprocess.SubprocessError) as err:
+            raise log.fail(err)
+
+    def _record_started(self, log, started):
+        """One step per container started; one undo stops all of them at once (their
+        stop timeouts run in parallel, as in stop_many)."""
+        if started:
+            log.record_all(["start container '%s'" % spec.name for spec in started],
+                           functools.partial(self.stop_many, list(started)))
 
 
 def remove_owned_binds(lab, name, mounts):
@@ -776,8 +810,8 @@ def _open_log(path):
     return fd
 
 
-def _kill_quietly(pid):
+def _kill_quietly(pid, send_signal=os.kill):
     try:
-        os.kill(pid, signal.SIGKILL)
+        send_signal(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -35,7 +35,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ansible.module_utils.nslab_errors import CgroupError
+from ansible.module_utils.nslab_errors import DeviceError
 
 WILDCARD = None                     # major or minor "*"
 
@@ -70,10 +70,6 @@ CONTAINER_DEVICES = (
     DeviceRule("c", 5, 2, "rwm", "/dev/ptmx"),
     DeviceRule("c", 136, WILDCARD, "rwm", "/dev/pts/*"),
 )
-
-
-class DeviceError(CgroupError):
-    """The device policy of a cgroup cannot be read or applied."""
 
 
 def policy(privileged):

@@ -92,6 +92,88 @@ class ApplyError(NslabError):
                 "rollback_errors": self.rollback_errors}
 
 
+class LabLockedError(NslabError):
+    """Another run held the lab's lock for longer than the timeout."""
+
+
+class ContainerError(NslabError):
+    """A container could not be started, stopped or read."""
+
+
+class JailError(NslabError):
+    """A jail could not be built, mounted or removed."""
+
+
+class JailCommandError(CommandError):
+    """A jail's command exited non-zero; ``result`` is the module result so far."""
+
+    def __init__(self, jail, outcome, result):
+        super().__init__(outcome["cmd"], outcome["rc"], outcome["stderr"], outcome["stdout"])
+        self.jail, self.result = jail, result
+        self.args = ("command %s in jail '%s' exited %s: %s" % (
+            " ".join(outcome["cmd"]), jail, outcome["rc"],
+            (outcome["stderr"] or outcome["stdout"]).strip()),)
+
+    def __str__(self):
+        return self.args[0]
+
+    def details(self):
+        return dict(super().details(), jail=self.jail, stdout=self.stdout, **self.result)
+
+
+class SysctlError(NslabError):
+    """A sysctl could not be read or written in a namespace."""
+
+
+class SourceError(NslabError):
+    """A base could not be built; the message names the source and why."""
+
+
+class NamespaceError(NslabError):
+    """A persistent namespace could not be created or removed."""
+
+
+class ExecError(NslabError):
+    """A command in a container failed; ``results`` holds every command's outcome so far."""
+
+    def __init__(self, message, results):
+        super().__init__(message)
+        self.results = results
+
+    def details(self):
+        return {"results": self.results}
+
+
+class TopologyError(ValidationError):
+    """A valid-looking topology cannot be compiled for these hosts (a node placed on an
+    unknown host, an MTU that does not fit the underlay, a subnet out of addresses).
+    Each problem starts with the key path it is about (``networks.lan.mtu: ...``);
+    ``paths`` lists those paths in the same order."""
+
+    def __init__(self, problems):
+        super().__init__(problems)
+        self.paths = [problem.split(":", 1)[0] for problem in self.problems]
+
+    def details(self):
+        return dict(super().details(), paths=self.paths)
+
+
+class StateError(NslabError):
+    """A state record nslab wrote (a container's, a jail's, a namespace's...) is corrupt or
+    not nslab's. nslab cannot tell what it describes, so the task stops: reading it as "no
+    record" could start a second init beside a running one, or remove nothing."""
+
+    def __init__(self, path, problem):
+        self.path, self.problem = path, problem
+        super().__init__(
+            "state record %s %s; nslab will not guess what it describes: check the objects "
+            "it names (processes, mounts, namespaces), then repair the file or remove it by "
+            "hand and rerun" % (path, problem))
+
+    def details(self):
+        return {"state_record": self.path}
+
+
 class CgroupError(NslabError):
     """A cgroup operation failed or cannot be done on this host."""
 
@@ -105,3 +187,24 @@ class CgroupBusyError(CgroupError):
 
     def details(self):
         return {"pids": self.pids, "children": self.children}
+
+
+class DeviceError(CgroupError):
+    """The device policy of a cgroup cannot be read or applied."""
+
+
+class StopError(NslabError):
+    """Inits that outlived their SIGKILL by a grace period (stuck in the kernel: an
+    uninterruptible sleep, a frozen cgroup). ``stuck``: [(container, pid)]; their records
+    still say running."""
+
+    def __init__(self, stuck, grace):
+        self.stuck, self.grace = list(stuck), grace
+        super().__init__(
+            "could not stop %s: still there %s s after SIGKILL (a process stuck in the kernel: "
+            "uninterruptible sleep or a frozen cgroup); their records stay running" % (
+                ", ".join("container '%s' (pid %d)" % (name, pid) for name, pid in self.stuck),
+                grace))
+
+    def details(self):
+        return {"stuck": [{"name": name, "pid": pid} for name, pid in self.stuck]}

@@ -97,7 +97,10 @@ MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/pro
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
                 "/sys/firmware", "/sys/devices/virtual/powercap"]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Copies of nslab_paths.JAIL_PATH and CGROUP_ROOT: this file is standalone (its test checks
+# they agree).
+JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CGROUP_ROOT = "/sys/fs/cgroup"
 SYSCALLS = {"x86_64": {"pivot_root": 155, "capset": 126},
             "aarch64": {"pivot_root": 41, "capset": 91}}
 
@@ -333,14 +336,14 @@ def mount_cgroups(sys_dir, hierarchies):
     so what it makes there lands below that cgroup on the host."""
     top = os.path.join(sys_dir, "fs", "cgroup")
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
-    if [h for h in hierarchies if h["mount"] == "/sys/fs/cgroup"]:     # a pure v2 host
+    if [h for h in hierarchies if h["mount"] == CGROUP_ROOT]:     # a pure v2 host
         for hierarchy in hierarchies:
             mount("cgroup", top, hierarchy["fstype"], flags, hierarchy["options"])
         return
     # v1 or hybrid: a tmpfs of mount points, read-only once they are made, as on the host
     mount("tmpfs", top, "tmpfs", flags, "mode=755,size=64k")
     for hierarchy in hierarchies:
-        target = os.path.join(top, os.path.relpath(hierarchy["mount"], "/sys/fs/cgroup"))
+        target = os.path.join(top, os.path.relpath(hierarchy["mount"], CGROUP_ROOT))
         os.makedirs(target, exist_ok=True)
         mount("cgroup", target, hierarchy["fstype"], flags, hierarchy["options"])
     mount(None, top, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
@@ -453,7 +456,7 @@ def make_undumpable():
 
 def container_env(config):
     """The environment of the container's processes: a clean one, never the host's."""
-    env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": config["hostname"],
+    env = {"PATH": JAIL_PATH, "HOME": "/root", "HOSTNAME": config["hostname"],
            "container": "nslab"}
     env.update(config.get("env") or {})
     return env
@@ -1005,6 +1008,14 @@ def enter(config):
         except FileNotFoundError:
             raise EnterError("no container '%s' in lab '%s' (no record %s)" % (
                 config["name"], config["lab"], config["record"]))
+        except ValueError as err:       # not JSON: never guess which process to enter
+            raise EnterError("container '%s' in lab '%s': its record %s is not valid JSON "
+                             "(%s); repair or remove it by hand" % (
+                                 config["name"], config["lab"], config["record"], err))
+        if not isinstance(record, dict):
+            raise EnterError("container '%s' in lab '%s': its record %s is not a JSON "
+                             "object; repair or remove it by hand" % (
+                                 config["name"], config["lab"], config["record"]))
         join_container(record, open_namespaces(record))
         # Joining a pid namespace only places our children in it.
         child = os.fork()

@@ -63,13 +63,14 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ansible.module_utils import nslab_syscalls as sc
-from ansible.module_utils.nslab_errors import ApplyError, CommandError, NslabError, OwnershipError
+from ansible.module_utils.nslab_errors import JailError, NslabError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import MountEntry, mounts_below, read_mountinfo
 from ansible.module_utils.nslab_owner import read_json, remove_empty_dirs, write_json_atomic
+from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, JAIL_PATH
 from ansible.module_utils.nslab_runner import Runner
-from ansible.module_utils.nslab_sources import (CACHE_ROOT, DATA_ROOT, JAIL_PATH, Source,
-                                                ensure_mount_points, ensure_real_dir, inside,
-                                                walk_tree)
+from ansible.module_utils.nslab_sources import (Source, ensure_mount_points, ensure_real_dir,
+                                                inside, walk_tree)
+from ansible.module_utils.nslab_undo import UndoLog
 
 DEV_NODES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
              ("urandom", 1, 9), ("tty", 5, 0)]
@@ -84,27 +85,6 @@ JAIL_ENV = {"PATH": JAIL_PATH, "HOME": "/root", "LC_ALL": "C"}
 
 # Phases, applied in this order (see the module docstring).
 BUILD, REMOVE, CREATE, MOUNT, RELEASE = range(5)
-
-
-class JailError(NslabError):
-    pass
-
-
-class JailCommandError(CommandError):
-    """A jail's command exited non-zero; ``result`` is the module result so far."""
-
-    def __init__(self, jail, outcome, result):
-        super().__init__(outcome["cmd"], outcome["rc"], outcome["stderr"], outcome["stdout"])
-        self.jail, self.result = jail, result
-        self.args = ("command %s in jail '%s' exited %s: %s" % (
-            " ".join(outcome["cmd"]), jail, outcome["rc"],
-            (outcome["stderr"] or outcome["stdout"]).strip()),)
-
-    def __str__(self):
-        return self.args[0]
-
-    def details(self):
-        return dict(super().details(), jail=self.jail, stdout=self.stdout, **self.result)
 
 
 @dataclass
@@ -563,10 +543,15 @@ def mount_jail(store, name, overlay, lowerdir, new=False, disk=None):
             sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, DEVPTS)
             made.append(pts)
     except (OSError, NslabError):
-        for point in reversed(made):
-            sc.umount2(point, sc.MNT_DETACH)
+        unmount_points(made)
         raise
     return made
+
+
+def unmount_points(made):
+    """Detach the mount points ``mount_jail`` made, newest first."""
+    for point in reversed(made):
+        sc.umount2(point, sc.MNT_DETACH)
 
 
 class JailApplier:
@@ -576,24 +561,27 @@ class JailApplier:
         self.store = store
         self.builder = builder
         self.runner = Runner(run)
-        self.undo = []          # (description, callable)
+        self.log = UndoLog()
         self.stripped = []      # what strip_special removed from each base built
+        # verb -> method: every verb a JailAction may carry, in one place.
+        self.handlers = {
+            "restrict": self._restrict,
+            "build": self._build,
+            "create": self._create,
+            "migrate": self._migrate,
+            "mount": self._mount,
+            "unmount": self._unmount,
+            "remove": self._remove,
+            "release": self._release,
+        }
 
     def apply(self, actions):
-        done = []
+        self.log = UndoLog()        # this run's steps only
         try:
-            for action in actions:
-                getattr(self, "_" + action.verb)(action)
-                done.append(action.summary)
-        except (OSError, NslabError) as err:
-            undone, errors = [], []
-            for description, undo in reversed(self.undo):
-                try:
-                    undo()
-                    undone.append(description)
-                except (OSError, NslabError) as undo_err:
-                    errors.append("%s: %s" % (description, undo_err))
-            raise ApplyError(err, done, undone, errors)
+            with self.log.guard():
+                for action in actions:
+                    # Each handler records its action, with the undo of what it made.
+                    self.handlers[action.verb](action)
         finally:
             for directory in (self.store.jails_dir, self.store.bases_dir):
                 remove_empty_dirs(directory, self.store.root)
@@ -606,6 +594,7 @@ class JailApplier:
 
     def _restrict(self, action):
         os.chmod(action.path, action.mode)
+        self.log.record(action.summary)
 
     def _into_place(self, temp, final, record_name, record, fill):
         """Fill a temporary directory, record it, and rename it to ``final`` (atomic)."""
@@ -632,7 +621,7 @@ class JailApplier:
                 self.stripped.append(dict(stripped, base_id=action.base_id))
         self._into_place(self._temp_dir(self.store.bases_dir, action.base_id, PRIVATE), final,
                          "base.json", record, fill)
-        self.undo.append((action.summary, lambda: remove_tree(final)))
+        self.log.record(action.summary, lambda: remove_tree(final))
 
     def _create(self, action):
         name, final, lowerdir = action.name, self.store.jail_dir(action.name), action.lowerdir
@@ -659,7 +648,7 @@ class JailApplier:
         # user, and must reach its root through this directory to bind it.
         self._into_place(self._temp_dir(self.store.jails_dir, name, TRAVERSE), final,
                          "jail.json", record, fill)
-        self.undo.append((action.summary, lambda: remove_tree(final)))
+        self.log.record(action.summary, lambda: remove_tree(final))
         if action.mount:
             mount_jail(self.store, name, action.overlay, lowerdir, new=True, disk=action.disk)
 
@@ -667,10 +656,7 @@ class JailApplier:
         made = mount_jail(self.store, action.name, action.overlay, action.lowerdir,
                           disk=action.disk)
 
-        def undo():
-            for point in reversed(made):
-                sc.umount2(point, sc.MNT_DETACH)
-        self.undo.append((action.summary, undo))
+        self.log.record(action.summary, lambda: unmount_points(made))
 
     def _migrate(self, action):
         """An older jail's layers into layer/ (renames: nothing copied, nothing lost); a
@@ -693,17 +679,22 @@ class JailApplier:
         write_json_atomic(os.path.join(jail, "jail.json"), dict(record, layout=LAYOUT))
         if action.mount:
             made = mount_jail(self.store, name, action.overlay, action.lowerdir, new=True)
-            self.undo.append((action.summary, lambda: [sc.umount2(p, sc.MNT_DETACH)
-                                                       for p in reversed(made)]))
+            # The layout change stays (a rerun expects it); the mounts are undone.
+            self.log.record(action.summary, lambda: unmount_points(made))
+        else:
+            self.log.record(action.summary)
 
     def _unmount(self, action):
         unmount_below(self.store.jail_dir(action.name))
+        self.log.record(action.summary)
 
     def _remove(self, action):
         remove_tree(self.store.jail_dir(action.name))
+        self.log.record(action.summary)
 
     def _release(self, action):
         remove_tree(self.store.base_dir(action.base_id))
+        self.log.record(action.summary)
 
 
 # --- running a command in a jail (plain chroot) -----------------------------------------

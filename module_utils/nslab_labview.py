@@ -23,11 +23,12 @@ from ansible.module_utils.nslab_cgroup_read import read_cgroup
 from ansible.module_utils.nslab_cgroup_state import cgroup_view
 from ansible.module_utils.nslab_cgroup_store import CgroupStore
 from ansible.module_utils.nslab_containers import ContainerStore
-from ansible.module_utils.nslab_jails import DATA_ROOT, JailStore, jail_view
+from ansible.module_utils.nslab_jails import JailStore, jail_view
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
 from ansible.module_utils.nslab_namespaces import NamespaceStore
-from ansible.module_utils.nslab_owner import STATE_ROOT, parse_alias, plan_record_path, read_json
-from ansible.module_utils.nslab_vxlan import peers_of
+from ansible.module_utils.nslab_owner import parse_alias, plan_record_path, read_json
+from ansible.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
+from ansible.module_utils.nslab_tunnels import peers_of
 
 
 def labs_on_host(links):

@@ -21,15 +21,11 @@ import fcntl
 import os
 import time
 
-from ansible.module_utils.nslab_errors import NslabError
+from ansible.module_utils.nslab_errors import LabLockedError
 
 LOCK_ROOT = "/run/lock/nslab"
 # Waiting longer than a whole lab build takes means something is stuck: say so.
 DEFAULT_TIMEOUT = 600.0
-
-
-class LabLockedError(NslabError):
-    pass
 
 
 def lock_path(lab, root=LOCK_ROOT):

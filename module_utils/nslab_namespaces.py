@@ -35,15 +35,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ansible.module_utils.nslab_errors import ApplyError, NslabError, OwnershipError
+from ansible.module_utils.nslab_errors import NamespaceError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import mount_points, read_mountinfo
-from ansible.module_utils.nslab_owner import (NETNS_ROLE, STATE_ROOT, alias_for, lab_dir,
-                                              parse_alias, read_json, read_lo_alias,
+from ansible.module_utils.nslab_paths import NETNS_DIR, STATE_ROOT
+from ansible.module_utils.nslab_owner import (NETNS_ROLE, alias_for, lab_dir,
+                                              parse_alias, read_lo_alias, read_record,
                                               remove_empty_dirs, set_lo_alias,
                                               write_json_atomic)
 from ansible.module_utils import nslab_syscalls as sc
+from ansible.module_utils.nslab_undo import UndoLog
 
-NETNS_DIR = "/run/netns"
 # Types that persist with a bind mount alone. pid needs an init process and user needs
 # its id maps written by a process: nslab_container makes those with the container's init.
 NS_FLAGS = {
@@ -54,10 +55,6 @@ NS_FLAGS = {
     "cgroup": sc.CLONE_NEWCGROUP,
 }
 NS_TYPES = list(NS_FLAGS)
-
-
-class NamespaceError(NslabError):
-    pass
 
 
 @dataclass
@@ -114,14 +111,17 @@ class NamespaceStore:
 
     def find_record(self, name):
         for path in sorted(glob.glob(os.path.join(self.root, "*", "ns", name + ".json"))):
-            record = read_json(path)
+            lab = os.path.basename(os.path.dirname(os.path.dirname(path)))
+            record = read_record(path, "namespace", lab, name)
             if record is not None:
                 return record
         return None
 
     def lab_records(self):
         pattern = os.path.join(lab_dir(self.lab, self.root), "ns", "*.json")
-        return [r for r in (read_json(p) for p in sorted(glob.glob(pattern))) if r]
+        records = (read_record(p, "namespace", self.lab, os.path.basename(p)[:-len(".json")])
+                   for p in sorted(glob.glob(pattern)))
+        return [r for r in records if r is not None]
 
     def read(self, name, nsfs=None, with_hostname=False):
         """The kernel's truth about namespace ``name``, checked against its record."""
@@ -401,10 +401,20 @@ class NamespaceApplier:
         self.store = store
         self.runner = runner
         self.wait_seconds = wait_seconds
-        self.undo = []          # (description, callable)
+        self.log = UndoLog()
+        # verb -> method: every verb a NamespaceAction may carry, in one place.
+        self.handlers = {
+            "create": self._create,
+            "adopt": self._adopt,
+            "tag": self._tag,
+            "hostname": self._hostname,
+            "remove": self._remove,
+            "delete": self._delete,
+        }
 
     def record(self, name):
-        return read_json(self.store.record_path(self.store.lab, name)) or {
+        return read_record(self.store.record_path(self.store.lab, name), "namespace",
+                           self.store.lab, name) or {
             "lab": self.store.lab, "name": name, "types": {}}
 
     def save(self, record):
@@ -420,19 +430,13 @@ class NamespaceApplier:
         ensure_private_root(self.store.root)
         deleted_nets = [a.name for a in actions if a.verb == "delete" and "net" in a.types]
         host_ends = self._host_veth_ends(deleted_nets) if deleted_nets else {}
+        self.log = UndoLog()        # this run's steps only
         try:
-            for action in actions:
-                getattr(self, "_" + action.verb)(action)
-            self._wait_gone(host_ends)
-        except (OSError, NslabError) as err:
-            undone, errors = [], []
-            for description, undo in reversed(self.undo):
-                try:
-                    undo()
-                    undone.append(description)
-                except (OSError, NslabError) as undo_err:
-                    errors.append("%s: %s" % (description, undo_err))
-            raise ApplyError(err, [], undone, errors)
+            with self.log.guard():
+                for action in actions:
+                    # Each handler records its action, with the undo of a creation.
+                    self.handlers[action.verb](action)
+                self._wait_gone(host_ends)
         finally:
             release_private_root(self.store.root)
 
@@ -462,7 +466,7 @@ class NamespaceApplier:
             self.save(rec)
             remove_empty_dirs(os.path.dirname(self.store.path(self.store.lab, name, "uts")),
                               self.store.root)
-        self.undo.append((action.summary, undo))
+        self.log.record(action.summary, undo)
 
     def _adopt(self, action):
         record = self.record(action.name)
@@ -472,6 +476,7 @@ class NamespaceApplier:
         if "net" in action.types:
             record["net_tagged"] = True
         self.save(record)
+        self.log.record(action.summary)
 
     def _tag(self, action):
         tag = alias_for(self.store.lab, NETNS_ROLE)
@@ -480,14 +485,16 @@ class NamespaceApplier:
         record = self.record(action.name)
         record["net_tagged"] = True
         self.save(record)
+        self.log.record(action.summary)
 
     def _hostname(self, action):
         set_hostname(self.store.path(self.store.lab, action.name, "uts"), action.hostname)
         record = self.record(action.name)
         record["hostname"] = action.hostname
         self.save(record)
+        self.log.record(action.summary)
 
-    def _remove(self, action):
+    def _unbind_types(self, action):
         record = self.record(action.name)
         for nstype in action.types:
             unbind(self.store.path(self.store.lab, action.name, nstype))
@@ -496,10 +503,16 @@ class NamespaceApplier:
             record.pop("net_tagged", None)
         self.save(record)
 
+    def _remove(self, action):
+        # A namespace let go cannot be made again: done, with nothing to undo.
+        self._unbind_types(action)
+        self.log.record(action.summary)
+
     def _delete(self, action):
-        self._remove(action)
+        self._unbind_types(action)
         remove_empty_dirs(os.path.dirname(self.store.path(self.store.lab, action.name, "uts")),
                           self.store.root)
+        self.log.record(action.summary)
 
     def _host_veth_ends(self, names):
         """Host ends of veths whose peers live in the net namespaces ``names``: the kernel

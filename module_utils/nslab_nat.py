@@ -16,8 +16,9 @@ import ipaddress
 import json
 
 from ansible.module_utils.nslab_errors import CommandError
+from ansible.module_utils.nslab_paths import NFT_TABLE
 
-TABLE = "nslab"
+TABLE = NFT_TABLE
 CHAIN = "postrouting"
 FORWARD_SYSCTL = "/proc/sys/net/ipv4/ip_forward"
 
@@ -60,14 +61,11 @@ def plan_nat(wanted, current, lab, bridges):
              if c not in wanted and any(c.startswith("nslab:%s:%s:" % (lab, b)) for b in bridges)]
     if missing:
         # "add" is idempotent in nft: harmless when the table and chain exist.
-        lines += ["add table ip %s" % TABLE,
-                  "add chain ip %s %s { type nat hook postrouting priority srcnat; "
-                  "policy accept; }" % (TABLE, CHAIN)]
+        lines += _add_table()
     for comment in missing:
         bridge, subnet = wanted[comment]
         summaries.append("masquerade %s from bridge '%s' to the host's uplink" % (subnet, bridge))
-        lines.append('add rule ip %s %s ip saddr %s oifname != "%s" masquerade comment "%s"' % (
-            TABLE, CHAIN, subnet, bridge, comment))
+        lines.append(_add_rule(comment))
     for comment in stale:
         summaries.append("stop masquerading %s from bridge '%s'" % (
             comment.split(":")[3], comment.split(":")[2]))
@@ -75,6 +73,34 @@ def plan_nat(wanted, current, lab, bridges):
     if current and not missing and len(stale) == len(current):
         lines.append("delete table ip %s" % TABLE)
     return summaries, lines
+
+
+def _add_rule(comment):
+    _nslab, _lab, bridge, subnet = comment.split(":", 3)
+    return 'add rule ip %s %s ip saddr %s oifname != "%s" masquerade comment "%s"' % (
+        TABLE, CHAIN, subnet, bridge, comment)
+
+
+def _add_table():
+    return ["add table ip %s" % TABLE,
+            "add chain ip %s %s { type nat hook postrouting priority srcnat; "
+            "policy accept; }" % (TABLE, CHAIN)]
+
+
+def undo_nat(wanted, before, after, lab):
+    """The nft script that takes back a plan_nat script: ``wanted``, ``before`` (its
+    ``current``) and ``lab`` as given to plan_nat, ``after`` the table read after the
+    script ran. The rules it added are deleted (the table too when it holds nothing
+    else), and the lab's rules it deleted are added again (their comment says what they
+    were). Rules of other labs stay as they are."""
+    added = [c for c in after if c in wanted and c not in before]
+    if not before and len(added) == len(after):
+        return ["delete table ip %s" % TABLE] if after else []
+    lines = ["delete rule ip %s %s handle %d" % (TABLE, CHAIN, after[c]) for c in added]
+    gone = [c for c in before if c not in after and c.startswith("nslab:%s:" % lab)]
+    if gone:
+        lines += _add_table() + [_add_rule(c) for c in gone]
+    return lines
 
 
 def read_rules(runner, nft):

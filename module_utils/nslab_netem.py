@@ -30,12 +30,14 @@ it is reported with the device's name, never replaced or deleted.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ansible.module_utils.nslab_errors import ApplyError, CommandError
+from ansible.module_utils.nslab_errors import CommandError
 from ansible.module_utils.nslab_iproute import json_documents
+from ansible.module_utils.nslab_undo import UndoLog
 
 NSLAB_HANDLE = "4e53:"
 DEFAULT_HANDLE = "0:"
@@ -444,33 +446,33 @@ def plan_link(node_end, peer_end, netem, state="up"):
 
 # ---------------------------------------------------------------------------- apply
 
-def _undo(run, action, errors):
-    """Run an action's undo commands; a ``qdisc del`` followed by more commands may fail
-    (the half-done action had already removed the qdisc) without being an error."""
+def _undo(run, action):
+    """Run an action's undo commands, all of them; a ``qdisc del`` followed by more
+    commands may fail (the half-done action had already removed the qdisc) without being
+    an error. Raises the first real failure once every command was tried."""
+    failures = []
     for index, argv in enumerate(action.undo):
         try:
             run(action.netns, argv)
         except CommandError as err:
             if not (argv[1:3] == ["qdisc", "del"] and index + 1 < len(action.undo)):
-                errors.append(str(err))
+                failures.append(err)
+    if failures:
+        raise failures[0]
 
 
 def apply_actions(run, actions):
     """Run ``actions`` (one entry's) in order through ``run(netns, argv)``, which raises
     CommandError. On a failure, undo what was done, newest first (the failing action too
-    when part of it ran), and raise ApplyError naming what was done and undone."""
-    done = []
+    when part of it ran: it is recorded once its first command ran), and raise ApplyError
+    naming what was done and undone."""
+    log = UndoLog()
     for action in actions:
-        ran = 0
         try:
-            for argv in action.argv:
+            for index, argv in enumerate(action.argv):
                 run(action.netns, argv)
-                ran += 1
+                if index == 0:
+                    log.record(action.summary, functools.partial(_undo, run, action))
         except CommandError as err:
-            undone, errors = [], []
-            for old in reversed(done + ([action] if ran else [])):
-                _undo(run, old, errors)
-                undone.append(old.summary)
-            raise ApplyError(err, [a.summary for a in done], undone, errors)
-        done.append(action)
-    return done
+            raise log.fail(err)
+    return list(actions)

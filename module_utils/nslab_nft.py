@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import List, Tuple
 
 from ansible.module_utils.nslab_errors import CommandError
+from ansible.module_utils.nslab_paths import NFT_TABLE
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class Table:
     hook: str
 
 
-HOST_TABLE = Table("inet", "nslab", "input", "input")
-BRIDGE_TABLE = Table("bridge", "nslab", "prerouting", "prerouting")
+HOST_TABLE = Table("inet", NFT_TABLE, "input", "input")
+BRIDGE_TABLE = Table("bridge", NFT_TABLE, "prerouting", "prerouting")
 
 # The left-hand sides nslab's rules use, in nft syntax and as ``nft -j`` writes them.
 LEFTS = {
@@ -54,7 +55,6 @@ _LEFT_NAMES = dict((json.dumps(v, sort_keys=True), k) for k, v in LEFTS.items())
 
 ISOLATE = "isolate-host"
 PORT = "port"
-PORT_CHECKS = ("mac", "arp-mac", "arp-ip")
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ import socket
 import struct
 import tempfile
 
-from ansible.module_utils.nslab_errors import OwnershipError
+from ansible.module_utils.nslab_errors import OwnershipError, StateError
+from ansible.module_utils.nslab_paths import STATE_ROOT
 
 ALIAS_PREFIX = "nslab:"
-STATE_ROOT = "/run/nslab"
 NETNS_ROLE = "netns"
 
 # rtnetlink, as <linux/netlink.h> and <linux/rtnetlink.h> define it
@@ -144,13 +144,47 @@ def write_json_atomic(path, data):
 
 
 def read_json(path):
+    """The JSON document nslab wrote at ``path``, or None when there is no file. A file
+    that is not valid JSON is never taken for "no record": StateError names it."""
     try:
-        with open(path) as handle:
-            return json.load(handle)
+        with open(path, "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         return None
-    except ValueError:
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except ValueError as err:       # JSONDecodeError and UnicodeDecodeError
+        raise StateError(path, "is not valid JSON (%s)" % err)
+    if document is None:            # None means "no file" to every caller
+        raise StateError(path, "holds JSON null; expected an object")
+    return document
+
+
+JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+              type(None): "null"}
+
+
+def read_record(path, kind, lab, name=None):
+    """The record of nslab's ``kind`` at ``path`` (a JSON object naming ``lab`` and, when
+    given, ``name``), or None when there is no file. One that is not valid JSON, not an
+    object, or names another lab or object, raises StateError naming the path."""
+    record = read_json(path)
+    if record is None:
         return None
+    expected = "a %s record of lab '%s'%s" % (
+        kind, lab, " for '%s'" % name if name is not None else "")
+    if not isinstance(record, dict):
+        raise StateError(path, "holds a JSON %s, not an object; expected %s" % (
+            JSON_TYPES.get(type(record), "value"), expected))
+    found = dict((key, record.get(key)) for key in ("lab", "name"))
+    if found["lab"] != lab or (name is not None and found["name"] != name):
+        raise StateError(path, "is not nslab's %s (it names lab %s, name %s); expected %s" % (
+            kind, _quoted(found["lab"]), _quoted(found["name"]), expected))
+    return record
+
+
+def _quoted(value):
+    return "'%s'" % value if isinstance(value, str) else "%s" % json.dumps(value)
 
 
 def remove_empty_dirs(path, stop):

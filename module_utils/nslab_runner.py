@@ -4,10 +4,11 @@
 """The one command-runner layer: argv lists, ``LC_ALL=C``, JSON reads, ``ip -batch``.
 
 ``Runner`` wraps a ``run(argv, data=None) -> (rc, stdout, stderr)`` callable; modules pass
-``module.run_command`` (see ``nslab_ansible.runner_for``), tests and benchmarks pass a
-subprocess-based one. Namespaced commands go through ``nsenter --net=PATH``, never
-``ip -n``/``ip netns exec``, which copy every mount on each call (measured: 5 ms with one
-namespace, 18.5 ms with a thousand; nsenter stays at 4-6 ms).
+``module.run_command`` (see ``nslab_ansible.runner_for``); the command-line tools, the
+inventory plugin, tests and benchmarks pass ``subprocess_run``. Namespaced commands go
+through ``nsenter --net=PATH``, never ``ip -n``/``ip netns exec``, which copy every mount on
+each call (measured: 5 ms with one namespace, 18.5 ms with a thousand; nsenter stays at
+4-6 ms).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import subprocess
 
 from ansible.module_utils.nslab_errors import BatchError, CommandError
 from ansible.module_utils.nslab_iproute import json_documents, parse_links
+from ansible.module_utils.nslab_paths import NETNS_DIR
 
-NETNS_DIR = "/run/netns"
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
 
 
@@ -29,7 +30,8 @@ def netns_path(name):
 
 
 def subprocess_run(argv, data=None):
-    """A ``run`` callable for code that runs without Ansible (tests, bench)."""
+    """A ``run`` callable for code that runs outside a module: the command-line tools
+    (cli/nslab_cli.local_runner), the inventory plugin, tests and benchmarks."""
     env = dict(os.environ, LC_ALL="C", LANG="C")
     proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env)
     return proc.returncode, proc.stdout, proc.stderr

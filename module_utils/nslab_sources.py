@@ -48,7 +48,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ansible.module_utils.nslab_errors import NslabError
+from ansible.module_utils.nslab_errors import NslabError, SourceError
+from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, STATE_ROOT
 from ansible.module_utils.nslab_rootfs import (default_mirror, elf_interpreter,
                                                parse_apt_sources, parse_busybox_list,
                                                parse_loader_list)
@@ -64,16 +65,12 @@ SOURCE_OPTIONS = {
     "directory": ["path", "keep_setuid"],
 }
 VARIANTS = ["minbase", "buildd", "default"]
-DATA_ROOT = "/var/lib/nslab"
-CACHE_ROOT = "/var/cache/nslab"
-STATE_ROOT = "/run/nslab"
 # A directory source may not be one of these (nor /), nor inside the first group: host
 # configuration, kernel and device trees, and the runtime directory.
 HOST_TREES = ["/boot", "/dev", "/etc", "/proc", "/run", "/sys"]
 HOST_DIRS = HOST_TREES + ["/bin", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
                           "/mnt", "/opt", "/root", "/sbin", "/srv", "/tmp", "/usr", "/var",
                           "/var/lib", "/var/cache", "/var/log", "/var/tmp", "/usr/local"]
-JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Top-level directories that merged-/usr hosts make symlinks into /usr.
 MERGED_USR_LINKS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]
 MOUNT_POINTS = [("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("tmp", 0o1777)]
@@ -88,10 +85,6 @@ DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686":
 _SUITE_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _MIRROR_RE = re.compile(r"^(https?|file)://\S+$")
-
-
-class SourceError(NslabError):
-    """A base could not be built; the message names the source and why."""
 
 
 @dataclass
@@ -245,6 +238,14 @@ class SourceResolver:
         self.which = which
         self.cache_dir = cache_dir
         self.apt_dir = apt_dir
+        # source kind -> method: every kind in SOURCES, in one place.
+        self.resolvers = {
+            "busybox": self._busybox,
+            "host": self._host,
+            "debootstrap": self._debootstrap,
+            "tarball": self._tarball,
+            "directory": self._directory,
+        }
 
     def resolve(self, item, where):
         """Return (Source or None, problems) for one jail item's source options."""
@@ -255,7 +256,7 @@ class SourceResolver:
             for option in ("path", "binaries", "suite", "mirror", "variant", "include",
                            "keep_setuid")
             if item.get(option) and option not in SOURCE_OPTIONS[kind]]
-        source, more = getattr(self, "_" + kind)(item, where)
+        source, more = self.resolvers[kind](item, where)
         problems += more
         return (None if problems else source), problems
 
@@ -467,10 +468,18 @@ class RootfsBuilder:
     def __init__(self, run, which):
         self.runner = Runner(run)
         self.which = which
+        # source kind -> method: every kind in SOURCES, in one place.
+        self.builders = {
+            "busybox": self._busybox,
+            "host": self._host,
+            "debootstrap": self._debootstrap,
+            "tarball": self._tarball,
+            "directory": self._directory,
+        }
 
     def build(self, source, dest):
         """Fill ``dest``; return what was stripped from it (tarball, directory) or None."""
-        getattr(self, "_" + source.kind)(source, dest)
+        self.builders[source.kind](source, dest)
         stripped = None
         if source.kind in ("tarball", "directory"):
             stripped = strip_special(dest, source.spec.get("keep_setuid", False))

@@ -18,17 +18,13 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
-MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
@@ -70,10 +66,3 @@ def unshare(flags):
 def setns(fd, nstype=0):
     _check(libc().setns(fd, nstype), "setns")
 
-
-def pivot_root(new_root, put_old):
-    # No glibc wrapper exists; 155 is pivot_root on x86_64, 41 on aarch64.
-    number = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
-    if number is None:
-        raise OSError(38, "pivot_root: unsupported architecture %s" % os.uname().machine)
-    _check(libc().syscall(number, _b(new_root), _b(put_old)), "pivot_root", new_root)

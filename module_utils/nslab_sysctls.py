@@ -16,15 +16,11 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from ansible.module_utils.nslab_errors import NslabError
+from ansible.module_utils.nslab_errors import SysctlError
 from ansible.module_utils.nslab_syscalls import setns
 
 CLONE_NEWNET = 0x40000000
 PROC_SYS = "/proc/sys"
-
-
-class SysctlError(NslabError):
-    pass
 
 
 def sysctl_path(name):

@@ -47,6 +47,25 @@ class UndoLog:
         (the step is still reported as done)."""
         self._steps.append((description, undo))
 
+    def record_all(self, descriptions, undo):
+        """Note several finished steps that one call reverses (one process for all of
+        them): ``undo`` runs once, when the newest of them is undone. If it fails, none
+        of them counts as undone and each reports the failure."""
+        outcome = []                # [None] once run, or [the error]
+
+        def undo_once():
+            if not outcome:
+                try:
+                    undo()
+                except UNDO_ERRORS as err:
+                    outcome.append(err)
+                    raise
+                outcome.append(None)
+            elif outcome[0] is not None:
+                raise outcome[0]
+        for description in descriptions:
+            self.record(description, undo_once)
+
     @property
     def done(self):
         return [description for description, _undo in self._steps]

@@ -41,8 +41,6 @@ def test_every_unit_test_file_is_named_after_the_source_it_tests():
     misplaced = []
     for path in sorted((TESTS / "unit").rglob("test_*.py")):
         where = path.relative_to(TESTS / "unit").parts
-        if len(where) == 1 and path.name == "test_cgroups.py":
-            continue                    # being split by its owner (issue #14, cgsplit)
         stems = SOURCES[where[0]]() if len(where) == 2 and where[0] in SOURCES else []
         name = path.stem[len("test_"):]
         if not any(name == s or name.startswith(s + "_") for s in stems):

@@ -107,6 +107,8 @@ from ansible.utils.display import Display
 
 display = Display()
 
+# A copy of nslab_paths.STATE_ROOT: this plugin loads before nslab's module_utils are
+# importable (its test checks they agree).
 STATE_ROOT = "/run/nslab"
 # What nslab's names may look like (nslab_validate): no path separators, no dot-names.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -244,7 +244,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             if lab not in views:
                 self.display.warning("nslab inventory %s: lab '%s' has no node on this "
                                      "machine" % (path, lab))
-        from ansible.module_utils.nslab_topology import bridge_name, host_end_name
+        from ansible.module_utils.nslab_compile import bridge_name, host_end_name
         self.populate(inventory_of(views, socket.gethostname(), bridge_name, host_end_name))
 
     def populate(self, built):

@@ -10,11 +10,9 @@ import time
 
 import pytest
 
+from ansible.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
 from helpers.kernel import (ip_links, lab_cgroup_dirs, mounts_under, nft_rules, nsfs_mounts,
                             rule_chains, sh)
-
-STATE_ROOT = "/run/nslab"
-DATA_ROOT = "/var/lib/nslab"
 
 
 def remove_cgroup_tree(top):

@@ -8,7 +8,7 @@ from helpers.paths import ROOT
 
 def load_library_module(name):
     """library/<name>.py as a Python module, named ``<name>_module`` so that it never
-    shadows module_utils/<name>.py (nslab_topology and nslab_vxlan exist in both)."""
+    shadows module_utils/<name>.py (nslab_vxlan exists in both)."""
     spec = importlib.util.spec_from_file_location(name + "_module",
                                                   ROOT / "library" / (name + ".py"))
     module = importlib.util.module_from_spec(spec)

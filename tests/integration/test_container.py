@@ -2,6 +2,7 @@
 (/proc/<pid>/...) and from inside the container (its command writes what it saw)."""
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,8 @@ import pytest
 from helpers.capabilities import DEFAULT_CAPS
 from helpers.kernel import proc_children, proc_status, sh
 from helpers.lab import BUSYBOX_SKIP
+
+from ansible.module_utils.nslab_init import proc_start_time
 
 pytestmark = BUSYBOX_SKIP
 
@@ -244,6 +247,25 @@ def test_a_failed_start_leaves_nothing_and_says_why(lab, module, rootfs, netns):
     assert result["_status"] == "failed"
     assert "did not start" in result["msg"]
     assert not os.path.exists("/run/nslab/%s/containers" % lab.name)
+
+
+def test_a_failed_start_stops_the_containers_started_before_it(lab, module, rootfs, netns,
+                                                              tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(str(rootfs), str(broken), symlinks=True)
+    (broken / "tmp").rmdir()
+    (broken / "tmp").write_text("not a directory")  # /tmp cannot be mounted on: b fails
+    result = module("nslab_container", dict(lab=lab.name, containers=[
+        dict(name="a", rootfs=str(rootfs), netns=netns, command=["sleep", "100000"]),
+        dict(name="b", rootfs=str(broken), netns=netns, command=["sleep", "100000"])]))
+    assert result["_status"] == "failed" and "container 'b' did not start" in result["msg"]
+    assert "rolled back 1 step(s)" in result["msg"], result["msg"]
+    assert result["done"] == result["rolled_back"] == ["start container 'a'"]
+    record = json.load(open("/run/nslab/%s/containers/a.json" % lab.name))
+    assert record["running"] is False
+    # a's init is gone: no process runs with its recorded pid and start time
+    assert not os.path.exists("/proc/%d" % record["pid"]) or proc_start_time(
+        record["pid"]) != record["start_time"]
 
 
 def test_userns_makes_an_unprivileged_container(lab, module, netns):

@@ -9,7 +9,6 @@ Subnets: 10.213.184.0/22 (this test's share of the integration range).
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time

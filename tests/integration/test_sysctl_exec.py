@@ -62,6 +62,23 @@ def test_a_sysctl_that_is_not_the_namespaces_own_is_refused_and_nothing_is_writt
     assert other["_status"] == "failed" and "does not exist" in other["msg"], other
 
 
+def test_a_failure_in_a_later_namespace_puts_the_earlier_ones_back(lab, module):
+    first, second = lab.n("a"), lab.n("b")
+    for netns in (first, second):
+        module("nslab_namespace", dict(lab=lab.name, name=netns, types=["net"]))
+    # The kernel refuses a TTL of 0 (EINVAL) in the second namespace, after the first
+    # namespace's TTL was written.
+    result = module("nslab_sysctl", dict(lab=lab.name, namespaces=[
+        {"netns": first, "sysctls": {"net.ipv4.ip_default_ttl": 33}},
+        {"netns": second, "sysctls": {"net.ipv4.ip_default_ttl": 0}}]))
+    assert result["_status"] == "failed", result
+    assert "netns '%s'" % second in result["msg"] and "rolled back 1 step(s)" in result["msg"]
+    assert result["done"] == result["rolled_back"] == [
+        "set net.ipv4.ip_default_ttl to '33' in netns '%s' (was '64')" % first]
+    assert ns_sysctl(first, "net.ipv4.ip_default_ttl") == "64"
+    assert ns_sysctl(second, "net.ipv4.ip_default_ttl") == "64"
+
+
 @BUSYBOX_SKIP
 def test_exec_runs_once_per_start_through_the_door(lab, module, rootfs):
     assert module("nslab_container", dict(lab=lab.name, name="box", rootfs=str(rootfs),

@@ -26,7 +26,6 @@ import os
 import pathlib
 import re
 import secrets
-import shlex
 import subprocess
 import sys
 

@@ -29,3 +29,31 @@ def test_absent_still_needs_a_valid_lab_name():
     with pytest.raises(library.ValidationError) as err:
         library.compile_topology(type("Module", (), {"params": params})())
     assert str(err.value).startswith("topology.lab: lab name 'demo\\n' is invalid")
+
+
+def test_a_compile_error_is_a_user_error_naming_the_key():
+    library = load_library_module("nslab_topology")
+    topology = {"lab": "demo", "networks": {"lan": {"subnet": "10.213.168.0/30"}},
+                "nodes": dict((name, {"networks": ["lan"]}) for name in ("a", "b", "c"))}
+    params = {"topology": topology, "fleet": [], "host": None, "current": {},
+              "state": "present"}
+    library.host_addresses = lambda module: []
+    with pytest.raises(library.ValidationError) as err:
+        library.compile_topology(type("Module", (), {"params": params})())
+    assert str(err.value) == ("networks.lan: 10.213.168.0/30 has no free address left for "
+                              "node b")
+    assert err.value.details()["paths"] == ["networks.lan"]
+
+
+def test_a_bug_in_the_compiler_is_not_reported_as_a_user_error():
+    library = load_library_module("nslab_topology")
+    params = {"topology": {"lab": "demo", "nodes": {"a": {}}}, "fleet": [], "host": None,
+              "current": {}, "state": "present"}
+    library.host_addresses = lambda module: []
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug: int('x')")
+    library.compile_lab = broken
+    with pytest.raises(ValueError) as err:
+        library.compile_topology(type("Module", (), {"params": params})())
+    assert not isinstance(err.value, library.ValidationError)

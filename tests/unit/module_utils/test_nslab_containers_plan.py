@@ -1,12 +1,16 @@
 """Container planning, capability sets and process identity (pure logic)."""
 
+import errno
 import os
 
 import pytest
 
 from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
-from ansible.module_utils.nslab_containers import (ContainerSpec, ContainerState, cgroup_mounts,
+from ansible.module_utils.nslab_containers import (ContainerAction, ContainerError,
+                                                   ContainerManager, ContainerSpec,
+                                                   ContainerState, cgroup_mounts,
                                                    plan_containers, proc_start_time)
+from ansible.module_utils.nslab_errors import ApplyError
 from ansible.module_utils.nslab_mountinfo import parse_mountinfo
 from ansible.module_utils.nslab_init import CAPABILITIES, cap_masks, cap_numbers
 
@@ -113,3 +117,49 @@ def test_a_record_from_before_files_logs_and_seccomp_does_not_restart():
     spec.seccomp = "unconfined"
     assert plan(spec, state("a", old, running=True)) == [
         ("restart", "restart container 'a' (seccomp changed)")]
+
+
+class StartingManager(ContainerManager):
+    """ContainerManager with fake starts and stops: tests the undo of apply only."""
+
+    def __init__(self, fail_start=None, fail_stop=False):
+        super().__init__(store=None, layout=None)
+        self.fail_start, self.fail_stop, self.stopped = fail_start, fail_stop, []
+
+    def start_many(self, specs):
+        for spec in specs:
+            if spec.name == self.fail_start:
+                raise ContainerError("container '%s' did not start: injected" % spec.name)
+            self.started.append(spec)
+
+    def stop_many(self, specs):
+        if specs and self.fail_stop:
+            raise OSError(errno.EPERM, "Operation not permitted")
+        self.stopped.append([s.name for s in specs])
+
+    def remove_many(self, specs):
+        pass
+
+
+def starts(*names):
+    return [ContainerAction("start container '%s'" % n, "start", ContainerSpec(n, rootfs="/j"))
+            for n in names]
+
+
+def test_a_failed_start_stops_the_containers_this_run_started_at_once():
+    manager = StartingManager(fail_start="c")
+    with pytest.raises(ApplyError) as caught:
+        manager.apply(starts("a", "b", "c"))
+    assert manager.stopped == [[], ["a", "b"]]      # the run's stops, then one undo
+    assert caught.value.done == ["start container 'a'", "start container 'b'"]
+    assert caught.value.rolled_back == ["start container 'b'", "start container 'a'"]
+    assert "did not start: injected; rolled back 2 step(s)" in str(caught.value)
+
+
+def test_a_stop_that_fails_while_undoing_names_every_container_it_may_leave():
+    manager = StartingManager(fail_start="c", fail_stop=True)
+    with pytest.raises(ApplyError) as caught:
+        manager.apply(starts("a", "b", "c"))
+    assert caught.value.rolled_back == []
+    assert caught.value.rollback_errors == ["start container 'b': Operation not permitted",
+                                            "start container 'a': Operation not permitted"]

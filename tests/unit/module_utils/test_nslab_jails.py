@@ -247,3 +247,26 @@ def test_a_changed_disk_rebuilds_the_jail():
     assert actions[0].summary == (
         "remove jail 'a' to rebuild it as an overlay of base %s with a 64 MiB disk (was an "
         "overlay of %s); its writable layer is discarded" % (source.base_id, source.base_id))
+
+
+def test_every_verb_a_plan_makes_has_a_handler():
+    applier = JailApplier(JailStore("demo"), StubBuilder(), run=None)
+    # The verbs JailAction documents; a new verb must be added to the table.
+    assert set(applier.handlers) == {"restrict", "build", "remove", "unmount", "create",
+                                     "migrate", "mount", "release"}
+
+
+def test_done_names_the_actions_finished_before_the_failure(tmp_path, monkeypatch):
+    store = JailStore("demo", root=str(tmp_path))
+    source = busybox()
+    jail = JailSpec("a", "present", source, True, None, source.base_id, store.rootfs(source))
+    actions = plan_jails([jail], lab(requested=["a"]), store)
+
+    def failing_mount(*args, **kwargs):
+        raise OSError(22, "mount: Invalid argument (injected)")
+    monkeypatch.setattr(nslab_jails, "mount_jail", failing_mount)
+    with pytest.raises(ApplyError) as failure:
+        JailApplier(store, StubBuilder(), run=None).apply(actions)
+    # The jail's directory was made before its mount failed: done, and undone.
+    assert failure.value.done == [a.summary for a in actions]
+    assert failure.value.details()["rollback_errors"] == []

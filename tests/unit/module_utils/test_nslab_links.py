@@ -162,6 +162,30 @@ def test_nat_rules_are_planned_per_subnet_and_removed_with_their_bridge():
     assert lines == ["delete rule ip nslab postrouting handle 4", "delete table ip nslab"]
 
 
+def test_nat_undo_puts_the_table_back_as_it_was():
+    from ansible.module_utils.nslab_nat import rule_comment, undo_nat
+
+    mine, gone = rule_comment("lab", "br0", "10.0.0.0/24"), rule_comment("lab", "br1",
+                                                                        "10.1.0.0/24")
+    other = rule_comment("other", "br9", "10.9.0.0/24")
+    wanted = {mine: ("br0", "10.0.0.0/24")}
+    # The table was made by the script: it goes as it came.
+    assert undo_nat(wanted, {}, {mine: 7}, "lab") == ["delete table ip nslab"]
+    assert undo_nat(wanted, {}, {}, "lab") == []
+    # ...unless another lab added a rule meanwhile: then only this run's rule goes.
+    assert undo_nat(wanted, {}, {mine: 7, other: 8}, "lab") == [
+        "delete rule ip nslab postrouting handle 7"]
+    # Added rules go by handle, the lab's deleted ones come back; other labs' rules are
+    # theirs (one deleted meanwhile is not made again).
+    lines = undo_nat(wanted, {other: 5, gone: 6, other + "x": 9}, {other: 5, mine: 7}, "lab")
+    assert lines[0] == "delete rule ip nslab postrouting handle 7"
+    assert lines[1:3] == ["add table ip nslab", "add chain ip nslab postrouting { type nat "
+                          "hook postrouting priority srcnat; policy accept; }"]
+    assert lines[3] == ('add rule ip nslab postrouting ip saddr 10.1.0.0/24 oifname != "br1" '
+                        'masquerade comment "nslab:lab:br1:10.1.0.0/24"')
+    assert len(lines) == 4
+
+
 def test_nat_rules_are_parsed_from_nft_json():
     from ansible.module_utils.nslab_nat import parse_rules
 

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from ansible.module_utils.nslab_lock import LabLock, LabLockedError, lock_path
+from ansible.module_utils.nslab_errors import LabLockedError
+from ansible.module_utils.nslab_lock import LabLock, lock_path
 
 
 def hold(root, seconds, ready):

@@ -1,10 +1,16 @@
 """mountinfo parsing and namespace planning (pure)."""
 
+import errno
+import os
+import pathlib
+
 import pytest
 
-from ansible.module_utils.nslab_errors import OwnershipError
+from ansible.module_utils import nslab_namespaces
+from ansible.module_utils.nslab_errors import ApplyError, OwnershipError
 from ansible.module_utils.nslab_mountinfo import mount_points, parse_mountinfo
-from ansible.module_utils.nslab_namespaces import (NamespaceSpec, NamespaceState, NamespaceStore,
+from ansible.module_utils.nslab_namespaces import (NamespaceAction, NamespaceApplier,
+                                                   NamespaceSpec, NamespaceState, NamespaceStore,
                                                    plan_namespaces)
 
 from helpers.paths import UNIT_FIXTURES as FIXTURES
@@ -98,3 +104,43 @@ def test_plan_tags_a_recorded_netns_made_before_tags_once():
                            "demo")[0].verb == "delete"
     assert plan_namespaces([NamespaceSpec("x", ["net"])], {"x": state("x", types=["net"])},
                            "demo") == []
+
+
+def fake_kernel(monkeypatch, fail_for):
+    """unshare_and_bind writes plain files (a fake inode each) and fails for the name
+    ``fail_for``; unbind deletes them: the applier's undo logic without a kernel."""
+    def unshare_and_bind(types, targets, hostname=None, private_root=None, net_tag=None):
+        if any(os.path.basename(os.path.dirname(t)) == fail_for or t.endswith("/" + fail_for)
+               for t in targets.values()):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        inodes = {}
+        for nstype, target in targets.items():
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            pathlib.Path(target).write_text("")
+            inodes[nstype] = os.stat(target).st_ino
+        return inodes
+    monkeypatch.setattr(nslab_namespaces, "unshare_and_bind", unshare_and_bind)
+    monkeypatch.setattr(nslab_namespaces, "unbind", os.unlink)
+    monkeypatch.setattr(nslab_namespaces, "ensure_private_root", lambda root: None)
+    monkeypatch.setattr(nslab_namespaces, "release_private_root", lambda root: None)
+
+
+def test_a_failed_creation_undoes_the_earlier_ones_and_reports_every_action(tmp_path,
+                                                                           monkeypatch):
+    fake_kernel(monkeypatch, fail_for="b")
+    store = NamespaceStore("demo", root=str(tmp_path / "run"), netns_dir=str(tmp_path / "netns"))
+    actions = [NamespaceAction("create uts namespace 'a'", "create", "a", ["uts"]),
+               NamespaceAction("create uts namespace 'b'", "create", "b", ["uts"])]
+    with pytest.raises(ApplyError) as caught:
+        NamespaceApplier(store).apply(actions)
+    assert caught.value.done == ["create uts namespace 'a'"]
+    assert caught.value.rolled_back == ["create uts namespace 'a'"]
+    assert "No space left on device; rolled back 1 step(s)" in str(caught.value)
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert leftovers == []         # no bind file, no record
+
+
+def test_every_verb_a_plan_makes_has_a_handler():
+    applier = NamespaceApplier(NamespaceStore("demo"))
+    # The verbs NamespaceAction documents; a new verb must be added to the table.
+    assert set(applier.handlers) == {"adopt", "tag", "create", "remove", "hostname", "delete"}

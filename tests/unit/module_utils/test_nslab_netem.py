@@ -317,6 +317,8 @@ def test_a_failed_add_after_delete_restores_the_old_netem():
                      "tc qdisc add dev va root handle 4e53: netem delay 100ms reorder 25% "
                      "corrupt 0.1% rate 10mbit"]
     assert caught.value.rollback_errors == []
+    # Half of the action ran (the delete): it is reported done, and undone.
+    assert caught.value.done == caught.value.rolled_back == [actions[0].summary]
 
 
 def test_a_failure_of_the_first_command_undoes_nothing():

@@ -56,7 +56,8 @@ def test_bridge_steps_get_their_own_batch_and_rollback():
         apply_plan(runner, actions)
     assert runner.calls[-3] == ("ns", ["bridge fdb del 00:00:00:00:00:00 dev vx dst 192.0.2.2"],
                                 True)
-    assert "bridge fdb del 00:00:00:00:00:00 dev vx dst 192.0.2.2 (netns ns)" in \
+    # rolled_back names the steps undone (as done does), not their undo lines.
+    assert "bridge fdb append 00:00:00:00:00:00 dev vx dst 192.0.2.2 (netns ns)" in \
         err.value.rolled_back
 
 
@@ -74,7 +75,61 @@ def test_failure_in_the_middle_of_a_batch_keeps_the_steps_before_it():
     with pytest.raises(ApplyError) as err:
         apply_plan(runner, plan())
     assert runner.calls[-1] == (None, ["link del a"], True)
-    assert err.value.rolled_back == ["ip link del a"]
+    assert err.value.done == ["ip link add a"]
+    assert err.value.rolled_back == ["ip link add a"]
+
+
+def test_done_lists_every_finished_line_and_undo_costs_one_process_per_batch():
+    runner = FakeRunner(fail_on="link set b up")
+    with pytest.raises(ApplyError) as err:
+        apply_plan(runner, plan())
+    assert err.value.done == ["ip link add a", "ip link add c", "ip addr add x dev b (netns ns)"]
+    assert err.value.rolled_back == ["ip addr add x dev b (netns ns)", "ip link add c",
+                                     "ip link add a"]
+    assert runner.calls[-2:] == [("ns", ["addr del x dev b"], True),
+                                 (None, ["link del c", "link del a"], True)]
+
+
+class FailingUndoRunner(FakeRunner):
+    """Applies every line; an undo batch (force) fails on the lines in ``undo_fails``,
+    reporting each as ip -force -batch does."""
+
+    def __init__(self, fail_on, undo_fails):
+        super().__init__(fail_on)
+        self.undo_fails = undo_fails
+
+    def ip_batch(self, commands, netns=None, force=False, tool="ip"):
+        if not force:
+            return super().ip_batch(commands, netns, force, tool)
+        self.calls.append((netns, [" ".join(c) for c in commands], force))
+        failed = [i for i, c in enumerate(commands) if " ".join(c) in self.undo_fails]
+        if failed:
+            stderr = "".join('Cannot find device "x"\nCommand failed -:%d\n' % (i + 1)
+                             for i in failed)
+            raise BatchError(["ip", "-force"], 1, stderr, failed[0],
+                             [" ".join(c) for c in commands])
+
+
+def test_an_undo_line_that_fails_is_reported_and_the_others_count_as_undone():
+    runner = FailingUndoRunner("addr add x dev b", {"link del c"})
+    with pytest.raises(ApplyError) as err:
+        apply_plan(runner, plan())
+    assert runner.calls[-1] == (None, ["link del c", "link del a"], True)
+    assert err.value.rolled_back == ["ip link add a"]
+    assert len(err.value.rollback_errors) == 1
+    assert err.value.rollback_errors[0].startswith("ip link add c: 'ip link del c' failed")
+    assert "rolled back 1 step(s), but could not undo: ip link add c" in str(err.value)
+
+
+def test_a_callers_log_undoes_the_plan_after_a_later_failure():
+    runner = FakeRunner()
+    log = apply_plan(runner, plan())
+    err = log.fail(OSError(5, "Input/output error"))
+    assert err.rolled_back == ["ip link set b up (netns ns)", "ip addr add x dev b (netns ns)",
+                               "ip link add c", "ip link add a"]
+    assert runner.calls[-3:] == [("ns", ["link set b down"], True),
+                                 ("ns", ["addr del x dev b"], True),
+                                 (None, ["link del c", "link del a"], True)]
 
 
 def test_runner_reports_the_failing_batch_line():

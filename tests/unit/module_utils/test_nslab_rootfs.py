@@ -267,3 +267,10 @@ def test_debootstrap_needs_a_suite_a_mirror_and_the_tool_or_a_cache(tmp_path):
     assert source.spec["mirror"] == "http://m.example/debian" and source.spec["variant"] == \
         "minbase"
     assert source.cache == str(tmp_path / "cache" / "debootstrap" / (source.base_id + ".tar"))
+
+
+def test_every_source_kind_has_a_resolver_and_a_builder():
+    from ansible.module_utils.nslab_sources import SOURCES, RootfsBuilder
+    run = which = None
+    assert set(SourceResolver(run, which).resolvers) == set(SOURCES)
+    assert set(RootfsBuilder(run, which).builders) == set(SOURCES)

@@ -66,3 +66,26 @@ def test_an_undo_that_has_a_bug_is_not_swallowed():
     log.record("step", lambda: {}["missing"])
     with pytest.raises(KeyError):
         log.fail(OSError(errno.EIO, "I/O error"))
+
+
+def test_record_all_runs_one_undo_for_several_steps():
+    runs = []
+    log = UndoLog()
+    log.record("create a", lambda: runs.append("a"))
+    log.record_all(["start b", "start c"], lambda: runs.append("b+c"))
+    err = log.fail(OSError(errno.EIO, "Input/output error"))
+    assert runs == ["b+c", "a"]
+    assert err.done == ["create a", "start b", "start c"]
+    assert err.rolled_back == ["start c", "start b", "create a"]
+
+
+def test_record_all_reports_each_step_when_its_undo_fails():
+    def stuck():
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    log = UndoLog()
+    log.record_all(["start b", "start c"], stuck)
+    err = log.fail(OSError(errno.EIO, "Input/output error"))
+    assert err.rolled_back == []
+    assert err.rollback_errors == ["start c: Operation not permitted",
+                                   "start b: Operation not permitted"]

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: nslab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planner for VXLAN devices: one layer-2 segment stretched over several hosts.
+"""Planner for VXLAN tunnels (the devices library/nslab_vxlan makes): one layer-2 segment
+stretched over several hosts.
 
 Unicast only, with head-end replication: every peer host is an all-zero forwarding entry
 (``bridge fdb append 00:00:00:00:00:00 dev VX dst PEER``), so broadcast, unknown unicast

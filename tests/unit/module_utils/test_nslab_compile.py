@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_topology import compile_lab, short_ifname, validate
+from ansible.module_utils.nslab_compile import compile_lab, short_ifname, validate
 
 DEMO = {
     "lab": "demo",

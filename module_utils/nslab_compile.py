@@ -25,15 +25,16 @@ import re
 from ansible.module_utils.nslab_cgroup_values import IO_LIMITS, block_device, parse_limits, \
     parse_size
 from ansible.module_utils.nslab_cgroup_vocab import KEYS as CGROUP_KEYS
+from ansible.module_utils.nslab_errors import TopologyError
 from ansible.module_utils.nslab_init import CAPABILITIES
 from ansible.module_utils.nslab_netem import netem_problems
-from ansible.module_utils.nslab_ports import lab_clash_problems, parse_port, port_problems
+from ansible.module_utils.nslab_paths import CACHE_ROOT, DATA_ROOT, STATE_ROOT
+from ansible.module_utils.nslab_publish import lab_clash_problems, parse_port, port_problems
 from ansible.module_utils.nslab_sources import _MIRROR_RE as MIRROR_RE, \
-    _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, CACHE_ROOT, DATA_ROOT, SOURCE_OPTIONS, \
-    SOURCES, VARIANTS
+    _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, SOURCE_OPTIONS, SOURCES, VARIANTS
+from ansible.module_utils.nslab_tunnels import MAX_VNI, OVERHEAD
 from ansible.module_utils.nslab_validate import IFNAMSIZ, abspath_problem, hostname_problem, \
     ifname_problem, lab_problem, mtu_problem
-from ansible.module_utils.nslab_vxlan import MAX_VNI, OVERHEAD
 
 TOP_KEYS = {"lab", "description", "defaults", "networks", "nodes", "links"}
 DEFAULT_KEYS = {"jail", "limits", "command", "env", "cap_add", "cap_drop", "disk"}
@@ -643,7 +644,7 @@ NODE_KEYS = NODE_KEYS | {"ports"}
 
 
 def ports_problems(nodes, subnets):
-    """The ``ports`` of every node: syntax and ranges (nslab_ports' parser), a node with
+    """The ``ports`` of every node: syntax and ranges (nslab_publish's parser), a node with
     ports but no IPv4 address to lead them to (its first network's), and a
     HOST_IP:HOST_PORT/proto published twice in the lab."""
     problems, published = [], []
@@ -695,9 +696,24 @@ def validate(topology, host_addresses=(), resolve=block_device):
     ``host_addresses``: (interface, address/prefix) of the host's own addresses on
     interfaces nslab does not own; a lab subnet that meets one is refused. ``resolve``
     turns an io limit's device into MAJOR:MINOR on this host (nslab_cgroup's own)."""
-    problems = []
     if not isinstance(topology, dict):
         return [_wrong("topology", topology, "a mapping with lab, networks, nodes and links")]
+    problems = []
+    segments = []          # (where, subnet) of every network and link with a subnet
+    defaults_jail = _validate_top(topology, problems, resolve)
+    networks, subnets = _validate_networks(topology, problems, host_addresses, segments)
+    nodes, ifnames = _validate_nodes(topology, problems, resolve, defaults_jail, networks,
+                                     subnets)
+    links = _validate_links(topology, problems, host_addresses, nodes, ifnames, segments)
+    _validate_overlaps(segments, problems)
+    _validate_vnis(networks, links, problems)
+    problems.extend(_netkeys_problems(topology, subnets))
+    problems += ports_problems(nodes, subnets)
+    return _dedupe(problems)
+
+
+def _validate_top(topology, problems, resolve):
+    """The top-level keys, lab, description and defaults; returns the defaults' jail."""
     _unknown("topology", topology, TOP_KEYS, problems)
     problems.append(lab_problem("lab", topology.get("lab")))
     if "description" in topology and not isinstance(topology["description"], str):
@@ -706,13 +722,15 @@ def validate(topology, host_addresses=(), resolve=block_device):
                         "a mapping of what every node gets unless it says otherwise")
     _unknown("defaults", defaults, DEFAULT_KEYS, problems)
     _node_settings("defaults", defaults, problems, resolve)
-    defaults_jail = defaults.get("jail") if isinstance(defaults.get("jail"), dict) else {}
+    return defaults.get("jail") if isinstance(defaults.get("jail"), dict) else {}
 
+
+def _validate_networks(topology, problems, host_addresses, segments):
+    """The networks section; returns it (a mapping, {} if it is not one) and the valid
+    subnets by network name, and adds each subnet to ``segments``."""
     networks = _section("networks", topology.get("networks"), problems,
                         "a mapping of network name to {subnet: 10.213.1.0/24}")
-    # A section that is not a mapping is one problem, not one more per reference to it.
-    networks_known = isinstance(topology.get("networks"), (dict, type(None)))
-    subnets, segments = {}, []          # segments: (where, subnet) of networks and links
+    subnets = {}
     for name, net in networks.items():
         where = "networks.%s" % name
         _name(where, "network", name, problems)
@@ -731,12 +749,17 @@ def validate(topology, host_addresses=(), resolve=block_device):
             if key in net:
                 _bool("%s.%s" % (where, key), net[key], problems)
         problems.append(mtu_problem(where + ".mtu", net.get("mtu")))
+    return networks, subnets
 
+
+def _validate_nodes(topology, problems, resolve, defaults_jail, networks, subnets):
+    """The nodes section; returns it and the interface names each node already has."""
     nodes = _section("nodes", topology.get("nodes"), problems,
                      "a mapping of node name to its settings")
-    nodes_known = isinstance(topology.get("nodes"), (dict, type(None)))
-    if not nodes and nodes_known:
+    if not nodes and isinstance(topology.get("nodes"), (dict, type(None))):
         problems.append("nodes: the lab has no nodes; expected at least one")
+    # A section that is not a mapping is one problem, not one more per reference to it.
+    networks_known = isinstance(topology.get("networks"), (dict, type(None)))
     used = {}    # (network, ip) -> node
     ifnames = {}
     for name, node in nodes.items():
@@ -758,60 +781,83 @@ def validate(topology, host_addresses=(), resolve=block_device):
                                          subnets, networks if networks_known else None,
                                          used, problems)
         ifnames[name] = set(["lo"] + ["eth%d" % i for i in range(len(joined or []))])
+    return nodes, ifnames
 
+
+def _validate_links(topology, problems, host_addresses, nodes, ifnames, segments):
+    """The links section; returns it (a list, [] if it is not one), adds each link's
+    subnet to ``segments`` and each endpoint's interface to ``ifnames``."""
     links = topology.get("links")
     if links is None:
-        links = []
-    elif not isinstance(links, list):
+        return []
+    if not isinstance(links, list):
         problems.append(_wrong("links", links, "a list of links like [a:eth1, b:eth1]"))
-        links = []
+        return []
+    nodes_known = isinstance(topology.get("nodes"), (dict, type(None)))
     for index, link in enumerate(links):
-        where = "links[%d]" % index
-        if isinstance(link, dict):
-            _unknown(where, link, LINK_KEYS, problems)
-            if link.get("subnet") is not None:
-                subnet = _subnet(where + ".subnet", link["subnet"], problems, host_addresses)
-                if subnet is not None:
-                    segments.append((where, subnet))
-            problems.append(mtu_problem(where + ".mtu", link.get("mtu")))
-            ends, ends_where = link.get("endpoints"), where + ".endpoints"
-        elif isinstance(link, list):
-            ends, ends_where = link, where
-        else:
-            problems.append(_wrong(where, link, "two endpoints like [a:eth1, b:eth1] or "
-                                   "{endpoints: [a:eth1, b:eth1], subnet: 10.213.9.0/30}"))
-            continue
-        if (not isinstance(ends, list) or len(ends) != 2
-                or not all(isinstance(e, str) for e in ends)):
-            problems.append(_wrong(ends_where, ends, "two endpoints like [node1:eth1, "
-                                   "node2:eth1]"))
-            continue
-        for end in ends:
-            node, sep, ifname = end.partition(":")
-            if not sep:
-                problems.append("%s: '%s' has no interface; expected node:ifname like "
-                                "a:eth1" % (where, end))
-            elif node not in nodes:
-                if nodes_known:
-                    problems.append("%s: unknown node '%s' in '%s'" % (where, node, end))
-            elif ifname_problem(where, ifname) or not IFNAME_RE.fullmatch(ifname):
-                problems.append("%s: interface '%s' in '%s' is invalid; expected node:ifname "
-                                "with 1-15 characters of A-Z, a-z, 0-9, '_', '.' and '-'" % (
-                                    where, ifname, end))
-            elif ifname in ifnames.get(node, set()):
-                problems.append("%s: interface %s of node %s is already used" % (
-                    where, ifname, node))
-            else:
-                ifnames.setdefault(node, set()).add(ifname)
-        if ends[0].partition(":")[0] == ends[1].partition(":")[0]:
-            problems.append("%s: both ends are on node %s; expected two different nodes" % (
-                where, ends[0].partition(":")[0]))
+        _validate_link("links[%d]" % index, link, problems, host_addresses, nodes,
+                       nodes_known, ifnames, segments)
+    return links
+
+
+def _validate_link(where, link, problems, host_addresses, nodes, nodes_known, ifnames,
+                   segments):
+    if isinstance(link, dict):
+        _unknown(where, link, LINK_KEYS, problems)
+        if link.get("subnet") is not None:
+            subnet = _subnet(where + ".subnet", link["subnet"], problems, host_addresses)
+            if subnet is not None:
+                segments.append((where, subnet))
+        problems.append(mtu_problem(where + ".mtu", link.get("mtu")))
+        ends, ends_where = link.get("endpoints"), where + ".endpoints"
+    elif isinstance(link, list):
+        ends, ends_where = link, where
+    else:
+        problems.append(_wrong(where, link, "two endpoints like [a:eth1, b:eth1] or "
+                               "{endpoints: [a:eth1, b:eth1], subnet: 10.213.9.0/30}"))
+        return
+    if (not isinstance(ends, list) or len(ends) != 2
+            or not all(isinstance(e, str) for e in ends)):
+        problems.append(_wrong(ends_where, ends, "two endpoints like [node1:eth1, "
+                               "node2:eth1]"))
+        return
+    for end in ends:
+        _validate_endpoint(where, end, problems, nodes, nodes_known, ifnames)
+    if ends[0].partition(":")[0] == ends[1].partition(":")[0]:
+        problems.append("%s: both ends are on node %s; expected two different nodes" % (
+            where, ends[0].partition(":")[0]))
+
+
+def _validate_endpoint(where, end, problems, nodes, nodes_known, ifnames):
+    node, sep, ifname = end.partition(":")
+    if not sep:
+        problems.append("%s: '%s' has no interface; expected node:ifname like "
+                        "a:eth1" % (where, end))
+    elif node not in nodes:
+        if nodes_known:
+            problems.append("%s: unknown node '%s' in '%s'" % (where, node, end))
+    elif ifname_problem(where, ifname) or not IFNAME_RE.fullmatch(ifname):
+        problems.append("%s: interface '%s' in '%s' is invalid; expected node:ifname "
+                        "with 1-15 characters of A-Z, a-z, 0-9, '_', '.' and '-'" % (
+                            where, ifname, end))
+    elif ifname in ifnames.get(node, set()):
+        problems.append("%s: interface %s of node %s is already used" % (
+            where, ifname, node))
+    else:
+        ifnames.setdefault(node, set()).add(ifname)
+
+
+def _validate_overlaps(segments, problems):
+    """No two subnets of one family may overlap."""
     for position, (where, subnet) in enumerate(segments):
         for other, other_subnet in segments[:position]:
             if subnet.version == other_subnet.version and subnet.overlaps(other_subnet):
                 problems.append("%s.subnet: %s overlaps %s (%s); expected subnets of their "
                                 "own" % (where, subnet, other, other_subnet))
 
+
+def _validate_vnis(networks, links, problems):
+    """Explicit VNIs: in range, each used once."""
     vnis = [("networks.%s.vni" % n, v.get("vni")) for n, v in networks.items()
             if isinstance(v, dict)]
     vnis += [("links[%d].vni" % i, l.get("vni")) for i, l in enumerate(links)
@@ -827,9 +873,6 @@ def validate(topology, host_addresses=(), resolve=block_device):
             problems.append("%s: VNI %d is already used by %s" % (where, vni, seen[vni]))
         else:
             seen[vni] = where
-    problems.extend(_netkeys_problems(topology, subnets))
-    problems += ports_problems(nodes, subnets)
-    return _dedupe(problems)
 
 
 def gateway(subnet):
@@ -940,7 +983,7 @@ def place(topology, fleet, record=None):
             placement[name] = where
             load[where] += 1
     if problems:
-        raise ValueError("; ".join(problems))
+        raise TopologyError(problems)
     for name in nodes:
         if name not in placement:
             where = min(reachable, key=lambda h: (load[h], hosts.index(h)))
@@ -951,7 +994,7 @@ def place(topology, fleet, record=None):
 
 def underlay_mtu(fleet):
     """The MTU every stretched segment gets: the smallest underlay MTU of the fleet minus
-    what VXLAN adds (50 bytes over IPv4, 70 over IPv6). Raises ValueError naming every
+    what VXLAN adds (50 bytes over IPv4, 70 over IPv6). Raises TopologyError naming every
     host whose underlay is unknown."""
     problems, mtus, families = [], [], set()
     for member in fleet:
@@ -974,7 +1017,7 @@ def underlay_mtu(fleet):
         problems.append("fleet: the hosts' underlay addresses mix IPv4 and IPv6; expected "
                         "one family")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise TopologyError(problems)
     return min(mtus)
 
 
@@ -987,7 +1030,7 @@ def newest_record(fleet):
 
 def with_recorded_underlays(fleet, record):
     """The fleet with each unreachable host's state unknown (nothing of it is read) and its
-    underlay taken from ``record``. Raises ValueError naming every unreachable host that no
+    underlay taken from ``record``. Raises TopologyError naming every unreachable host that no
     record knows: its nodes and addresses could be anywhere."""
     known = (record or {}).get("hosts") or {}
     members, problems = [], []
@@ -1001,7 +1044,7 @@ def with_recorded_underlays(fleet, record):
             member = dict(member, current={}, underlay=known[member["name"]])
         members.append(member)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise TopologyError(problems)
     return members
 
 
@@ -1029,6 +1072,153 @@ def plan_record(compiled, fleet, previous):
     return dict(plan, generation=generation)
 
 
+class LabBuild:
+    """What compiling a lab for one host works from: the topology's sections, the fleet,
+    where every node runs (``placement``), the stretched MTU and the VNIs. Built once by
+    ``compile_lab``, read by each of its steps."""
+
+    def __init__(self, topology, current, fleet, host):
+        placed_here = not fleet        # no fleet: every node is built on this one host
+        self.record = newest_record(fleet or [])
+        if fleet:
+            fleet = with_recorded_underlays(fleet, self.record)
+            names = [m["name"] for m in fleet]
+            if host not in names:
+                raise TopologyError("host: '%s' is not one of the lab's hosts (%s)" % (
+                    host, ", ".join(names)))
+            current = next(m for m in fleet if m["name"] == host).get("current") or {}
+        else:
+            fleet = [{"name": host, "current": current or {}}]
+        self.topology, self.host, self.fleet = topology, host, fleet
+        self.current = current or {}
+        self.multi = len(fleet) > 1
+        self.lab = topology["lab"]
+        self.defaults = topology.get("defaults") or {}
+        self.networks = dict((n, v or {}) for n, v in (topology.get("networks") or {}).items())
+        self.subnets = dict((n, ipaddress.ip_network(str(v["subnet"])))
+                            for n, v in self.networks.items())
+        self.nodes = dict((n, v or {}) for n, v in topology["nodes"].items())
+        self.placement = (dict((n, host) for n in self.nodes) if placed_here
+                          else place(topology, fleet, self.record))
+        self.underlay = dict((m["name"], (m.get("underlay") or {}).get("address"))
+                             for m in fleet)
+        self.stretched_mtu = underlay_mtu(fleet) if self.multi else None
+        self.vnis = segment_vnis(topology) if self.multi else {}
+        self.bridge_hosts = self._bridge_hosts()
+
+    def _bridge_hosts(self):
+        """Bridges of a lab over several hosts: one per host that has a member of the
+        network (each gets an address of its own from the top of the subnet)."""
+        if not self.multi:
+            return dict((n, [self.host]) for n in self.networks)
+        return dict((n, [m["name"] for m in self.fleet if any(
+            self.placement[x] == m["name"] and n in _node_networks(self.nodes[x])
+            for x in self.nodes)]) for n in self.networks)
+
+    def mtu(self, spec, where):
+        """A segment's MTU: as given, or the stretched one in a lab over several hosts."""
+        stretched = self.stretched_mtu
+        if stretched and spec.get("mtu") and spec["mtu"] > stretched:
+            raise TopologyError("%s.mtu: %d does not fit in VXLAN over the hosts' underlay; "
+                                "expected at most %d" % (where, spec["mtu"], stretched))
+        return spec.get("mtu") or stretched
+
+    def current_addresses(self, name):
+        """Node ``name``'s addresses where it runs now (its host first): kept, sticky."""
+        netns = netns_name(self.lab, name)
+        ordered = sorted(self.fleet, key=lambda m: m["name"] != self.placement[name])
+        for member in ordered:
+            found = ((member.get("current") or {}).get("netns_addresses") or {}).get(netns)
+            if found:
+                return found
+        return ()
+
+
+class AddressPlan:
+    """Every node's address on each of its networks and, over several hosts, every
+    bridge's, lab-wide: given ones, then kept ones (current, then recorded), then new
+    ones, so nobody's address goes to a newcomer."""
+
+    def __init__(self, build):
+        self.build = build
+        self.taken = dict((n, set()) for n in build.subnets)
+        self.nodes = {}       # (node, net) -> ip
+        self.bridges = {}     # (host, net) -> ip
+        self._given()
+        self._node_kept(lambda name, net: build.current_addresses(name))
+        self._node_kept(self._recorded)
+        if build.multi:
+            self._bridges_kept()
+        self._node_new()
+        if build.multi:
+            self._bridges_new()
+
+    def _take(self, table, key, ip):
+        table[key] = ip
+        self.taken[key[1]].add(ip)
+
+    def _given(self):
+        for name, node in self.build.nodes.items():
+            for net, address in _node_networks(node).items():
+                if address is not None:
+                    self._take(self.nodes, (name, net), ipaddress.ip_address(str(address)))
+
+    def _recorded(self, name, net):
+        """A node whose host is unreachable, or lost it, keeps its recorded address."""
+        recorded = (self.build.record or {}).get("nodes") or {}
+        have = ((recorded.get(name) or {}).get("addresses") or {}).get(net)
+        return [have] if have else []
+
+    def _node_kept(self, candidates):
+        subnets = self.build.subnets
+        for name, node in self.build.nodes.items():
+            for net in _node_networks(node):
+                if (name, net) in self.nodes:
+                    continue
+                ip = keep_current(subnets[net], self.taken[net], candidates(name, net))
+                if ip is not None:
+                    self._take(self.nodes, (name, net), ip)
+
+    def _bridges_kept(self):
+        build = self.build
+        recorded_networks = (build.record or {}).get("networks") or {}
+        for net in build.networks:
+            for member in build.fleet:
+                if member["name"] not in build.bridge_hosts[net]:
+                    continue
+                have = [a for b in (member.get("current") or {}).get("bridges") or []
+                        if b.get("name") == bridge_name(build.lab, net)
+                        for a in b.get("addresses")]
+                recorded_bridge = recorded_networks.get(net, {}).get("bridge_addresses") or {}
+                if member["name"] in recorded_bridge:    # after the one it has, if any
+                    have.append(recorded_bridge[member["name"]])
+                ip = keep_current(build.subnets[net], self.taken[net], have)
+                if ip is not None:
+                    self._take(self.bridges, (member["name"], net), ip)
+
+    def _node_new(self):
+        subnets = self.build.subnets
+        for name, node in self.build.nodes.items():
+            for net in _node_networks(node):
+                if (name, net) not in self.nodes:
+                    ip = lowest_free(subnets[net], self.taken[net])
+                    if ip is None:
+                        raise TopologyError("networks.%s: %s has no free address left for "
+                                            "node %s" % (net, subnets[net], name))
+                    self._take(self.nodes, (name, net), ip)
+
+    def _bridges_new(self):
+        subnets = self.build.subnets
+        for net in self.build.networks:
+            for where in self.build.bridge_hosts[net]:
+                if (where, net) not in self.bridges:
+                    ip = highest_free(subnets[net], self.taken[net])
+                    if ip is None:
+                        raise TopologyError("networks.%s: %s has no free address left for "
+                                            "the bridge on host %s" % (net, subnets[net], where))
+                    self._take(self.bridges, (where, net), ip)
+
+
 def compile_lab(topology, current=None, fleet=None, host=None):
     """The objects each module converges for a valid topology, on one host.
 
@@ -1049,131 +1239,45 @@ def compile_lab(topology, current=None, fleet=None, host=None):
     ``cgroups``, ``hosts`` (name -> address, lab-wide, for /etc/hosts) and ``remove``;
     over several hosts also ``record`` (``plan_record``), for each host to keep.
     """
-    placed_here = not fleet        # no fleet: every node is built on this one host
-    record = newest_record(fleet or [])
-    if fleet:
-        fleet = with_recorded_underlays(fleet, record)
-        names = [m["name"] for m in fleet]
-        if host not in names:
-            raise ValueError("host: '%s' is not one of the lab's hosts (%s)" % (
-                host, ", ".join(names)))
-        current = next(m for m in fleet if m["name"] == host).get("current") or {}
-    else:
-        fleet = [{"name": host, "current": current or {}}]
-    current = current or {}
-    multi = len(fleet) > 1
-    lab = topology["lab"]
-    defaults = topology.get("defaults") or {}
-    networks = dict((n, v or {}) for n, v in (topology.get("networks") or {}).items())
-    subnets = dict((n, ipaddress.ip_network(str(v["subnet"]))) for n, v in networks.items())
-    nodes = dict((n, v or {}) for n, v in topology["nodes"].items())
-    placement = dict((n, host) for n in nodes) if placed_here else place(topology, fleet, record)
-    underlay = dict((m["name"], (m.get("underlay") or {}).get("address")) for m in fleet)
-    stretched_mtu = underlay_mtu(fleet) if multi else None
-    vnis = segment_vnis(topology) if multi else {}
-
-    def lab_mtu(spec, where):
-        """A segment's MTU: as given, or the stretched one in a lab over several hosts."""
-        if stretched_mtu and spec.get("mtu") and spec["mtu"] > stretched_mtu:
-            raise ValueError("%s.mtu: %d does not fit in VXLAN over the hosts' underlay; "
-                             "expected at most %d" % (where, spec["mtu"], stretched_mtu))
-        return spec.get("mtu") or stretched_mtu
-
-    # Where each node runs now: its addresses there are its current ones.
-    def current_addresses(name):
-        netns = netns_name(lab, name)
-        ordered = sorted(fleet, key=lambda m: m["name"] != placement[name])
-        for member in ordered:
-            found = ((member.get("current") or {}).get("netns_addresses") or {}).get(netns)
-            if found:
-                return found
-        return ()
-
-    # Bridges of a lab over several hosts: one per host that has a member of the network,
-    # each with an address of its own from the top of the subnet (unique lab-wide).
-    bridge_hosts = dict((n, [m["name"] for m in fleet if any(
-        placement[x] == m["name"] and n in _node_networks(nodes[x]) for x in nodes)])
-        for n in networks) if multi else dict((n, [host]) for n in networks)
-
-    taken = dict((n, set()) for n in subnets)
-    addresses = {}   # (node, net) -> ip
-    bridge_addresses = {}   # (host, net) -> ip
-    for name, node in nodes.items():
-        for net, address in _node_networks(node).items():
-            if address is not None:
-                addresses[(name, net)] = ipaddress.ip_address(str(address))
-                taken[net].add(addresses[(name, net)])
-    # Sticky first (nodes, then bridges), so nobody's address goes to a newcomer.
-    for name, node in nodes.items():
-        for net in _node_networks(node):
-            if (name, net) not in addresses:
-                ip = keep_current(subnets[net], taken[net], current_addresses(name))
-                if ip is not None:
-                    addresses[(name, net)] = ip
-                    taken[net].add(ip)
-    # Then the recorded ones: a node whose host is unreachable, or lost it, keeps its own.
-    recorded = (record or {}).get("nodes") or {}
-    recorded_networks = (record or {}).get("networks") or {}
-    for name, node in nodes.items():
-        for net in _node_networks(node):
-            have = ((recorded.get(name) or {}).get("addresses") or {}).get(net)
-            if (name, net) not in addresses and have:
-                ip = keep_current(subnets[net], taken[net], [have])
-                if ip is not None:
-                    addresses[(name, net)] = ip
-                    taken[net].add(ip)
-    if multi:
-        for net in networks:
-            for member in fleet:
-                if member["name"] not in bridge_hosts[net]:
-                    continue
-                have = [a for b in (member.get("current") or {}).get("bridges") or []
-                        if b.get("name") == bridge_name(lab, net) for a in b.get("addresses")]
-                recorded_bridge = recorded_networks.get(net, {}).get("bridge_addresses") or {}
-                if member["name"] in recorded_bridge:    # after the one it has, if any
-                    have.append(recorded_bridge[member["name"]])
-                ip = keep_current(subnets[net], taken[net], have)
-                if ip is not None:
-                    bridge_addresses[(member["name"], net)] = ip
-                    taken[net].add(ip)
-    for name, node in nodes.items():
-        for net in _node_networks(node):
-            if (name, net) not in addresses:
-                ip = lowest_free(subnets[net], taken[net])
-                if ip is None:
-                    raise ValueError("networks.%s: %s has no free address left for node %s" % (
-                        net, subnets[net], name))
-                addresses[(name, net)] = ip
-                taken[net].add(ip)
-    for net in networks:
-        for where in bridge_hosts[net] if multi else ():
-            if (where, net) not in bridge_addresses:
-                ip = highest_free(subnets[net], taken[net])
-                if ip is None:
-                    raise ValueError("networks.%s: %s has no free address left for the bridge "
-                                     "on host %s" % (net, subnets[net], where))
-                bridge_addresses[(where, net)] = ip
-                taken[net].add(ip)
-
-    result = {"lab": lab, "nodes": {}, "networks": {}, "links": [], "namespaces": [],
+    build = LabBuild(topology, current, fleet, host)
+    addresses = AddressPlan(build)
+    result = {"lab": build.lab, "nodes": {}, "networks": {}, "links": [], "namespaces": [],
               "bridges": [], "veths": [], "vxlans": [], "containers": [], "jails": [],
               "cgroups": [], "hosts": {}}
-    peers = [underlay[m["name"]] for m in fleet if m["name"] != host]
+    net_mtus = _compile_networks(result, build, addresses)
+    for name, node in build.nodes.items():
+        _compile_node(result, build, addresses, net_mtus, name, node)
+    for index, link in enumerate(topology.get("links") or []):
+        _compile_link(result, build, index, link)
+    _compile_netkeys(result, topology, build.subnets, build.placement, host)
+    _node_facts(result)
+    result["ports"] = compile_ports(build.lab, build.nodes, result, host)
+    result["remove"] = removals(result, build.current)
+    if build.multi:
+        result["record"] = plan_record(result, build.fleet, build.record)
+    return result
+
+
+def _compile_networks(result, build, addresses):
+    """Each network's report, and this host's bridge (and VXLAN over several hosts) for
+    it; returns each network's MTU."""
+    lab, host, multi = build.lab, build.host, build.multi
+    peers = [build.underlay[m["name"]] for m in build.fleet if m["name"] != host]
     net_mtus = {}
-    for net, spec in networks.items():
-        subnet = subnets[net]
-        net_mtus[net] = lab_mtu(spec, "networks.%s" % net)
-        report = {"hosts": bridge_hosts[net], "bridge": bridge_name(lab, net)}
+    for net, spec in build.networks.items():
+        subnet = build.subnets[net]
+        net_mtus[net] = build.mtu(spec, "networks.%s" % net)
+        report = {"hosts": build.bridge_hosts[net], "bridge": bridge_name(lab, net)}
         if multi:
-            report.update(vni=vnis[("network", net)], mtu=net_mtus[net],
+            report.update(vni=build.vnis[("network", net)], mtu=net_mtus[net],
                           vxlan=vxlan_name(lab, net),
                           bridge_addresses=dict(("%s" % h, "%s/%d" % (
-                              bridge_addresses[(h, net)], subnet.prefixlen))
-                              for h in bridge_hosts[net]))
+                              addresses.bridges[(h, net)], subnet.prefixlen))
+                              for h in build.bridge_hosts[net]))
         result["networks"][net] = report
-        if host not in bridge_hosts[net]:
+        if host not in build.bridge_hosts[net]:
             continue
-        address = bridge_addresses[(host, net)] if multi else gateway(subnet)
+        address = addresses.bridges[(host, net)] if multi else gateway(subnet)
         bridge = {"name": bridge_name(lab, net),
                   "addresses": ["%s/%d" % (address, subnet.prefixlen)],
                   "nat": bool(spec.get("nat")), "ipv6": bool(spec.get("ipv6"))}
@@ -1187,94 +1291,100 @@ def compile_lab(topology, current=None, fleet=None, host=None):
             # Every other host is a peer, whether it has members of the network or not: a
             # node added on any host then needs no change on the others.
             result["vxlans"].append({"name": vxlan_name(lab, net),
-                                     "vni": vnis[("network", net)], "local": underlay[host],
-                                     "peers": peers, "bridge": bridge_name(lab, net),
-                                     "mtu": net_mtus[net]})
+                                     "vni": build.vnis[("network", net)],
+                                     "local": build.underlay[host], "peers": peers,
+                                     "bridge": bridge_name(lab, net), "mtu": net_mtus[net]})
+    return net_mtus
 
-    for name, node in nodes.items():
-        netns = netns_name(lab, name)
-        here = placement[name] == host
-        interfaces = []
-        for index, net in enumerate(_node_networks(node)):
-            subnet, ip = subnets[net], addresses[(name, net)]
-            ifname = "eth%d" % index
-            interfaces.append({"name": ifname, "network": net,
-                               "address": "%s/%d" % (ip, subnet.prefixlen)})
-            result["hosts"].setdefault(name, str(ip))
-            if not here:
-                continue
-            veth = {"name": host_end_name(lab, name, index), "bridge": bridge_name(lab, net),
-                    "peer": {"name": ifname, "netns": netns,
-                             "addresses": ["%s/%d" % (ip, subnet.prefixlen)]}}
-            if net_mtus[net]:
-                veth["mtu"] = net_mtus[net]
-            # As given only: nslab_veth's default (on) is the topology's.
-            if "antispoof" in networks[net]:
-                veth["antispoof"] = networks[net]["antispoof"]
-            result["veths"].append(veth)
-        result["nodes"][name] = {"netns": netns, "interfaces": interfaces,
-                                 "host": placement[name]}
+
+def _compile_node(result, build, addresses, net_mtus, name, node):
+    """Node ``name``'s report and /etc/hosts entry; on its host, its veths to the
+    bridges, namespace, container, jail and cgroup."""
+    lab = build.lab
+    netns = netns_name(lab, name)
+    here = build.placement[name] == build.host
+    interfaces = []
+    for index, net in enumerate(_node_networks(node)):
+        subnet, ip = build.subnets[net], addresses.nodes[(name, net)]
+        ifname = "eth%d" % index
+        interfaces.append({"name": ifname, "network": net,
+                           "address": "%s/%d" % (ip, subnet.prefixlen)})
+        result["hosts"].setdefault(name, str(ip))
         if not here:
             continue
-        result["namespaces"].append({"name": netns, "types": ["net"]})
-        # A node's jail and cgroup carry its name.
-        container = {"name": name, "netns": netns, "jail": name, "cgroup": name,
-                     "hostname": node.get("hostname") or name,
-                     "command": node.get("command", defaults.get("command", [])),
-                     "env": _merge(defaults, node, "env"),
-                     "cap_add": node.get("cap_add", defaults.get("cap_add", [])),
-                     "cap_drop": node.get("cap_drop", defaults.get("cap_drop", []))}
-        result["containers"].append(container)
-        jail = dict(_merge(defaults, node, "jail") or {"source": "busybox"}, name=name)
-        disk = node.get("disk", defaults.get("disk"))
-        if disk is not None:
-            jail["disk"] = disk
-        result["jails"].append(jail)
-        result["cgroups"].append(dict(_merge(defaults, node, "limits"), name=name))
-        _compile_node_content(result, container, node)
+        veth = {"name": host_end_name(lab, name, index), "bridge": bridge_name(lab, net),
+                "peer": {"name": ifname, "netns": netns,
+                         "addresses": ["%s/%d" % (ip, subnet.prefixlen)]}}
+        if net_mtus[net]:
+            veth["mtu"] = net_mtus[net]
+        # As given only: nslab_veth's default (on) is the topology's.
+        if "antispoof" in build.networks[net]:
+            veth["antispoof"] = build.networks[net]["antispoof"]
+        result["veths"].append(veth)
+    result["nodes"][name] = {"netns": netns, "interfaces": interfaces,
+                             "host": build.placement[name]}
+    if here:
+        _compile_container(result, build.defaults, name, node, netns)
 
-    for index, link in enumerate(topology.get("links") or []):
-        ends = [_endpoint(e) for e in _link_endpoints(link)]
-        spec = link if isinstance(link, dict) else {}
-        end_hosts = [placement[n] for n, _ifname in ends]
-        tunnel = end_hosts[0] != end_hosts[1]
-        end_addresses = [None, None]
-        if spec.get("subnet"):
-            subnet = ipaddress.ip_network(str(spec["subnet"]))
-            hosts = list(subnet.hosts())
-            end_addresses = ["%s/%d" % (hosts[i], subnet.prefixlen) for i in (0, 1)]
-        for (node, ifname), address in zip(ends, end_addresses):
-            result["nodes"][node]["interfaces"].append({
-                "name": ifname, "link": index, "address": address})
-        mtu = lab_mtu(spec, "links[%d]" % index) if tunnel else spec.get("mtu")
-        report = {"endpoints": ["%s:%s" % e for e in ends], "hosts": end_hosts,
-                  "tunnel": tunnel}
-        if tunnel:
-            report.update(vni=vnis[("link", index)], mtu=mtu)
-        result["links"].append(report)
-        if not tunnel and end_hosts[0] == host:
-            veth = {"name": ends[0][1], "netns": netns_name(lab, ends[0][0]),
-                    "peer": {"name": ends[1][1], "netns": netns_name(lab, ends[1][0])}}
-            if mtu:
-                veth["mtu"] = mtu
-            if end_addresses[0]:
-                veth["addresses"] = [end_addresses[0]]
-                veth["peer"]["addresses"] = [end_addresses[1]]
-            result["veths"].append(veth)
-        for side, ((node, ifname), address) in enumerate(zip(ends, end_addresses)):
-            if tunnel and end_hosts[side] == host:
-                result["vxlans"].append({
-                    "name": ifname, "netns": netns_name(lab, node),
-                    "vni": vnis[("link", index)], "local": underlay[host],
-                    "peers": [underlay[end_hosts[1 - side]]], "mtu": mtu,
-                    "addresses": [address] if address else []})
-    _compile_netkeys(result, topology, subnets, placement, host)
-    _node_facts(result)
-    result["ports"] = compile_ports(lab, nodes, result, host)
-    result["remove"] = removals(result, current)
-    if multi:
-        result["record"] = plan_record(result, fleet, record)
-    return result
+
+def _compile_container(result, defaults, name, node, netns):
+    """A node built on this host: its namespace, container, jail and cgroup (the last
+    three carry its name)."""
+    result["namespaces"].append({"name": netns, "types": ["net"]})
+    container = {"name": name, "netns": netns, "jail": name, "cgroup": name,
+                 "hostname": node.get("hostname") or name,
+                 "command": node.get("command", defaults.get("command", [])),
+                 "env": _merge(defaults, node, "env"),
+                 "cap_add": node.get("cap_add", defaults.get("cap_add", [])),
+                 "cap_drop": node.get("cap_drop", defaults.get("cap_drop", []))}
+    result["containers"].append(container)
+    jail = dict(_merge(defaults, node, "jail") or {"source": "busybox"}, name=name)
+    disk = node.get("disk", defaults.get("disk"))
+    if disk is not None:
+        jail["disk"] = disk
+    result["jails"].append(jail)
+    result["cgroups"].append(dict(_merge(defaults, node, "limits"), name=name))
+    _compile_node_content(result, container, node)
+
+
+def _compile_link(result, build, index, link):
+    """Link ``index``: its ends' interfaces and report; a veth when both ends are on this
+    host, a VXLAN for this host's end of a link between hosts."""
+    lab, host = build.lab, build.host
+    ends = [_endpoint(e) for e in _link_endpoints(link)]
+    spec = link if isinstance(link, dict) else {}
+    end_hosts = [build.placement[n] for n, _ifname in ends]
+    tunnel = end_hosts[0] != end_hosts[1]
+    end_addresses = [None, None]
+    if spec.get("subnet"):
+        subnet = ipaddress.ip_network(str(spec["subnet"]))
+        hosts = list(subnet.hosts())
+        end_addresses = ["%s/%d" % (hosts[i], subnet.prefixlen) for i in (0, 1)]
+    for (node, ifname), address in zip(ends, end_addresses):
+        result["nodes"][node]["interfaces"].append({
+            "name": ifname, "link": index, "address": address})
+    mtu = build.mtu(spec, "links[%d]" % index) if tunnel else spec.get("mtu")
+    report = {"endpoints": ["%s:%s" % e for e in ends], "hosts": end_hosts,
+              "tunnel": tunnel}
+    if tunnel:
+        report.update(vni=build.vnis[("link", index)], mtu=mtu)
+    result["links"].append(report)
+    if not tunnel and end_hosts[0] == host:
+        veth = {"name": ends[0][1], "netns": netns_name(lab, ends[0][0]),
+                "peer": {"name": ends[1][1], "netns": netns_name(lab, ends[1][0])}}
+        if mtu:
+            veth["mtu"] = mtu
+        if end_addresses[0]:
+            veth["addresses"] = [end_addresses[0]]
+            veth["peer"]["addresses"] = [end_addresses[1]]
+        result["veths"].append(veth)
+    for side, ((node, ifname), address) in enumerate(zip(ends, end_addresses)):
+        if tunnel and end_hosts[side] == host:
+            result["vxlans"].append({
+                "name": ifname, "netns": netns_name(lab, node),
+                "vni": build.vnis[("link", index)], "local": build.underlay[host],
+                "peers": [build.underlay[end_hosts[1 - side]]], "mtu": mtu,
+                "addresses": [address] if address else []})
 
 
 def _canonical_route(route):
@@ -1442,7 +1552,6 @@ FILE_KEYS = {"path", "content", "template", "mode"}
 BIND_KEYS = {"path", "source", "readonly"}
 # The init mounts these itself: a file or bind there would hide or be hidden.
 INIT_MOUNTS = ("/proc", "/sys", "/dev")
-STATE_ROOT = "/run/nslab"
 FILE_MAX = 1024 * 1024          # nslab_container's limit for one file
 MODE_RE = re.compile(r"0?[0-7]{3}")
 SYSCTL_RE = re.compile(r"[a-z0-9_-]+(\.[A-Za-z0-9_-]+)+")

@@ -9,11 +9,11 @@ import pytest
 
 from ansible.module_utils.nslab_nft import HOST_TABLE, isolate_rule, parse_table as \
     parse_host_table, plan_rules, script as host_script
-from ansible.module_utils.nslab_ports import (ANY, PortSpec, Published, Table,
-                                              conflict_problems, lab_clash_problems,
-                                              parse_port, parse_table, plan_ports,
-                                              port_problems, script, undo_script, view)
-from ansible.module_utils.nslab_topology import compile_lab, validate
+from ansible.module_utils.nslab_publish import (ANY, PortSpec, Published, Table,
+                                               conflict_problems, lab_clash_problems,
+                                               parse_port, parse_table, plan_ports,
+                                               port_problems, script, undo_script, view)
+from ansible.module_utils.nslab_compile import compile_lab, validate
 
 from helpers.paths import UNIT_FIXTURES
 
@@ -122,7 +122,8 @@ def test_the_table_goes_with_the_last_rule_in_any_chain():
 
 def test_a_new_loopback_port_adds_the_guard_and_sets_localnet():
     plan = plan_ports("demo", CAPTURED[:1], Table(), {BRIDGE: 0})
-    assert plan.create_table and plan.localnet_on == [BRIDGE]
+    assert plan.localnet_on == [BRIDGE]
+    assert script(plan)[0] == {"add": {"table": {"family": "inet", "name": "nslab"}}}
     assert plan.add_chains == ["ports-guard", "ports-prerouting", "ports-output",
                                "ports-postrouting"]
     assert sorted(r.comment for r in plan.add if r.chain == "ports-guard") == [

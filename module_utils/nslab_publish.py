@@ -37,10 +37,12 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
+
+from ansible.module_utils.nslab_paths import NFT_TABLE
 
 TABLE_FAMILY = "inet"
-TABLE_NAME = "nslab"
+TABLE_NAME = NFT_TABLE
 ANY = "*"
 PROTOS = ("tcp", "udp")
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -332,7 +334,6 @@ class PortsPlan:
     delete: List[KernelRule] = field(default_factory=list)
     add_chains: List[str] = field(default_factory=list)
     delete_chains: List[str] = field(default_factory=list)
-    create_table: bool = False
     delete_table: bool = False
     localnet_on: List[str] = field(default_factory=list)     # bridges
     localnet_off: List[str] = field(default_factory=list)
@@ -413,7 +414,6 @@ def plan_ports(lab, published, table, localnet):
             remaining[rule.chain] = remaining.get(rule.chain, 0) + 1
     for rule in plan.add:
         remaining[rule.chain] = remaining.get(rule.chain, 0) + 1
-    plan.create_table = bool(plan.add) and not table.exists
     plan.add_chains = [c for c in CHAINS if any(r.chain == c for r in plan.add)
                        and c not in table.chains]
     if table.exists and not any(remaining.values()):

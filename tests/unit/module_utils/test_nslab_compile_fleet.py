@@ -5,7 +5,8 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_topology import compile_lab, derive_vni, validate
+from ansible.module_utils.nslab_errors import TopologyError
+from ansible.module_utils.nslab_compile import compile_lab, derive_vni, validate
 
 from helpers.fleet_topology import LAB, built, compile_all, fleet
 
@@ -51,7 +52,7 @@ def test_the_smallest_underlay_mtu_sets_the_segments_and_ipv6_costs_more():
     assert compile_lab(LAB, fleet=v6, host="h1")["networks"]["lan"]["mtu"] == 1430
     too_big = copy.deepcopy(LAB)
     too_big["networks"]["lan"]["mtu"] = 1500
-    with pytest.raises(ValueError, match="networks.lan.mtu: 1500 does not fit in VXLAN over "
+    with pytest.raises(TopologyError, match="networks.lan.mtu: 1500 does not fit in VXLAN over "
                                          "the hosts' underlay; expected at most 1450"):
         compile_lab(too_big, fleet=fleet(), host="h1")
 
@@ -140,7 +141,7 @@ def test_one_host_compiles_as_before():
     local = [{"name": "localhost", "current": {}}]
     alone = compile_lab(unpinned, fleet=local, host="localhost")
     legacy = compile_lab(unpinned)
-    with pytest.raises(ValueError, match="nodes.e.host: 'h1' is not one of the lab's hosts "
+    with pytest.raises(TopologyError, match="nodes.e.host: 'h1' is not one of the lab's hosts "
                                          r"\(localhost\)"):
         compile_lab(LAB, fleet=local, host="localhost")
     assert alone["vxlans"] == [] and alone["bridges"] == legacy["bridges"]
@@ -149,20 +150,22 @@ def test_one_host_compiles_as_before():
 
 
 def test_errors_name_the_host_and_what_was_expected():
-    with pytest.raises(ValueError, match=r"host: 'h9' is not one of the lab's hosts"):
+    with pytest.raises(TopologyError, match=r"host: 'h9' is not one of the lab's hosts"):
         compile_lab(LAB, fleet=fleet(), host="h9")
     stray = copy.deepcopy(LAB)
     stray["nodes"]["a"]["host"] = "h7"
-    with pytest.raises(ValueError, match=r"nodes.a.host: 'h7' is not one of the lab's hosts "
-                                         r"\(h1, h2, h3\)"):
+    with pytest.raises(TopologyError, match=r"nodes.a.host: 'h7' is not one of the lab's hosts "
+                                            r"\(h1, h2, h3\)"):
         compile_lab(stray, fleet=fleet(), host="h1")
     members = fleet()
     members[1]["underlay"] = {"address": "fleet2.example", "mtu": None}
     members[2]["underlay"]["mtu"] = None
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(TopologyError) as err:
         compile_lab(LAB, fleet=members, host="h1")
     assert "fleet.h2.underlay: 'fleet2.example' is not an IP address" in str(err.value)
     assert "fleet.h3.underlay: no interface of the host holds 192.0.2.13" in str(err.value)
+    assert err.value.paths == ["fleet.h2.underlay", "fleet.h3.underlay"]
+    assert err.value.details()["problems"][0].startswith("fleet.h2.underlay: ")
 
 
 def test_explicit_vnis_are_checked_and_kept():

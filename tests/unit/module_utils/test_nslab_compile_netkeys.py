@@ -10,7 +10,7 @@ import pytest
 
 from ansible.module_utils.nslab_routes import (PROTO, desired_routes, parse_routes,
                                                plan_routes, up_subnets)
-from ansible.module_utils.nslab_topology import compile_lab, validate
+from ansible.module_utils.nslab_compile import compile_lab, validate
 
 from helpers.paths import ROOT
 

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_topology import compile_lab, fleet_view
+from ansible.module_utils.nslab_errors import TopologyError
+from ansible.module_utils.nslab_compile import compile_lab, fleet_view
 
 from helpers.fleet_topology import LAB, as_current, compile_all, fleet
 
@@ -88,7 +89,7 @@ def test_the_newest_record_wins():
 
 def test_an_unreachable_host_no_record_knows_is_refused_by_name():
     members = down(fleet(), "h2")
-    with pytest.raises(ValueError, match="fleet.h2: unreachable, and no reachable host has a "
+    with pytest.raises(TopologyError, match="fleet.h2: unreachable, and no reachable host has a "
                                          "record of the lab that names it"):
         compile_lab(LAB, fleet=members, host="h1")
 

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_topology import compile_lab, sysctl_problem, validate
+from ansible.module_utils.nslab_compile import compile_lab, sysctl_problem, validate
 
 from helpers.paths import ROOT
 
