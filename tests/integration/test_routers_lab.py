@@ -199,6 +199,22 @@ def test_ospf_adjacencies_come_up(routers):
         assert set(ospf_costs(routers.name, router).values()) == {10}, router
 
 
+def lab_state(lab_name):
+    """Every node's routes and neighbours and every router's OSPF view, for a failure."""
+    lines = []
+    for node in list(ROUTER_NAMES) + sorted(HOSTS):
+        lines.append("== %s" % node)
+        lines.append(door(lab_name, node, "ip -4 addr; ip -4 route; ip -4 neigh; "
+                          "sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter "
+                          "net.ipv4.conf.default.rp_filter").stdout)
+        if node in ROUTER_NAMES:
+            lines.append(door(lab_name, node, "vtysh -c 'show ip ospf neighbor' "
+                              "-c 'show ip route'").stdout)
+    lines.append(subprocess.run(["nft", "list", "ruleset"], capture_output=True,
+                                text=True).stdout)
+    return "\n".join(lines)
+
+
 def test_every_host_reaches_every_other_across_two_or_more_routers(routers):
     wait_until("routes to every LAN", lambda: all(
         route_via(routers.name, "r4", address) for address in HOSTS.values()), timeout=30)
@@ -207,7 +223,8 @@ def test_every_host_reaches_every_other_across_two_or_more_routers(routers):
             if target == source:
                 continue
             sent, received, _rtt = ping(routers.name, source, address, 5, interval=0.05)
-            assert received == sent, "%s -> %s: %d of %d" % (source, target, received, sent)
+            assert received == sent, "%s -> %s: %d of %d\n%s" % (
+                source, target, received, sent, lab_state(routers.name))
             hops = path(routers.name, source, address)
             print("%s -> %s via %s" % (source, target, " ".join(hops)))
             assert len(hops) >= 2, hops
