@@ -1,6 +1,6 @@
 """The routed lab, labs/routers.yml, for real: four FRR routers in a ring running OSPF, three
 hosts behind them. One lab is built for the whole module (a copy of the file with this
-test's lab name and subnets in 10.213.184.0/22) and removed at the end whatever happens.
+test's lab name and subnets in 10.213.200.0/22) and removed at the end whatever happens.
 
 Proven through nslab's door (what a user of ``./nslab exec`` sees): OSPF adjacencies come
 up; every host reaches every other across two or more routers; a link set down at runtime
@@ -34,15 +34,15 @@ from helpers.paths import ROOT
 ROUTERS = ROOT / "labs" / "routers.yml"
 TEMPLATES = ROOT / "labs" / "templates"
 EXEC = [sys.executable, str(ROOT / "cli" / "nslab_exec.py")]
-# labs/routers.yml's subnets -> this test's (10.213.184.0/22)
-SUBNETS = {"10.213.20.": "10.213.184.", "10.213.21.": "10.213.185.",
-           "10.213.22.": "10.213.186.", "10.213.23.": "10.213.187."}
-HOSTS = {"h1": "10.213.185.10", "h2": "10.213.186.10", "h3": "10.213.187.10"}
+# labs/routers.yml's subnets -> this test's (10.213.200.0/22)
+SUBNETS = {"10.213.20.": "10.213.200.", "10.213.21.": "10.213.201.",
+           "10.213.22.": "10.213.202.", "10.213.23.": "10.213.203."}
+HOSTS = {"h1": "10.213.201.10", "h2": "10.213.202.10", "h3": "10.213.203.10"}
 ROUTER_NAMES = ("r1", "r2", "r3", "r4")
-# The routers' addresses on the ring's links (link i is 10.213.184.4i/30, listed r1-r2,
+# The routers' addresses on the ring's links (link i is 10.213.200.4i/30, listed r1-r2,
 # r2-r3, r3-r4, r4-r1) that h1 -> h2 goes through.
 R1_R2 = {"node": "r1", "interface": "eth1"}       # the link of h1 -> h2's shortest path
-R2_ON_R1_R2, R4_ON_R4_R1 = "10.213.184.2", "10.213.184.13"
+R2_ON_R1_R2, R4_ON_R4_R1 = "10.213.200.2", "10.213.200.13"
 CACHE = "/var/cache/nslab/debootstrap"
 
 
@@ -193,7 +193,7 @@ def test_ospf_adjacencies_come_up(routers):
                               lambda: full_adjacencies(routers.name), timeout=90, step=0.5)
     print("\nOSPF: every router Full with 2 neighbours %.1f s after lab.yml returned" % took)
     assert counts == dict((r, 2) for r in ROUTER_NAMES)
-    assert set(ospf_neighbours(routers.name, "r4")) == {"10.213.187.254", "10.213.185.254"}
+    assert set(ospf_neighbours(routers.name, "r4")) == {"10.213.203.254", "10.213.201.254"}
     # frr.conf sets every cost: paths must not hang on the veth speed zebra happens to read
     for router in ROUTER_NAMES:
         assert set(ospf_costs(routers.name, router).values()) == {10}, router
@@ -232,7 +232,7 @@ def test_every_host_reaches_every_other_across_two_or_more_routers(routers):
 
 def test_a_link_down_reroutes_and_up_restores_the_shorter_path(routers):
     h2 = HOSTS["h2"]
-    assert path(routers.name, "h1", h2) == ["10.213.185.254", R2_ON_R1_R2]
+    assert path(routers.name, "h1", h2) == ["10.213.201.254", R2_ON_R1_R2]
     # 600 pings 10 ms apart, timestamped; the cut comes once the first reply is in. (Not
     # ping -w: it gives up at the first "unreachable" a router sends back.)
     pinger = Watch(routers.name, "h1", "stdbuf -oL ping -D -n -i 0.01 -c 600 -W 1 " + h2)
@@ -248,12 +248,12 @@ def test_a_link_down_reroutes_and_up_restores_the_shorter_path(routers):
               took, rerouted, gaps[len(gaps) // 2], sent - received, sent, gaps[-1],
               stamps[-1] - stamps[0]))
     assert sent == 600 and received > 0.5 * sent and gaps[-1] < 3, replies[-3:]
-    assert path(routers.name, "h1", h2) == ["10.213.185.254", R4_ON_R4_R1,
-                                            "10.213.184.9", "10.213.184.5"]
+    assert path(routers.name, "h1", h2) == ["10.213.201.254", R4_ON_R4_R1,
+                                            "10.213.200.9", "10.213.200.5"]
     restored, took = cut_and_watch(routers.name, "r1", h2, R2_ON_R1_R2, "up")
     print("link r1-r2 up (nslab_link ran %.2f s): r1's kernel routes to h2 over r2 again "
           "%.3f s after its eth1 came up (a new adjacency: hello every 1 s)" % (took, restored))
-    assert path(routers.name, "h1", h2) == ["10.213.185.254", R2_ON_R1_R2]
+    assert path(routers.name, "h1", h2) == ["10.213.201.254", R2_ON_R1_R2]
 
 
 def init_pids(lab_name):
@@ -274,12 +274,12 @@ def test_a_link_down_in_the_topology_file_reroutes_and_nothing_restarts(routers)
     build(down, routers.directory)
     wait_until("r1 routes to h2 over r4", lambda: route_via(
         routers.name, "r1", h2) == [R4_ON_R4_R1], timeout=30)
-    assert path(routers.name, "h1", h2) == ["10.213.185.254", R4_ON_R4_R1,
-                                            "10.213.184.9", "10.213.184.5"]
+    assert path(routers.name, "h1", h2) == ["10.213.201.254", R4_ON_R4_R1,
+                                            "10.213.200.9", "10.213.200.5"]
     build(routers.spec, routers.directory)
     _via, back = wait_until("r1 routes to h2 over r2 again", lambda: route_via(
         routers.name, "r1", h2) == [R2_ON_R1_R2], timeout=60)
-    assert path(routers.name, "h1", h2) == ["10.213.185.254", R2_ON_R1_R2]
+    assert path(routers.name, "h1", h2) == ["10.213.201.254", R2_ON_R1_R2]
     assert init_pids(routers.name) == before
     print("\nstate: down in the file, lab.yml: rerouted over r4; key removed, lab.yml: the "
           "two-hop path back %.1f s after lab.yml returned; no node restarted" % back)
