@@ -68,7 +68,7 @@ def parse(args):
 
 def check_names(lab, node, iface):
     nslab_cli.use_module_utils()
-    from ansible.module_utils.nslab_validate import ifname_problem
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import ifname_problem
     problem = name_problem(lab=lab, node=node) or ifname_problem("IFACE", iface)
     if problem:
         raise Refused(problem)

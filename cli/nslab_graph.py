@@ -54,7 +54,7 @@ def lines(*parts):
 def network_name(lab, bridge, record):
     """The topology's name of a network, from its bridge's name (``<lab>-<net>``, or the
     name the plan record maps), or None when the bridge name is a shortened hash."""
-    from ansible.module_utils.nslab_compile import bridge_name
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import bridge_name
     for net in sorted(((record or {}).get("networks") or {})):
         if bridge_name(lab, net) == bridge:
             return net
@@ -175,7 +175,7 @@ def lab_dot(lab, view, wires, here=None):
 
 def add_hosts(graph, lab, view, record, here, containers, bridges, interfaces):
     """A multi-host lab: the other hosts' nodes and bridges as planned, and the tunnels."""
-    from ansible.module_utils.nslab_compile import bridge_name
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import bridge_name
     networks = record.get("networks") or {}
     mtus = dict((v.get("master"), v.get("mtu")) for v in view.get("vxlans") or []
                 if v.get("netns") is None)
@@ -331,8 +331,9 @@ def main(args):
             output, ", ".join(FORMATS), USAGE))
         return 2
     nslab_cli.use_module_utils()
-    from ansible.module_utils.nslab_labview import lab_wires, labs_on_host, read_labs
-    from ansible.module_utils.nslab_validate import lab_problem
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_labview import (
+        lab_wires, labs_on_host, read_labs)
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import lab_problem
     problem = lab_problem("LAB", lab)
     if problem:
         sys.stderr.write("nslab graph: %s\n%s" % (problem, USAGE))

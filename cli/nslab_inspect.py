@@ -49,7 +49,8 @@ def name_problem(lab=None, node=None):
     as the modules check them), as one line; None if both are fine. Checked before any path
     is built from them."""
     nslab_cli.use_module_utils()
-    from ansible.module_utils.nslab_validate import lab_problem, object_name_problem
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import (
+        lab_problem, object_name_problem)
     return ((lab is not None and lab_problem("LAB", lab))
             or (node is not None and object_name_problem("NODE", node, "node")) or None)
 

@@ -1,9 +1,12 @@
-"""Shared pytest set-up: make nslab's module_utils importable as Ansible does, and mark
+"""Shared pytest set-up: make the collection nslab.lab importable as Ansible does, and mark
 every test that needs root and the real kernel.
 
-Ansible ships module_utils under ``ansible.module_utils.*``; the project's own live in
-``module_utils/`` and are added to that package's search path, exactly the names the
-modules import at run time.
+This checkout is the collection nslab.lab (``collections/ansible_collections/nslab/lab``
+links back to it). Ansible's collection loader is installed over that path before anything
+imports nslab, so tests import exactly the names the modules import at run time
+(``ansible_collections.nslab.lab.plugins.module_utils.*``) and the plugin loader still finds
+``nslab.lab.*`` afterwards (a plain import first would leave it without the collection's
+metadata).
 
 A ``pytestmark`` in a conftest.py is ignored by pytest, so the ``integration`` marker is
 added here by path: everything under tests/integration and tests/vm has it, and
@@ -12,12 +15,11 @@ added here by path: everything under tests/integration and tests/vm has it, and
 
 import pathlib
 
-import ansible.module_utils
 import pytest
+from ansible.plugins.loader import init_plugin_loader
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+init_plugin_loader([str(ROOT / "collections")])
 
 INTEGRATION_DIRS = (ROOT / "tests" / "integration", ROOT / "tests" / "vm")
 

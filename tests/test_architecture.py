@@ -30,8 +30,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = pathlib.Path("docs/architecture.md")
 DOT = pathlib.Path("docs/images/architecture.dot")
 SVG = pathlib.Path("docs/images/architecture.svg")
-PACKAGE = "ansible.module_utils"
-CONSUMERS = ("library", "plugins", "cli")  # above module_utils: they may import any layer
+PACKAGE = "ansible_collections.nslab.lab.plugins.module_utils"
+BASIC = "ansible.module_utils.basic"  # ansible-core's, where AnsibleModule lives
+# Above module_utils: they may import any layer. library/ is plugins/modules (a link), and
+# plugins/ here means the controller plugins beside them.
+CONSUMERS = ("library", "plugins", "cli")
+NOT_CONSUMERS = ("plugins/modules", "plugins/module_utils")
 
 _ROW = re.compile(r"^\|(.*)\|\s*$")
 
@@ -71,7 +75,8 @@ def read_layers(text):
 
 
 def imported_names(path):
-    """Every ``ansible.module_utils`` name a Python file imports, wherever the import is."""
+    """Every nslab module_utils name a Python file imports, wherever the import is, and
+    ``AnsibleModule`` if it imports that."""
     tree = ast.parse(path.read_text(), str(path))
     names = set()
     for node in ast.walk(tree):
@@ -80,9 +85,8 @@ def imported_names(path):
                 names.update(alias.name for alias in node.names)
             elif node.module.startswith(PACKAGE + "."):
                 names.add(node.module[len(PACKAGE) + 1:].split(".")[0])
-                if node.module == PACKAGE + ".basic" and any(
-                        alias.name == "AnsibleModule" for alias in node.names):
-                    names.add("AnsibleModule")
+            elif node.module == BASIC:
+                names.add("AnsibleModule")
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith(PACKAGE + "."):
@@ -154,7 +158,7 @@ def layer_problems(root):
     for stem in sorted(set(files) - stems):
         problems.append("%s lists module_utils/%s.py, which does not exist" % (DOC, stem))
     for path in sorted((root / "module_utils").glob("*.py")):
-        if "AnsibleModule" in imported_names(path) or "basic" in imported_names(path):
+        if "AnsibleModule" in imported_names(path):
             problems.append("module_utils/%s imports ansible.module_utils.basic (AnsibleModule): "
                             "only library/ may; pass what is needed in" % path.name)
     graph = module_utils_graph(root)
@@ -187,7 +191,10 @@ def consumer_imports(root, directory):
     """
     stems = {p.stem for p in (root / "module_utils").glob("nslab_*.py")}
     used = set()
+    skip = [root / d for d in NOT_CONSUMERS]
     for path in sorted((root / directory).rglob("*.py")):
+        if any(top in path.parents for top in skip):
+            continue
         used |= imported_names(path) & stems
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and node.module in stems:
@@ -306,9 +313,9 @@ FAKE_DOC = """# Architecture
 
 FAKE_FILES = {
     "nslab_errors.py": "class NslabError(Exception):\n    pass\n",
-    "nslab_parse.py": "from ansible.module_utils.nslab_errors import NslabError\n",
-    "nslab_plan.py": ("from ansible.module_utils.nslab_parse import x\n"
-                      "from ansible.module_utils.nslab_plan2 import y\n"),
+    "nslab_parse.py": "from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import NslabError\n",
+    "nslab_plan.py": ("from ansible_collections.nslab.lab.plugins.module_utils.nslab_parse import x\n"
+                      "from ansible_collections.nslab.lab.plugins.module_utils.nslab_plan2 import y\n"),
     "nslab_plan2.py": "z = 1\n",
 }
 
@@ -328,20 +335,20 @@ def test_the_fake_tree_is_clean(tmp_path):
 
 
 @pytest.mark.parametrize("changed, expected", [
-    ({"nslab_parse.py": "from ansible.module_utils.nslab_plan2 import y\n"},
+    ({"nslab_parse.py": "from ansible_collections.nslab.lab.plugins.module_utils.nslab_plan2 import y\n"},
      "module_utils/nslab_parse.py (layer 'model') imports nslab_plan2 (layer 'planner')"),
-    ({"nslab_parse.py": "def f():\n    from ansible.module_utils import nslab_plan2\n"},
+    ({"nslab_parse.py": "def f():\n    from ansible_collections.nslab.lab.plugins.module_utils import nslab_plan2\n"},
      "module_utils/nslab_parse.py (layer 'model') imports nslab_plan2 (layer 'planner')"),
-    ({"nslab_errors.py": "import ansible.module_utils.nslab_plan2\n"},
+    ({"nslab_errors.py": "import ansible_collections.nslab.lab.plugins.module_utils.nslab_plan2\n"},
      "module_utils/nslab_errors.py (layer 'base') imports nslab_plan2 (layer 'planner')"),
     ({"nslab_new.py": "x = 1\n"}, "module_utils/nslab_new.py is not in the table of layers"),
-    ({"nslab_plan2.py": None, "nslab_plan.py": "from ansible.module_utils.nslab_parse import x\n"},
+    ({"nslab_plan2.py": None, "nslab_plan.py": "from ansible_collections.nslab.lab.plugins.module_utils.nslab_parse import x\n"},
      "lists module_utils/nslab_plan2.py, which does not exist"),
-    ({"nslab_plan.py": "from ansible.module_utils.nslab_gone import x\n"},
+    ({"nslab_plan.py": "from ansible_collections.nslab.lab.plugins.module_utils.nslab_gone import x\n"},
      "module_utils/nslab_plan.py imports nslab_gone, which is not a module_utils file"),
     ({"nslab_plan2.py": "from ansible.module_utils.basic import AnsibleModule\n"},
      "module_utils/nslab_plan2.py imports ansible.module_utils.basic"),
-    ({"nslab_plan2.py": "from ansible.module_utils.nslab_plan import z\n"},
+    ({"nslab_plan2.py": "from ansible_collections.nslab.lab.plugins.module_utils.nslab_plan import z\n"},
      "module_utils files import each other in a cycle: nslab_plan, nslab_plan2"),
 ], ids=["upward", "upward-in-a-function", "upward-plain-import", "file-missing-from-table",
         "row-without-file", "import-of-no-file", "ansiblemodule", "cycle"])

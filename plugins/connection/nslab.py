@@ -70,8 +70,7 @@ options:
 notes:
   - The controller must be the lab host, as for the chroot and lxc connection plugins - the
     containers' namespaces are entered there - and Ansible must run as root.
-  - nslab's module_utils must be on Ansible's module_utils path (C(module_utils) in
-    ansible.cfg or C(ANSIBLE_MODULE_UTILS)); the door is read from there.
+  - The door is read from the module_utils of the plugin's own collection, nslab.lab.
   - Commands run as the container's root; privilege escalation (C(become)) is not
     supported, and no_new_privs (as in the container) makes setuid programs such as sudo
     ineffective.
@@ -102,7 +101,6 @@ import sys
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 from ansible.plugins.connection import ConnectionBase
-from ansible.plugins.loader import module_utils_loader
 from ansible.utils.display import Display
 
 display = Display()
@@ -112,8 +110,11 @@ display = Display()
 STATE_ROOT = "/run/nslab"
 # What nslab's names may look like (nslab_validate): no path separators, no dot-names.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# The door's script, in this order: the seccomp filter, then the door itself.
+# The door's script, in this order: the seccomp filter, then the door itself; both from
+# this collection's plugins/module_utils (as installed and in a checkout alike).
 DOOR_MODULES = ("nslab_seccomp", "nslab_init")
+MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "module_utils")
 # nslab_init's door reports a failure to get in with this status and stderr prefix.
 ENTER_FAILED = 125
 ENTER_PREFIX = b"nslab enter: "
@@ -171,12 +172,11 @@ class Connection(ConnectionBase):
         if cls._door_source is None:
             parts = []
             for name in DOOR_MODULES:
-                path = module_utils_loader.find_plugin(name, ".py")
-                if not path:
-                    raise AnsibleError("nslab connection: %s is not on the module_utils "
-                                       "path; add nslab's module_utils directory to it "
-                                       "(module_utils in ansible.cfg, or "
-                                       "ANSIBLE_MODULE_UTILS)" % name)
+                path = os.path.join(MODULE_UTILS, name + ".py")
+                if not os.path.isfile(path):
+                    raise AnsibleError("nslab connection: %s is missing: the plugin reads "
+                                       "the door from its own collection's module_utils; "
+                                       "reinstall nslab.lab" % path)
                 with open(path) as handle:
                     parts.append(handle.read())
             cls._door_source = "\n".join(parts)

@@ -46,8 +46,8 @@ options:
     default: []
 notes:
   - Runs on the lab host, as root (the labs' net namespaces are read, and the nslab
-    connection plugin enters the nodes there); nslab's module_utils are found next to the
-    plugin (C(../../module_utils)).
+    connection plugin enters the nodes there); it reads them with the module_utils of its
+    own collection, nslab.lab.
   - A lab over several hosts keeps its lab-wide plan on each host (nslab_record); this
     plugin lists every node of it from that plan. Nodes on this host are reachable; nodes
     on the lab's other hosts are listed with C(nslab_state=remote) and their C(nslab_host),
@@ -91,16 +91,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 
 # nslab's names (nslab_validate): no path separators, no dot-names.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "module_utils")
 ETH_RE = re.compile(r"^eth([0-9]+)$")
-
-
-def use_module_utils():
-    """nslab's module_utils as part of ``ansible.module_utils``, as the modules import them."""
-    import ansible.module_utils
-    if MODULE_UTILS not in ansible.module_utils.__path__:
-        ansible.module_utils.__path__.append(MODULE_UTILS)
 
 
 def network_names(lab, view, bridge_name):
@@ -210,9 +201,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             ("nslab.yml", "nslab.yaml", "nslab_inventory.yml", "nslab_inventory.yaml"))
 
     def read_labs(self, labs):
-        use_module_utils()
-        from ansible.module_utils.nslab_labview import read_labs
-        from ansible.module_utils.nslab_runner import Runner, subprocess_run
+        from ansible_collections.nslab.lab.plugins.module_utils.nslab_labview import read_labs
+        from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import (
+            Runner, subprocess_run)
         runner = Runner(subprocess_run)
         if not labs:
             return read_labs(runner)[0]
@@ -244,7 +235,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             if lab not in views:
                 self.display.warning("nslab inventory %s: lab '%s' has no node on this "
                                      "machine" % (path, lab))
-        from ansible.module_utils.nslab_compile import bridge_name, host_end_name
+        from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
+            bridge_name, host_end_name)
         self.populate(inventory_of(views, socket.gethostname(), bridge_name, host_end_name))
 
     def populate(self, built):

@@ -1,7 +1,7 @@
 """A lab over several hosts, its fleet, and what each host reports once its share is built:
 the inputs of the fleet and host-down tests of the topology compiler."""
 
-from ansible.module_utils.nslab_compile import compile_lab
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import compile_lab
 
 
 LAB = {

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
 from helpers.kernel import (ip_links, lab_cgroup_dirs, mounts_under, nft_rules, nsfs_mounts,
                             rule_chains, sh)
 

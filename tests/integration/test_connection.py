@@ -17,7 +17,7 @@ from helpers.paths import BIN, ROOT
 
 from ansible.errors import AnsibleConnectionFailure
 from ansible.playbook.play_context import PlayContext
-from ansible.plugins.loader import connection_loader, module_utils_loader
+from ansible.plugins.loader import connection_loader
 
 pytestmark = BUSYBOX_SKIP
 PLUGIN_SPEC = importlib.util.spec_from_file_location("nslab_connection",
@@ -50,7 +50,6 @@ def adhoc(host, module_name, args, extra=()):
 def connection():
     """The plugin driven in-process, as Ansible's worker drives it."""
     connection_loader.add_directory(str(ROOT / "plugins" / "connection"))
-    module_utils_loader.add_directory(str(ROOT / "module_utils"))
 
     def connect(address):
         conn = connection_loader.get("nslab", PlayContext())

@@ -14,7 +14,7 @@ from helpers.capabilities import DEFAULT_CAPS
 from helpers.kernel import proc_children, proc_status, sh
 from helpers.lab import BUSYBOX_SKIP
 
-from ansible.module_utils.nslab_init import proc_start_time
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import proc_start_time
 
 pytestmark = BUSYBOX_SKIP
 

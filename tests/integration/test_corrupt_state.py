@@ -9,7 +9,7 @@ import pytest
 
 from helpers.lab import BUSYBOX_SKIP, STATE_ROOT
 
-from ansible.module_utils.nslab_adopt import labelled_pids
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_adopt import labelled_pids
 
 pytestmark = BUSYBOX_SKIP
 

@@ -14,10 +14,11 @@ import time
 
 import pytest
 
-from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout, detect_layout
-from ansible.module_utils.nslab_devices import (CONTAINER_DEVICES, PROGRAM_NAME, Bpf,
-                                                DeviceRule, assemble, restrict_devices)
-from ansible.module_utils.nslab_mountinfo import read_mountinfo
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import (
+    Hierarchy, Layout, detect_layout)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_devices import (
+    CONTAINER_DEVICES, PROGRAM_NAME, Bpf, DeviceRule, assemble, restrict_devices)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import read_mountinfo
 from helpers.lab import BUSYBOX, BUSYBOX_APPLETS, BUSYBOX_SKIP, STATE_ROOT
 
 V1_DEVICES = "/sys/fs/cgroup/devices"

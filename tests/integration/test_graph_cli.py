@@ -55,7 +55,7 @@ def steady(view):
 
 def test_the_kernels_veth_pairs(running_lab):
     nslab_cli.use_module_utils()
-    from ansible.module_utils.nslab_labview import lab_wires
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_labview import lab_wires
     view = nslab_cli.read_labs(running_lab.name)[running_lab.name]
     wires = lab_wires(running_lab.name, nslab_cli.local_runner(), view)
     name = running_lab.name

@@ -79,7 +79,8 @@ def test_inits_of_one_task_are_labelled_apart_hold_only_their_own_and_share_memo
         assert label(lab, name) in argv, (name, argv)
         assert [a for a in argv if a.startswith(b"nslab")] == [label(lab, name)], argv
     # nslab_adopt's finder (the label as a whole argument) finds each init, and only it.
-    from ansible.module_utils.nslab_adopt import init_label, labelled_pids
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_adopt import (
+        init_label, labelled_pids)
     found = labelled_pids([init_label(lab.name, name) for name in names])
     assert found == dict((init_label(lab.name, n), [p]) for n, p in pids.items())
     # No launcher is left behind: the inits are all nslab keeps running.

@@ -10,7 +10,7 @@ import yaml
 from helpers.ansible_runs import ansible_env, run_module, task_results
 from helpers.lab import BUSYBOX_SKIP
 from helpers.paths import BIN, ROOT
-from ansible.module_utils.nslab_lock import LabLock
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import LabLock
 
 pytestmark = BUSYBOX_SKIP
 

@@ -19,8 +19,8 @@ BIN = pathlib.Path(sys.executable).parent
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 SEQUENCE = ["syntax", "create", "converge", "idempotence", "verify", "destroy"]
 # What a copy of the project needs to run its scenarios.
-PROJECT_FILES = ["ansible.cfg", "lab.yml", ".config", "cli", "labs", "library", "module_utils",
-                 "plugins", "roles", "molecule"]
+PROJECT_FILES = ["ansible.cfg", "lab.yml", ".config", "cli", "collections", "labs", "library",
+                 "module_utils", "plugins", "roles", "molecule"]
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,9 @@ def broken_copy(tmp_path):
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+            # symlinks kept: collections/ holds a link back to the checkout's root.
+            shutil.copytree(source, copy / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, copy / name)
     subprocess.run(["git", "init", "-q", str(copy)], check=True)

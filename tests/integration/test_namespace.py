@@ -209,7 +209,8 @@ def test_a_netns_made_before_tags_is_tagged_once(lab, module):
 def test_the_private_state_root_is_made_again_when_it_was_removed(tmp_path):
     # nslab's own functions over a root of this test's (the real /run/nslab is shared with
     # every other lab on the host): removed, it is made again, as a private self-bind mount.
-    from ansible.module_utils.nslab_namespaces import ensure_private_root, release_private_root
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import (
+        ensure_private_root, release_private_root)
     root = str(tmp_path / "state")
 
     def mount_of(path):

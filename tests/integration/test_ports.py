@@ -10,7 +10,7 @@ import subprocess
 
 import yaml
 
-from ansible.module_utils.nslab_compile import bridge_name
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import bridge_name
 from helpers.ansible_runs import build, changed, failed, run_module, run_playbook
 from helpers.kernel import nft_rules, sh
 from helpers.lab import BUSYBOX, BUSYBOX_SKIP, Lab

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from ansible.module_utils.nslab_containers import DEFAULT_CAPABILITIES
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import DEFAULT_CAPABILITIES
 
 pytestmark = pytest.mark.integration
 

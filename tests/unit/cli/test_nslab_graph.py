@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible.module_utils.nslab_compile import compile_lab
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import compile_lab
 
 from helpers.paths import ROOT, UNIT_FIXTURES
 
@@ -110,7 +110,7 @@ def test_network_names_only_when_sure():
     # A shortened name (head + hash) is not taken for a network called by the hash.
     assert nslab_graph.network_name("abcdefgh", "abcdefgh-3f2a1b", None) is None
     record = {"networks": {"a-very-long-network": {}}}
-    from ansible.module_utils.nslab_compile import bridge_name
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import bridge_name
     long_bridge = bridge_name("abcdefgh", "a-very-long-network")
     assert nslab_graph.network_name("abcdefgh", long_bridge, record) == "a-very-long-network"
 

@@ -3,7 +3,7 @@ its diff views compare."""
 
 import pytest
 
-from ansible.module_utils.nslab_errors import ValidationError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
 
 from helpers.library import load_library_module
 

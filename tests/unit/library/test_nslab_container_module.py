@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from ansible.module_utils.nslab_containers import DEFAULT_CAPABILITIES, owned_bind_dir
-from ansible.module_utils.nslab_errors import ValidationError
-from ansible.module_utils.nslab_owner import STATE_ROOT
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
+    DEFAULT_CAPABILITIES, owned_bind_dir)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import STATE_ROOT
 
 from helpers.library import load_library_module
 

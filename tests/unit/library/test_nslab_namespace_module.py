@@ -3,8 +3,8 @@ view diff mode predicts in check mode."""
 
 import pytest
 
-from ansible.module_utils.nslab_errors import ValidationError
-from ansible.module_utils.nslab_namespaces import NamespaceStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import NamespaceStore
 
 from helpers.library import load_library_module
 

@@ -8,8 +8,8 @@ import errno
 
 import pytest
 
-from ansible.module_utils.nslab_errors import ApplyError, CommandError
-from ansible.module_utils.nslab_publish import PortsPlan
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError, CommandError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import PortsPlan
 
 from helpers.library import load_library_module
 

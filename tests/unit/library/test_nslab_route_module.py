@@ -5,8 +5,8 @@ A recording fake runner: the rollback logic only (test_link/test_lab run it on a
 
 import pytest
 
-from ansible.module_utils.nslab_errors import ApplyError, BatchError
-from ansible.module_utils.nslab_routes import RouteAction
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError, BatchError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_routes import RouteAction
 
 from helpers.library import load_library_module
 

@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
-from ansible.module_utils.nslab_cgroup_layout import detect_layout
-from ansible.module_utils.nslab_mountinfo import parse_mountinfo
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import detect_layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import parse_mountinfo
 
 FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures"
 

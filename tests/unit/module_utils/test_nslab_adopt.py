@@ -4,12 +4,12 @@ trees; the real kernel is in tests/integration/test_lost_state.py."""
 
 import os
 
-from ansible.module_utils.nslab_adopt import (FoundInit, adopt_cgroups, cgroup_path_in,
-                                              find_unrecorded, labelled_pids, parse_proc_cgroup,
-                                              unrecorded_summaries, verify_init)
-from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
-from ansible.module_utils.nslab_cgroup_plan import CgroupSpec
-from ansible.module_utils.nslab_cgroup_store import CgroupStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_adopt import (
+    FoundInit, adopt_cgroups, cgroup_path_in, find_unrecorded, labelled_pids, parse_proc_cgroup,
+    unrecorded_summaries, verify_init)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import Hierarchy, Layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import CgroupSpec
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
 
 PROC_CGROUP_V1 = """9:name=systemd:/
 8:pids:/nslab/demo/a
@@ -101,7 +101,8 @@ def test_cgroups_are_adopted_only_when_the_record_file_is_missing(tmp_path):
 
 
 def test_only_containers_without_a_record_are_looked_for(tmp_path):
-    from ansible.module_utils.nslab_containers import ContainerSpec, ContainerState
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
+        ContainerSpec, ContainerState)
     layout = layout_over(tmp_path)
     for hierarchy in layout.hierarchies:
         os.makedirs(hierarchy.path("nslab/demo/a"))

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from ansible.module_utils.nslab_ansible import run_module
-from ansible.module_utils.nslab_errors import ValidationError
-from ansible.module_utils import nslab_syscalls
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import run_module
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
+from ansible_collections.nslab.lab.plugins.module_utils import nslab_syscalls
 
 LIBRARY = pathlib.Path(__file__).resolve().parents[3] / "library"
 
@@ -127,8 +127,8 @@ def test_every_module_main_goes_through_the_boundary(path):
 
 
 def test_a_lock_held_past_the_timeout_fails_with_the_lock_named(monkeypatch, tmp_path):
-    from ansible.module_utils import nslab_ansible
-    from ansible.module_utils.nslab_lock import LabLock
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_ansible
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import LabLock
     monkeypatch.setattr(nslab_ansible, "LabLock",
                         lambda lab, timeout: LabLock(lab, root=str(tmp_path), timeout=timeout))
     monkeypatch.setenv("NSLAB_LOCK_TIMEOUT", "0.1")

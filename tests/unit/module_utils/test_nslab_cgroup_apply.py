@@ -5,14 +5,15 @@ import os
 
 import pytest
 
-from ansible.module_utils import nslab_cgroup_apply
-from ansible.module_utils.nslab_cgroup_apply import CgroupApplier
-from ansible.module_utils.nslab_cgroup_layout import Layout
-from ansible.module_utils.nslab_cgroup_plan import CgroupSpec, plan_cgroups
-from ansible.module_utils.nslab_cgroup_read import read_cgroup
-from ansible.module_utils.nslab_cgroup_state import cgroup_view
-from ansible.module_utils.nslab_cgroup_store import CgroupStore
-from ansible.module_utils.nslab_errors import ApplyError
+from ansible_collections.nslab.lab.plugins.module_utils import nslab_cgroup_apply
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_apply import CgroupApplier
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import Layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
+    CgroupSpec, plan_cgroups)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import read_cgroup
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import cgroup_view
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError
 
 
 def test_apply_rolls_back_newest_first_and_keeps_the_record_true(cgroup_v2, tmp_path):

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from ansible.module_utils.nslab_cgroup_layout import detect_layout
-from ansible.module_utils.nslab_errors import CgroupError
-from ansible.module_utils.nslab_mountinfo import parse_mountinfo
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import detect_layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import CgroupError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import parse_mountinfo
 
 
 def test_v1_layout_of_this_machine(cgroup_v1):

@@ -5,11 +5,13 @@ import os
 
 import pytest
 
-from ansible.module_utils.nslab_cgroup_plan import CgroupSpec, plan_cgroups, settle
-from ansible.module_utils.nslab_cgroup_read import read_cgroup
-from ansible.module_utils.nslab_cgroup_state import read_limits
-from ansible.module_utils.nslab_cgroup_values import MAX
-from ansible.module_utils.nslab_errors import CgroupBusyError, CgroupError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
+    CgroupSpec, plan_cgroups, settle)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import read_cgroup
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import read_limits
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values import MAX
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
+    CgroupBusyError, CgroupError)
 
 
 def test_unchanged_v1_cgroup_plans_nothing(cgroup_v1, cgroup_record):

@@ -5,11 +5,13 @@ import os
 
 import pytest
 
-from ansible.module_utils.nslab_cgroup_plan import CgroupSpec, plan_cgroups
-from ansible.module_utils.nslab_cgroup_read import read_cgroup
-from ansible.module_utils.nslab_cgroup_state import cgroup_view, read_limits, read_usage
-from ansible.module_utils.nslab_cgroup_values import MAX
-from ansible.module_utils.nslab_errors import OwnershipError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
+    CgroupSpec, plan_cgroups)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import read_cgroup
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
+    cgroup_view, read_limits, read_usage)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values import MAX
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import OwnershipError
 
 
 def test_read_captured_v1_cgroup(cgroup_v1, cgroup_record):

@@ -1,10 +1,10 @@
 """nslab_cgroup_state: one cgroup spread over several hierarchies read as one state, and its
 limits and views, from constructed directory states (no file system)."""
 
-from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
-from ansible.module_utils.nslab_cgroup_state import (CgroupState, DirState, cgroup_view,
-                                                     controller_files, limits_view, read_limits)
-from ansible.module_utils.nslab_cgroup_values import MAX
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import Hierarchy, Layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
+    CgroupState, DirState, cgroup_view, controller_files, limits_view, read_limits)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values import MAX
 
 MEMORY = Hierarchy(1, "/c/memory", ("memory",))
 PIDS = Hierarchy(1, "/c/pids", ("pids",))

@@ -1,6 +1,6 @@
 """nslab_cgroup_store: the ownership record of a lab's cgroups."""
 
-from ansible.module_utils.nslab_cgroup_store import CgroupStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
 
 
 def test_store_removes_its_file_and_dirs_when_empty(tmp_path):

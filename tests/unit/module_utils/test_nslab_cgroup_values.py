@@ -3,9 +3,9 @@ names to canonical values, or problems naming the option, the value and what was
 
 import pytest
 
-from ansible.module_utils.nslab_cgroup_values import (MAX, format_cpulist, name_problem,
-                                                      parse_count, parse_cpulist, parse_cpus,
-                                                      parse_io, parse_limits, parse_size)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values import (
+    MAX, format_cpulist, name_problem, parse_count, parse_cpulist, parse_cpus, parse_io,
+    parse_limits, parse_size)
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -1,10 +1,11 @@
 """nslab_cgroup_vocab: what each hierarchy version can express, and the v1/v2 translators
 writing and reading the same values."""
 
-from ansible.module_utils.nslab_cgroup_layout import detect_layout
-from ansible.module_utils.nslab_cgroup_values import MAX, parse_limits
-from ansible.module_utils.nslab_cgroup_vocab import FILES, layout_problems
-from ansible.module_utils.nslab_mountinfo import parse_mountinfo
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import detect_layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values import MAX, parse_limits
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_vocab import (
+    FILES, layout_problems)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import parse_mountinfo
 
 
 def test_layout_problems_on_v1(cgroup_v1):

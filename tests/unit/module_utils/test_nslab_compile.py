@@ -4,7 +4,8 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_compile import compile_lab, short_ifname, validate
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
+    compile_lab, short_ifname, validate)
 
 DEMO = {
     "lab": "demo",

@@ -5,8 +5,9 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_errors import TopologyError
-from ansible.module_utils.nslab_compile import compile_lab, derive_vni, validate
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import TopologyError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
+    compile_lab, derive_vni, validate)
 
 from helpers.fleet_topology import LAB, built, compile_all, fleet
 

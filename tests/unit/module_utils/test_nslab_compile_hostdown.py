@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_errors import TopologyError
-from ansible.module_utils.nslab_compile import compile_lab, fleet_view
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import TopologyError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import compile_lab, fleet_view
 
 from helpers.fleet_topology import LAB, as_current, compile_all, fleet
 

@@ -8,9 +8,9 @@ import ipaddress
 
 import pytest
 
-from ansible.module_utils.nslab_routes import (PROTO, desired_routes, parse_routes,
-                                               plan_routes, up_subnets)
-from ansible.module_utils.nslab_compile import compile_lab, validate
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_routes import (
+    PROTO, desired_routes, parse_routes, plan_routes, up_subnets)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import compile_lab, validate
 
 from helpers.paths import ROOT
 

@@ -7,7 +7,8 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_compile import compile_lab, sysctl_problem, validate
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
+    compile_lab, sysctl_problem, validate)
 
 from helpers.paths import ROOT
 

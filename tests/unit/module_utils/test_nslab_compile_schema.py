@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from ansible.module_utils.nslab_compile import validate
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import validate
 from helpers.paths import ROOT
 from helpers.topology_cases import BAD, GOOD, with_change
 

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from ansible.module_utils.nslab_compile import compile_lab, removal_plan, validate
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
+    compile_lab, removal_plan, validate)
 
 from helpers.topology_cases import BAD, GOOD, with_change
 

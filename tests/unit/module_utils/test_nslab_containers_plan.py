@@ -5,14 +5,14 @@ import os
 
 import pytest
 
-from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
-from ansible.module_utils.nslab_containers import (ContainerAction, ContainerError,
-                                                   ContainerManager, ContainerSpec,
-                                                   ContainerState, cgroup_mounts,
-                                                   plan_containers, proc_start_time)
-from ansible.module_utils.nslab_errors import ApplyError
-from ansible.module_utils.nslab_mountinfo import parse_mountinfo
-from ansible.module_utils.nslab_init import CAPABILITIES, cap_masks, cap_numbers
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import Hierarchy, Layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
+    ContainerAction, ContainerError, ContainerManager, ContainerSpec, ContainerState,
+    cgroup_mounts, plan_containers, proc_start_time)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import parse_mountinfo
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import (
+    CAPABILITIES, cap_masks, cap_numbers)
 
 
 def state(name, config=None, running=False, died=False):

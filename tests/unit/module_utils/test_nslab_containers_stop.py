@@ -6,10 +6,10 @@ import signal
 
 import pytest
 
-from ansible.module_utils import nslab_containers
-from ansible.module_utils.nslab_containers import (KILL_GRACE, ContainerManager, ContainerSpec,
-                                                   ContainerStore)
-from ansible.module_utils.nslab_errors import StopError
+from ansible_collections.nslab.lab.plugins.module_utils import nslab_containers
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
+    KILL_GRACE, ContainerManager, ContainerSpec, ContainerStore)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import StopError
 
 
 class FakeHost:

@@ -5,13 +5,12 @@ import struct
 
 import pytest
 
-from ansible.module_utils.nslab_cgroup_layout import Hierarchy, Layout
-from ansible.module_utils.nslab_devices import (
-    ALLOW_ALL, BPF_DEVCG_ACC_MKNOD, BPF_DEVCG_ACC_READ, BPF_DEVCG_ACC_WRITE,
-    BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, CONTAINER_DEVICES, PROGRAM_NAME, AttachedProgram,
-    DeviceRule, assemble, devices_hierarchy, parse_devices_list, plan_v1, plan_v2,
-    policy, restrict_devices)
-from ansible.module_utils.nslab_errors import DeviceError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import Hierarchy, Layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_devices import (
+    ALLOW_ALL, BPF_DEVCG_ACC_MKNOD, BPF_DEVCG_ACC_READ, BPF_DEVCG_ACC_WRITE, BPF_DEVCG_DEV_BLOCK,
+    BPF_DEVCG_DEV_CHAR, CONTAINER_DEVICES, PROGRAM_NAME, AttachedProgram, DeviceRule, assemble,
+    devices_hierarchy, parse_devices_list, plan_v1, plan_v2, policy, restrict_devices)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import DeviceError
 
 # devices.list as this machine's kernel (6.18, cgroup v1) prints it
 ALLOW_ALL_LIST = "a *:* rwm\n"

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from ansible.module_utils.nslab_containers import LAUNCHER_LABEL, launcher_placeholder
-from ansible.module_utils.nslab_init import relabelled_argv
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
+    LAUNCHER_LABEL, launcher_placeholder)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import relabelled_argv
 
 from helpers.paths import ROOT
 
@@ -93,7 +94,7 @@ def init_script_namespace():
     """The names of the init's script as the launcher runs it: nslab_seccomp's source,
     then nslab_init's, in one namespace."""
     import inspect
-    from ansible.module_utils import nslab_init, nslab_seccomp
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_init, nslab_seccomp
     namespace = {"__name__": "nslab_init_script"}
     source = inspect.getsource(nslab_seccomp) + "\n" + inspect.getsource(nslab_init)
     exec(compile(source, "nslab-init", "exec"), namespace)
@@ -124,7 +125,7 @@ def test_launcher_prepares_capabilities_and_filter_once_per_capability_set():
 
 
 def test_seccomp_install_uses_the_prepared_program(monkeypatch):
-    from ansible.module_utils import nslab_seccomp
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_seccomp
     installed = []
 
     class FakeLibc:

@@ -1,6 +1,7 @@
 """Parsing of captured ``ip -j -d -batch`` output (link show + addr show)."""
 
-from ansible.module_utils.nslab_iproute import is_veth_pair, json_documents, link_view, parse_links
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_iproute import (
+    is_veth_pair, json_documents, link_view, parse_links)
 
 from helpers.paths import UNIT_FIXTURES as FIXTURES
 

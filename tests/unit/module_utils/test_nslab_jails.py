@@ -4,12 +4,14 @@ import os
 
 import pytest
 
-from ansible.module_utils import nslab_jails
-from ansible.module_utils.nslab_errors import ApplyError, OwnershipError
-from ansible.module_utils.nslab_jails import (JailApplier, JailSpec, JailState, JailStore,
-                                              LabState, missing_mounts, plan_jails)
-from ansible.module_utils.nslab_mountinfo import MountEntry, parse_mountinfo
-from ansible.module_utils.nslab_sources import Source
+from ansible_collections.nslab.lab.plugins.module_utils import nslab_jails
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
+    ApplyError, OwnershipError)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_jails import (
+    JailApplier, JailSpec, JailState, JailStore, LabState, missing_mounts, plan_jails)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import (
+    MountEntry, parse_mountinfo)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import Source
 
 STORE = JailStore("demo", root="/d")
 

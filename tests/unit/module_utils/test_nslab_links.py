@@ -2,11 +2,12 @@
 
 import pytest
 
-from ansible.module_utils.nslab_errors import OwnershipError
-from ansible.module_utils.nslab_iproute import Link
-from ansible.module_utils.nslab_links import (BridgeSpec, Iface, VethSpec, address_problems,
-                                              plan_bridges, plan_veths)
-from ansible.module_utils.nslab_plan import CREATE, DELETE, ordered_steps
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import OwnershipError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_iproute import Link
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_links import (
+    BridgeSpec, Iface, VethSpec, address_problems, plan_bridges, plan_veths)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_plan import (
+    CREATE, DELETE, ordered_steps)
 
 
 def link(name, kind="bridge", alias="nslab:lab:bridge", **kw):
@@ -144,7 +145,8 @@ def test_address_problems_find_duplicates_and_foreign_users():
 
 
 def test_nat_rules_are_planned_per_subnet_and_removed_with_their_bridge():
-    from ansible.module_utils.nslab_nat import nat_subnets, plan_nat, rule_comment
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_nat import (
+        nat_subnets, plan_nat, rule_comment)
 
     assert nat_subnets(["10.0.0.1/24", "fd00::1/64", "10.0.0.2/24"]) == ["10.0.0.0/24"]
     comment = rule_comment("lab", "br0", "10.0.0.0/24")
@@ -163,7 +165,7 @@ def test_nat_rules_are_planned_per_subnet_and_removed_with_their_bridge():
 
 
 def test_nat_undo_puts_the_table_back_as_it_was():
-    from ansible.module_utils.nslab_nat import rule_comment, undo_nat
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_nat import rule_comment, undo_nat
 
     mine, gone = rule_comment("lab", "br0", "10.0.0.0/24"), rule_comment("lab", "br1",
                                                                         "10.1.0.0/24")
@@ -187,7 +189,7 @@ def test_nat_undo_puts_the_table_back_as_it_was():
 
 
 def test_nat_rules_are_parsed_from_nft_json():
-    from ansible.module_utils.nslab_nat import parse_rules
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_nat import parse_rules
 
     text = ('{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "ip", '
             '"name": "nslab", "handle": 1}}, {"rule": {"family": "ip", "table": "nslab", '

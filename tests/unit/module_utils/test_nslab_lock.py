@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from ansible.module_utils.nslab_errors import LabLockedError
-from ansible.module_utils.nslab_lock import LabLock, lock_path
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import LabLockedError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import LabLock, lock_path
 
 
 def hold(root, seconds, ready):

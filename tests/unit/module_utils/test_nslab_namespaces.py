@@ -6,12 +6,14 @@ import pathlib
 
 import pytest
 
-from ansible.module_utils import nslab_namespaces
-from ansible.module_utils.nslab_errors import ApplyError, OwnershipError
-from ansible.module_utils.nslab_mountinfo import mount_points, parse_mountinfo
-from ansible.module_utils.nslab_namespaces import (NamespaceAction, NamespaceApplier,
-                                                   NamespaceSpec, NamespaceState, NamespaceStore,
-                                                   plan_namespaces)
+from ansible_collections.nslab.lab.plugins.module_utils import nslab_namespaces
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
+    ApplyError, OwnershipError)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import (
+    mount_points, parse_mountinfo)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import (
+    NamespaceAction, NamespaceApplier, NamespaceSpec, NamespaceState, NamespaceStore,
+    plan_namespaces)
 
 from helpers.paths import UNIT_FIXTURES as FIXTURES
 
@@ -88,7 +90,7 @@ def test_plan_adopts_a_namespace_found_without_its_record_before_changing_it():
 
 
 def test_lo_alias_requests_are_well_formed_rtnetlink():
-    from ansible.module_utils import nslab_owner as owner
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_owner as owner
     request = owner._link_request(owner.RTM_GETLINK, owner.NLM_F_REQUEST, 1)
     length, kind, flags = owner.NLMSG_HEADER.unpack_from(request)[:3]
     assert (length, kind, flags) == (len(request), 18, 1) and length == 32

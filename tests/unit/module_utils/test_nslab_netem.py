@@ -5,12 +5,11 @@ The tc_*.json fixtures are real `tc -j qdisc show` output (see fixtures/tc_READM
 
 import pytest
 
-from ansible.module_utils.nslab_errors import ApplyError, CommandError
-from ansible.module_utils.nslab_netem import (NSLAB_HANDLE, EndDesired, EndState, RootQdisc,
-                                              apply_actions, delete_argv, keep_addresses_argv,
-                                              netem_argv, netem_equal, netem_problems,
-                                              normalize_netem,
-                                              parse_root_qdiscs, plan_end, plan_link)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError, CommandError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import (
+    NSLAB_HANDLE, EndDesired, EndState, RootQdisc, apply_actions, delete_argv, keep_addresses_argv,
+    netem_argv, netem_equal, netem_problems, normalize_netem, parse_root_qdiscs, plan_end,
+    plan_link)
 
 from helpers.paths import UNIT_FIXTURES as FIXTURES
 

@@ -1,10 +1,11 @@
 """nslab's filter rules in nftables: parsing ``nft -j`` output (captured from nft 1.0.6)
 and planning the difference (pure functions)."""
 
-from ansible.module_utils.nslab_links import UNMANAGED, Iface, VethSpec, derived_mac
-from ansible.module_utils.nslab_nft import (BRIDGE_TABLE, HOST_TABLE, KernelRule,
-                                            isolate_rule, parse_comment, parse_table,
-                                            plan_rules, port_rules, script, undo_script)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_links import (
+    UNMANAGED, Iface, VethSpec, derived_mac)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_nft import (
+    BRIDGE_TABLE, HOST_TABLE, KernelRule, isolate_rule, parse_comment, parse_table, plan_rules,
+    port_rules, script, undo_script)
 
 from helpers.paths import UNIT_FIXTURES as FIXTURES
 

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from ansible.module_utils.nslab_containers import ContainerStore
-from ansible.module_utils.nslab_errors import NslabError, StateError
-from ansible.module_utils.nslab_namespaces import NamespaceStore
-from ansible.module_utils.nslab_owner import read_json, read_record
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import ContainerStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import NslabError, StateError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import NamespaceStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import read_json, read_record
 
 
 def write(path, text):

@@ -6,9 +6,10 @@ integration tests run the same code against the kernel.
 
 import pytest
 
-from ansible.module_utils.nslab_errors import ApplyError, BatchError
-from ansible.module_utils.nslab_plan import ADDRESS, CREATE, UP, Action, Step, apply_plan, batches, ordered_steps
-from ansible.module_utils.nslab_runner import Runner
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError, BatchError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_plan import (
+    ADDRESS, CREATE, UP, Action, Step, apply_plan, batches, ordered_steps)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import Runner
 
 
 class FakeRunner:

@@ -7,13 +7,12 @@ import json
 
 import pytest
 
-from ansible.module_utils.nslab_nft import HOST_TABLE, isolate_rule, parse_table as \
-    parse_host_table, plan_rules, script as host_script
-from ansible.module_utils.nslab_publish import (ANY, PortSpec, Published, Table,
-                                               conflict_problems, lab_clash_problems,
-                                               parse_port, parse_table, plan_ports,
-                                               port_problems, script, undo_script, view)
-from ansible.module_utils.nslab_compile import compile_lab, validate
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_nft import (
+    HOST_TABLE, isolate_rule, parse_table as parse_host_table, plan_rules, script as host_script)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
+    ANY, PortSpec, Published, Table, conflict_problems, lab_clash_problems, parse_port,
+    parse_table, plan_ports, port_problems, script, undo_script, view)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import compile_lab, validate
 
 from helpers.paths import UNIT_FIXTURES
 

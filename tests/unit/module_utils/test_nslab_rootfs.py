@@ -6,11 +6,10 @@ import subprocess
 
 import pytest
 
-from ansible.module_utils.nslab_rootfs import (default_mirror, elf_interpreter,
-                                               parse_apt_sources, parse_busybox_list,
-                                               parse_loader_list)
-from ansible.module_utils.nslab_sources import (SourceResolver, canonical, strip_special,
-                                                tree_digest, walk_tree)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_rootfs import (
+    default_mirror, elf_interpreter, parse_apt_sources, parse_busybox_list, parse_loader_list)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import (
+    SourceResolver, canonical, strip_special, tree_digest, walk_tree)
 
 from helpers.paths import UNIT_FIXTURES as FIXTURES
 
@@ -270,7 +269,8 @@ def test_debootstrap_needs_a_suite_a_mirror_and_the_tool_or_a_cache(tmp_path):
 
 
 def test_every_source_kind_has_a_resolver_and_a_builder():
-    from ansible.module_utils.nslab_sources import SOURCES, RootfsBuilder
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import (
+        SOURCES, RootfsBuilder)
     run = which = None
     assert set(SourceResolver(run, which).resolvers) == set(SOURCES)
     assert set(RootfsBuilder(run, which).builders) == set(SOURCES)

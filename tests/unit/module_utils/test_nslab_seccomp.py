@@ -9,8 +9,9 @@ import struct
 
 import pytest
 
-from ansible.module_utils import nslab_seccomp
-from ansible.module_utils.nslab_seccomp import seccomp_install, seccomp_program
+from ansible_collections.nslab.lab.plugins.module_utils import nslab_seccomp
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_seccomp import (
+    seccomp_install, seccomp_program)
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7, "i386": 0x40000003,
               "arm": 0x40000028}
@@ -370,7 +371,7 @@ def module_level_names(path):
 
 
 def test_no_name_clashes_with_nslab_init():
-    from ansible.module_utils import nslab_init
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_init
     ours = module_level_names(nslab_seccomp.__file__)
     theirs = module_level_names(nslab_init.__file__)
     assert len(ours) > 40 and len(theirs) > 40
@@ -380,5 +381,5 @@ def test_no_name_clashes_with_nslab_init():
 def test_the_filter_knows_exactly_the_capabilities_the_init_does():
     # nslab_seccomp stands before nslab_init in one script and cannot import it: its own
     # copy of the list must stay the same
-    from ansible.module_utils import nslab_init
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_init
     assert nslab_seccomp.SECCOMP_CAPABILITIES == frozenset(nslab_init.CAPABILITIES)

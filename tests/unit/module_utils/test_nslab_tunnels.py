@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from ansible.module_utils.nslab_errors import OwnershipError
-from ansible.module_utils.nslab_iproute import parse_links
-from ansible.module_utils.nslab_links import UNMANAGED, Iface
-from ansible.module_utils.nslab_tunnels import VxlanSpec, peers_of, plan_vxlans
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import OwnershipError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_iproute import parse_links
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_links import UNMANAGED, Iface
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_tunnels import (
+    VxlanSpec, peers_of, plan_vxlans)
 
 # Captured from iproute2 6.1 on Linux 6.18 (one device, trimmed of unused keys).
 CAPTURED = json.dumps([{

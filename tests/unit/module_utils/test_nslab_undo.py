@@ -4,8 +4,8 @@ import errno
 
 import pytest
 
-from ansible.module_utils.nslab_errors import ApplyError, CommandError
-from ansible.module_utils.nslab_undo import UndoLog
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError, CommandError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_undo import UndoLog
 
 
 def test_fail_undoes_newest_first_and_reports_done_and_undone():

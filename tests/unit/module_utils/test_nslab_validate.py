@@ -2,9 +2,9 @@
 
 import pytest
 
-from ansible.module_utils.nslab_validate import (hostname_problem, ifname_problem, lab_problem,
-                                                 mac_problem, mtu_problem, nsname_problem,
-                                                 parse_interface_address)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import (
+    hostname_problem, ifname_problem, lab_problem, mac_problem, mtu_problem, nsname_problem,
+    parse_interface_address)
 
 
 @pytest.mark.parametrize("name", ["eth0", "nslab-demo-lan", "a" * 15, "v.1_x-y"])
@@ -76,7 +76,7 @@ def test_mac_mtu_lab_namespace_hostname():
     ("/srv/", "not in normal form"),
 ])
 def test_paths_must_be_absolute_and_normal(value, fragment):
-    from ansible.module_utils.nslab_validate import abspath_problem
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import abspath_problem
     problem = abspath_problem("jails[1].path", value)
     assert problem.startswith("jails[1].path: ") and fragment in problem
     assert abspath_problem("path", "/srv/rootfs") is None
@@ -84,7 +84,8 @@ def test_paths_must_be_absolute_and_normal(value, fragment):
 
 @pytest.mark.parametrize("value", ["..", "../escape", "a/b", ""])
 def test_jail_names_never_leave_their_directory(value):
-    from ansible.module_utils.nslab_validate import object_name_problem
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import (
+        object_name_problem)
     assert "jail name" in object_name_problem("name", value, "jail")
 
 

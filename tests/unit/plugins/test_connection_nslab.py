@@ -51,19 +51,18 @@ def test_the_door_is_an_isolated_python_running_enter_with_the_record():
 
 
 def test_the_door_failure_markers_match_nslab_init():
-    from ansible.module_utils import nslab_init
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_init
     assert plugin.ENTER_FAILED == nslab_init.ENTER_FAILED
     assert plugin.ENTER_PREFIX == nslab_init.ENTER_PREFIX.encode()
 
 
 def test_the_doors_script_is_the_seccomp_filter_then_nslab_init():
-    """The door installs the container's seccomp filter: its source must come first."""
-    from ansible.plugins.loader import module_utils_loader
-    module_utils_loader.add_directory(str(ROOT / "module_utils"))
+    """The door installs the container's seccomp filter: its source must come first, read
+    from the plugin's own collection (plugins/module_utils), with no Ansible path set."""
     plugin.Connection._door_source = None
     source = plugin.Connection.door_source()
-    seccomp = (ROOT / "module_utils" / "nslab_seccomp.py").read_text()
-    init = (ROOT / "module_utils" / "nslab_init.py").read_text()
+    seccomp = (ROOT / "plugins" / "module_utils" / "nslab_seccomp.py").read_text()
+    init = (ROOT / "plugins" / "module_utils" / "nslab_init.py").read_text()
     assert plugin.DOOR_MODULES == ("nslab_seccomp", "nslab_init")
     assert source == seccomp + "\n" + init
     namespace = {}

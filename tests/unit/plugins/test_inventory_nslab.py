@@ -14,8 +14,8 @@ SPEC = importlib.util.spec_from_file_location("nslab_inventory",
                                               ROOT / "plugins" / "inventory" / "nslab.py")
 plugin = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(plugin)
-plugin.use_module_utils()
-from ansible.module_utils.nslab_compile import bridge_name, host_end_name  # noqa: E402
+
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import bridge_name, host_end_name  # noqa: E402
 
 # lab.yml's build of invcap (busybox a, b, c, d on lan 10.213.160.0/24, a:eth1-c:eth1 on
 # 10.213.161.0/30, c limited to 32M), d then stopped; read by cli/nslab_cli.read_labs.

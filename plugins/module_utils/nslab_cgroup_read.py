@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading a cgroup from the kernel: the interface files, processes and child cgroups of its
+directory in every hierarchy of a layout, judged against nslab's ownership record.
+
+cgroupfs holds no reliable tag, so ``/run/nslab/<lab>/cgroups.json`` (nslab_cgroup_store)
+records each cgroup nslab made and the inode of its directory in every hierarchy. A
+directory under ``nslab/<lab>/`` without a record (or with another inode) is not nslab's:
+``CgroupState.foreign`` says why, and nothing plans a change to it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import read_optional
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
+    CgroupState, DirState, cgroup_relpath)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_vocab import LEAF_FILES
+
+
+def _read_files(directory, names):
+    files = {}
+    for name in names:
+        text = read_optional(os.path.join(directory, name))
+        if text is not None:
+            files[name] = text
+    return files
+
+
+def read_procs(directory):
+    text = read_optional(os.path.join(directory, "cgroup.procs"), "")
+    return sorted(int(p) for p in text.split())
+
+
+def read_dir(hierarchy, path, leaf):
+    if not os.path.isdir(path):
+        return DirState(path, False)
+    if leaf:
+        names = [f for c in hierarchy.controllers for f in LEAF_FILES[hierarchy.version][c]]
+        return DirState(path, True, _read_files(path, names), os.stat(path).st_ino,
+                        read_procs(path),
+                        sorted(e.name for e in os.scandir(path) if e.is_dir()))
+    names = ["cgroup.subtree_control"] if hierarchy.version == 2 else []
+    if hierarchy.version == 1 and "cpuset" in hierarchy.controllers:
+        names = ["cpuset.cpus", "cpuset.mems"]
+    return DirState(path, True, _read_files(path, names))
+
+
+def read_cgroup(layout, lab, name, record):
+    """What the kernel shows of cgroup ``name`` of ``lab``, judged against nslab's record."""
+    relpath = cgroup_relpath(lab, name)
+    parts = relpath.split("/")
+    chains = {}
+    for hierarchy in layout.hierarchies:
+        paths = [hierarchy.mount] + [hierarchy.path("/".join(parts[:i + 1]))
+                                     for i in range(len(parts))]
+        chains[hierarchy.mount] = [read_dir(hierarchy, p, p == paths[-1]) for p in paths]
+    cgroups = record.get("cgroups", {})
+    entry = cgroups.get(name)
+    state = CgroupState(name, relpath, chains, settled=dict((entry or {}).get("settled", {})))
+    state.recorded = entry is not None
+    state.owned = entry is not None or any(n.startswith(name + "/") for n in cgroups)
+    for hierarchy in layout.hierarchies:
+        leaf = state.leaf(hierarchy)
+        recorded = (entry or {}).get("inodes", {}).get(leaf.path)
+        if leaf.exists and not state.owned:
+            state.foreign = "not nslab's (no record in %s)" % record.get("_path", "the record")
+        elif leaf.exists and recorded is not None and recorded != leaf.inode:
+            state.foreign = ("a different cgroup than the one nslab made (%s has inode %d, "
+                             "recorded %d)" % (leaf.path, leaf.inode, recorded))
+    return state
+
+
+def missing_pids(pids, proc="/proc"):
+    return [p for p in pids if not os.path.isdir(os.path.join(proc, str(p)))]

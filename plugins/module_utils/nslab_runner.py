@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one command-runner layer: argv lists, ``LC_ALL=C``, JSON reads, ``ip -batch``.
+
+``Runner`` wraps a ``run(argv, data=None) -> (rc, stdout, stderr)`` callable; modules pass
+``module.run_command`` (see ``nslab_ansible.runner_for``); the command-line tools, the
+inventory plugin, tests and benchmarks pass ``subprocess_run``. Namespaced commands go
+through ``nsenter --net=PATH``, never ``ip -n``/``ip netns exec``, which copy every mount on
+each call (measured: 5 ms with one namespace, 18.5 ms with a thousand; nsenter stays at
+4-6 ms).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import BatchError, CommandError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_iproute import (
+    json_documents, parse_links)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import NETNS_DIR
+
+_FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+
+
+def netns_path(name):
+    return os.path.join(NETNS_DIR, name)
+
+
+def subprocess_run(argv, data=None):
+    """A ``run`` callable for code that runs outside a module: the command-line tools
+    (cli/nslab_cli.local_runner), the inventory plugin, tests and benchmarks."""
+    env = dict(os.environ, LC_ALL="C", LANG="C")
+    proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _quote(token):
+    # ip -batch splits on white space and honours double quotes.
+    if token == "" or re.search(r"\s", token):
+        return '"%s"' % token.replace('"', "")
+    return token
+
+
+class Runner:
+    def __init__(self, run, ip="ip", nsenter="nsenter", bridge="bridge"):
+        self._run = run
+        self.ip_bin = ip
+        self.nsenter_bin = nsenter
+        self.bridge_bin = bridge
+
+    def run(self, argv, data=None, netns=None):
+        """Run argv (in the named net namespace when given); raise CommandError on failure."""
+        full = self.in_netns(argv, netns)
+        rc, out, err = self._run(full, data)
+        if rc != 0:
+            raise CommandError(full, rc, err, out)
+        return out
+
+    def in_netns(self, argv, netns):
+        if netns is None:
+            return list(argv)
+        return [self.nsenter_bin, "--net=%s" % netns_path(netns)] + list(argv)
+
+    def read_links(self, netns=None, addresses=True):
+        """Every link (with its addresses unless told not to), in one ``ip`` process."""
+        return parse_links(self.run([self.ip_bin, "-j", "-d", "-batch", "-"],
+                                    data="link show\n" + ("addr show\n" if addresses else ""),
+                                    netns=netns))
+
+    def netns_ids(self):
+        """{netns name: nsid} as the host numbers them (``link_netnsid`` of veth ends)."""
+        out = self.run([self.ip_bin, "-j", "netns", "list-id"])
+        return dict((e["name"], e["nsid"]) for e in json.loads(out or "[]") if "name" in e)
+
+    def read_fdb(self, devices, netns=None):
+        """{device: [fdb entry]} of the named devices, in one ``bridge -j -batch`` process."""
+        if not devices:
+            return {}
+        out = self.run([self.bridge_bin, "-j", "-batch", "-"],
+                       data="".join("fdb show dev %s\n" % d for d in devices), netns=netns)
+        docs = json_documents(out)
+        return dict((d, docs[i] if i < len(docs) else []) for i, d in enumerate(devices))
+
+    def ip_batch(self, commands, netns=None, force=False, tool="ip"):
+        """Run many ``ip`` commands in one process. ``commands`` are argv lists without 'ip'.
+        With ``tool="bridge"`` they are ``bridge`` commands (forwarding entries) instead.
+
+        Without ``force`` ip stops at the first failing line; BatchError.failed_index
+        says which, so the caller knows exactly what was done.
+        """
+        if not commands:
+            return
+        lines = [" ".join(_quote(t) for t in cmd) for cmd in commands]
+        binary = self.bridge_bin if tool == "bridge" else self.ip_bin
+        argv = [binary] + (["-force"] if force else []) + ["-batch", "-"]
+        full = self.in_netns(argv, netns)
+        rc, out, err = self._run(full, "\n".join(lines) + "\n")
+        if rc != 0:
+            match = _FAILED_LINE.search(err or "")
+            index = int(match.group(1)) - 1 if match else -1
+            raise BatchError(full, rc, err, index, lines)
