@@ -107,10 +107,10 @@ def test_modules_need_no_python_newer_than_3_9():
 
 
 def test_connection_plugin_documentation_renders():
-    proc = subprocess.run([str(BIN / "ansible-doc"), "-t", "connection", "-j", "nslab"],
+    proc = subprocess.run([str(BIN / "ansible-doc"), "-t", "connection", "-j", "nslab.lab.nslab"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "[WARNING]" not in proc.stderr
-    doc = json.loads(proc.stdout)["nslab"]["doc"]
+    doc = json.loads(proc.stdout)["nslab.lab.nslab"]["doc"]
     assert {"remote_addr", "lab", "executable", "pipelining"} == set(doc["options"])
-    assert yaml.safe_load(json.loads(proc.stdout)["nslab"]["examples"])
+    assert yaml.safe_load(json.loads(proc.stdout)["nslab.lab.nslab"]["examples"])

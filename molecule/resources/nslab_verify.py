@@ -14,7 +14,7 @@ _SPEC.loader.exec_module(nslab_exec)
 
 def lab_view(host, lab):
     """The lab's objects on the instance; fails when the lab is not there at all."""
-    view = host.ansible("nslab_info", "lab=%s" % lab, check=False)["labs"][lab]
+    view = host.ansible("nslab.lab.nslab_info", "lab=%s" % lab, check=False)["labs"][lab]
     assert view["namespaces"] or view["jails"] or view["bridges"], "no lab %r here" % lab
     return view
 

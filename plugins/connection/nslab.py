@@ -84,7 +84,7 @@ EXAMPLES = r"""
 # inventory: every host is a container of the lab "web"
 all:
   vars:
-    ansible_connection: nslab
+    ansible_connection: nslab.lab.nslab
     ansible_nslab_lab: web
   hosts:
     front: {}

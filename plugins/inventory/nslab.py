@@ -12,7 +12,7 @@ description:
   - Lists every node of every lab on this machine (or of the labs in O(labs)), read the way
     the nslab_info module reads them (nslab's module_utils C(nslab_labview)) - from the
     kernel and nslab's records, not from a topology file.
-  - Each node is a host named C(<lab>/<node>) with C(ansible_connection=nslab), so a task on
+  - Each node is a host named C(<lab>/<node>) with C(ansible_connection=nslab.lab.nslab), so a task on
     it runs inside the node through the nslab connection plugin's door (the node's
     namespaces, cgroups, capabilities, seccomp filter and no_new_privs).
   - "Groups: one per lab (C(<lab>)), one per network of a lab (C(<lab>_<network>)), one
@@ -37,7 +37,7 @@ options:
         C(nslab.yaml) (as C(inventory/nslab.yml) or C(demo.nslab.yml)).
     required: true
     type: str
-    choices: [nslab]
+    choices: [nslab.lab.nslab]
   labs:
     description:
       - Only these labs. Empty lists every lab found on this machine.
@@ -64,9 +64,9 @@ notes:
 
 EXAMPLES = r"""
 # inventory/nslab.yml, every node of every lab on this machine, is just:
-#   plugin: nslab
+#   plugin: nslab.lab.nslab
 # This one takes the lab "demo" only, with a group per memory limit and a variable of its own:
-plugin: nslab
+plugin: nslab.lab.nslab
 labs: [demo]
 keyed_groups:
   - key: nslab_limits.memory | string
@@ -167,7 +167,7 @@ def lab_hosts(lab, view, this_host, bridge_name, host_end_name):
             }
         host = "%s/%s" % (lab, name)
         hosts[host] = dict(host_vars, nslab_lab=lab, nslab_node=name,
-                           ansible_connection="nslab")
+                           ansible_connection="nslab.lab.nslab")
         memberships = [lab] + ["%s_%s" % (lab, n) for n in host_vars["nslab_networks"]]
         if multi and host_vars["nslab_host"]:
             memberships.append("%s_on_%s" % (lab, host_vars["nslab_host"]))
@@ -194,7 +194,7 @@ def inventory_of(labs, this_host, bridge_name, host_end_name):
 class InventoryModule(BaseInventoryPlugin, Constructable):
     """The nodes of nslab's labs on this machine, from nslab_labview's reading of them."""
 
-    NAME = "nslab"
+    NAME = "nslab.lab.nslab"
 
     def verify_file(self, path):
         return super().verify_file(path) and path.endswith(

@@ -358,8 +358,8 @@ EXAMPLES = r"""
 
 # Run a command inside a running container through nslab's door, the nslab connection
 # plugin (with the container's cgroups, capabilities, no_new_privs and seccomp filter):
-#   ansible all -i 'demo/apt103,' -c nslab -m raw -a 'hostname'
-# or a play with "hosts: demo/apt103" and "connection: nslab". Not "nsenter --target PID
+#   ansible all -i 'demo/apt103,' -c nslab.lab.nslab -m raw -a 'hostname'
+# or a play with "hosts: demo/apt103" and "connection: nslab.lab.nslab". Not "nsenter --target PID
 # --all": that runs the container's own binaries with every capability of the host's root
 # and no filter - a root-only admin bypass, never the routine way in.
 """

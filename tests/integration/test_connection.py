@@ -40,7 +40,7 @@ def box(lab, module):
 
 
 def adhoc(host, module_name, args, extra=()):
-    argv = [str(BIN / "ansible"), "all", "-i", host + ",", "-c", "nslab", "-m", module_name,
+    argv = [str(BIN / "ansible"), "all", "-i", host + ",", "-c", "nslab.lab.nslab", "-m", module_name,
             "-a", args, *extra]
     env = dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="default")
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -49,10 +49,9 @@ def adhoc(host, module_name, args, extra=()):
 @pytest.fixture
 def connection():
     """The plugin driven in-process, as Ansible's worker drives it."""
-    connection_loader.add_directory(str(ROOT / "plugins" / "connection"))
 
     def connect(address):
-        conn = connection_loader.get("nslab", PlayContext())
+        conn = connection_loader.get("nslab.lab.nslab", PlayContext())
         conn.set_options(direct={"remote_addr": address})
         return conn
     return connect

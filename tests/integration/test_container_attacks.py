@@ -51,7 +51,7 @@ def run_in_node(lab, module, rootfs, netns, script, **options):
 
 def door(lab, name, command):
     """``command`` run in the container by the nslab connection plugin (the door)."""
-    argv = [str(BIN / "ansible"), "all", "-i", "%s/%s," % (lab.name, name), "-c", "nslab",
+    argv = [str(BIN / "ansible"), "all", "-i", "%s/%s," % (lab.name, name), "-c", "nslab.lab.nslab",
             "-m", "raw", "-a", command]
     env = dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="default")
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -18,7 +18,7 @@ def source(running_lab, tmp_path):
     """An inventory source restricted to running_lab (other labs may run on this machine)."""
     path = tmp_path / "nslab.yml"
     # With the Constructable options users expect (compose, groups, keyed_groups).
-    path.write_text("plugin: nslab\nlabs: [%s]\n"
+    path.write_text("plugin: nslab.lab.nslab\nlabs: [%s]\n"
                     "compose: {mgmt_address: nslab_addresses | first}\n"
                     "groups: {small: (nslab_limits.memory | default(0)) < 67108864}\n"
                     "keyed_groups: [{key: nslab_state, prefix: state}]\n" % running_lab.name)
@@ -59,7 +59,7 @@ def test_the_inventory_lists_exactly_the_labs_nodes(running_lab, source):
     assert hostvars[nodes[1]]["mgmt_address"] == hostvars[nodes[1]]["nslab_addresses"][0]
     for node in "abcd":
         host_vars = hostvars["%s/%s" % (name, node)]
-        assert host_vars["ansible_connection"] == "nslab"
+        assert host_vars["ansible_connection"] == "nslab.lab.nslab"
         assert host_vars["nslab_node"] == node and host_vars["nslab_lab"] == name
         assert host_vars["nslab_interfaces"]["eth0"]["network"] == "lan"
     assert hostvars[nodes[3]]["nslab_state"] == "stopped"

@@ -30,7 +30,7 @@ def test_every_node_is_a_host_reached_through_the_nslab_connection():
     built = build({"invcap": VIEW})
     assert sorted(built["hosts"]) == ["invcap/a", "invcap/b", "invcap/c", "invcap/d"]
     for name, host_vars in built["hosts"].items():
-        assert host_vars["ansible_connection"] == "nslab"
+        assert host_vars["ansible_connection"] == "nslab.lab.nslab"
         assert "%s/%s" % (host_vars["nslab_lab"], host_vars["nslab_node"]) == name
         assert host_vars["nslab_host"] == "labhost"
 
@@ -130,7 +130,7 @@ def test_a_single_host_lab_has_no_per_host_group():
 def test_verify_file_takes_nslab_sources_only(tmp_path, path, accepted):
     target = tmp_path / path
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("plugin: nslab\n")
+    target.write_text("plugin: nslab.lab.nslab\n")
     assert bool(plugin.InventoryModule().verify_file(str(target))) is accepted
 
 
@@ -140,14 +140,14 @@ def test_documentation_renders_with_its_options_and_examples():
 
     import yaml
     proc = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-doc"), "-t",
-                           "inventory", "-M", "plugins/inventory", "-j", "nslab"],
+                           "inventory", "-j", "nslab.lab.nslab"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "[WARNING]" not in proc.stderr
-    doc = json.loads(proc.stdout)["nslab"]
+    doc = json.loads(proc.stdout)["nslab.lab.nslab"]
     assert {"plugin", "labs", "compose", "groups", "keyed_groups", "strict"} <= set(
         doc["doc"]["options"])
-    assert yaml.safe_load(doc["examples"])["plugin"] == "nslab"
+    assert yaml.safe_load(doc["examples"])["plugin"] == "nslab.lab.nslab"
 
 
 @pytest.mark.parametrize("labs", ["../etc", "a/b", ".hidden"])
@@ -162,9 +162,8 @@ def test_a_lab_name_that_is_no_nslab_name_is_refused_before_anything_is_read(
         raise AssertionError("the labs were read")
 
     source = tmp_path / "demo.nslab.yml"
-    source.write_text("plugin: nslab\nlabs: ['%s']\n" % labs)
-    inventory_loader.add_directory(str(ROOT / "plugins" / "inventory"))
-    module = inventory_loader.get("nslab")
+    source.write_text("plugin: nslab.lab.nslab\nlabs: ['%s']\n" % labs)
+    module = inventory_loader.get("nslab.lab.nslab")
     monkeypatch.setattr(module, "read_labs", no_reading)
     with pytest.raises(AnsibleParserError, match="labs: '%s' is not an nslab lab name" % (
             labs.replace(".", "[.]"))):

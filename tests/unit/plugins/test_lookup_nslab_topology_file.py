@@ -96,10 +96,10 @@ def test_python_tags_are_not_constructed(tmp_path):
 
 def test_its_documentation_renders_for_ansible_doc():
     proc = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-doc"), "-t",
-                           "lookup", "-j", "nslab_topology_file"], capture_output=True,
+                           "lookup", "-j", "nslab.lab.nslab_topology_file"], capture_output=True,
                           text=True, cwd=ROOT,
                           env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")))
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)["nslab_topology_file"]
+    doc = json.loads(proc.stdout)["nslab.lab.nslab_topology_file"]
     assert set(doc["doc"]["options"]) == {"_terms", "max_bytes", "max_aliases", "max_nodes"}
     assert doc["examples"].strip() and doc["return"]
