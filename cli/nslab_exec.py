@@ -43,7 +43,14 @@ SHELL_SCRIPT = ('TERM="$1"; export TERM; '
 
 
 def connection_plugin():
-    """plugins/connection/nslab.py: the door's parts and command line live there, once."""
+    """plugins/connection/nslab.py: the door's parts and command line live there, once.
+
+    The plugin imports its collection's module_utils (nslab.lab, which this checkout is:
+    collections/ links back to it), so collections/ goes on sys.path first. This file is
+    also loaded by path (molecule/resources/nslab_verify.py), hence no import of nslab_cli."""
+    collections = str(ROOT / "collections")
+    if collections not in sys.path:
+        sys.path.insert(0, collections)
     spec = importlib.util.spec_from_file_location(
         "nslab_connection_plugin", ROOT / "plugins" / "connection" / "nslab.py")
     plugin = importlib.util.module_from_spec(spec)
