@@ -242,8 +242,8 @@ def test_a_bad_value_is_refused_and_nothing_changes(lab, tmp_path):
         target[path[-1]] = value
         results = build(lab, tmp_path, spec)
         assert [r["_task"] for r in failed(results)] == [
-            "nslab_lab : Validate the whole topology and compile this host's share (before "
-            "anything changes)"]
+            "nslab.lab.nslab_lab : Validate the whole topology and compile this host's share "
+            "(before anything changes)"]
         assert problem in failed(results)[0]["msg"]
         assert changed(results) == {}
         assert before == dict((n, (routes(lab, n), routes(lab, n, "-6")))
