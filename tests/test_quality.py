@@ -76,7 +76,7 @@ def test_documentation_matches_argument_spec(name):
 
 def ansible_lint(*paths):
     return subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "lint" / "run_ansible_lint.py"), "--strict",
+        [str(BIN / "ansible-lint"), "--strict",
          "--nocolor", *paths], capture_output=True, text=True, cwd=ROOT)
 
 
