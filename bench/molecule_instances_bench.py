@@ -22,6 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The tests' build and offline install of the collection, not a second copy of them.
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.collection import build_collection, install_collection  # noqa: E402
+
 JAIL = {"source": "debootstrap", "suite": "bookworm", "include": ["python3"]}
 
 
@@ -35,17 +39,12 @@ def timed(argv, **kwargs):
 
 def user_repository(where):
     """The example role in a git repository of its own, nslab.lab built from this checkout
-    and installed beside it; returns (role directory, collections path)."""
-    galaxy = str(BIN / "ansible-galaxy")
-    subprocess.run([galaxy, "collection", "build", "--force", "--output-path", str(where)],
-                   cwd=ROOT, check=True, capture_output=True)
-    tarball = next(where.glob("nslab-lab-*.tar.gz"))
-    # Not beside the role: a collections/ next to the project would be searched as well.
+    and installed beside it (as tests/integration/test_molecule_instances.py does); returns
+    (role directory, collections path)."""
+    tarball = build_collection(where)
     collections = where / "installed"
-    # Away from this checkout (whose ansible.cfg finds nslab.lab already installed, in
-    # collections/) and forced, so the tarball really lands in the collections path.
-    subprocess.run([galaxy, "collection", "install", "--offline", "--force", "-p",
-                    str(collections), str(tarball)], check=True, capture_output=True, cwd=where)
+    collections.mkdir()
+    install_collection(tarball, collections)
     role = where / "repository" / "static_site"
     shutil.copytree(ROOT / "examples" / "roles" / "static_site", role,
                     ignore=shutil.ignore_patterns("__pycache__", ".cache"))
