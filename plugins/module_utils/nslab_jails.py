@@ -193,8 +193,13 @@ class JailStore:
     def read(self, names):
         entries = read_mountinfo()
         mounts = mounts_below(entries, self.lab_dir)
+        by_jail = {}        # each jail's own mounts: N jails never scan N jails' mounts
+        for entry in mounts:
+            if entry.mount_point.startswith(self.jails_dir + "/"):
+                top = entry.mount_point[len(self.jails_dir) + 1:].split("/")[0]
+                by_jail.setdefault(top, []).append(entry)
         return LabState(
-            jails=dict((n, self.read_jail(n, mounts)) for n in names),
+            jails=dict((n, self.read_jail(n, by_jail.get(n, []))) for n in names),
             records=self._records(self.jails_dir, "jail.json"),
             bases=self._records(self.bases_dir, "base.json"),
             lowerdirs=[d for e in entries if e.fstype == "overlay"
@@ -427,7 +432,7 @@ def predicted_view(store, spec, state):
 
 def unmount_below(path):
     """Unmount everything at or below ``path``, newest first (children before parents)."""
-    for entry in reversed(mounts_below(read_mountinfo(), path)):
+    for entry in reversed(mounts_below(read_mountinfo(containing=path), path)):
         try:
             sc.umount2(entry.mount_point, sc.MNT_DETACH)
         except OSError as err:
@@ -445,7 +450,7 @@ def remove_tree(path):
     if not os.path.lexists(path):
         return
     unmount_below(path)
-    left = mounts_below(read_mountinfo(), path)
+    left = mounts_below(read_mountinfo(containing=path), path)
     if left:
         raise JailError("cannot remove '%s': %s is still mounted" % (path, left[0].mount_point))
     proc = subprocess.run([shutil.which("rm") or "rm", "-rf", "--one-file-system", "--", path],
@@ -521,7 +526,7 @@ def mount_jail(store, name, overlay, lowerdir, new=False, disk=None):
         missing = (["layer"] if disk else []) + ["root", "/dev", "/dev/pts"]
     else:
         missing = missing_mounts(store, name, overlay, lowerdir, mounts_below(
-            read_mountinfo(), store.jail_dir(name)), disk)
+            read_mountinfo(containing=store.jail_dir(name)), store.jail_dir(name)), disk)
     made = []
     try:
         if missing[0] == "layer":

@@ -529,7 +529,8 @@ class NamespaceApplier:
                     if link.kind == "veth" and link.peer_netnsid in nsids)
 
     def _wait_gone(self, host_ends):
-        deadline = time.monotonic() + self.wait_seconds
+        # The kernel frees namespaces in batches, in the background: more take longer.
+        deadline = time.monotonic() + self.wait_seconds + 0.02 * len(host_ends)
         while host_ends and time.monotonic() < deadline:
             links = self.runner.read_links(addresses=False)
             host_ends = dict((n, i) for n, i in host_ends.items()

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import BatchError, CommandError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_iproute import (
@@ -24,6 +25,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_iproute import (
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import NETNS_DIR
 
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+# Reads of many namespaces are one short process each: run a few at once, on every core.
+READ_WORKERS = max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
 def netns_path(name):
@@ -70,6 +73,16 @@ class Runner:
         return parse_links(self.run([self.ip_bin, "-j", "-d", "-batch", "-"],
                                     data="link show\n" + ("addr show\n" if addresses else ""),
                                     netns=netns))
+
+    def each(self, function, items):
+        """``[function(item) for item in items]``, up to READ_WORKERS at a time (threads
+        that each wait on their own process). For reads only: the first error raised, in
+        the order of ``items``, is raised once every call has ended."""
+        items = list(items)
+        if len(items) < 2:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(items))) as pool:
+            return list(pool.map(function, items))
 
     def netns_ids(self):
         """{netns name: nsid} as the host numbers them (``link_netnsid`` of veth ends)."""
