@@ -36,6 +36,7 @@ class Link:
     stp: Optional[bool]            # bridge only
     addresses: List[str] = field(default_factory=list)   # "10.0.0.1/24", "fd00::1/64"
     vxlan: Optional[dict] = None   # vxlan only: {vni, local, port, learning}
+    qdisc: Optional[str] = None    # the kind of its root qdisc: noqueue, netem, ...
 
     def managed_addresses(self):
         """Addresses nslab compares: all but kernel-made IPv6 link-local ones."""
@@ -96,6 +97,7 @@ def parse_links(text):
             stp=stp,
             addresses=addresses,
             vxlan=vxlan,
+            qdisc=item.get("qdisc"),
         )
     return links
 

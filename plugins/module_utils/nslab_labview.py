@@ -24,6 +24,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import cgroup_view
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import ContainerStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_iproute import parse_links
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_jails import JailStore, jail_view
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import (
     mount_points, read_mountinfo)
@@ -31,7 +32,13 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import (
     parse_alias, plan_record_path, read_json)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_routes import (
+    parse_routes, read_namespace_text)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_tunnels import peers_of
+
+
+# What planning a run needs of a container (nslab_info's brief).
+BRIEF_CONTAINER_KEYS = ("name", "state", "pid", "netns", "cgroup", "addresses")
 
 
 def labs_on_host(links):
@@ -48,7 +55,14 @@ def labs_on_host(links):
 
 def link_item(link, netns=None):
     return {"name": link.name, "netns": netns, "master": link.master, "up": link.up,
-            "mtu": link.mtu, "addresses": sorted(link.managed_addresses())}
+            "mtu": link.mtu, "qdisc": link.qdisc, "addresses": sorted(link.managed_addresses())}
+
+
+def read_inside(runner, netns):
+    """({name: Link}, [nslab's own routes]) of a net namespace, in one ``ip`` process:
+    what a rerun must know to tell that nslab_link and nslab_route have nothing to undo."""
+    out = read_namespace_text(runner, netns)
+    return parse_links(out), [r for r in parse_routes(out) if r.owned]
 
 
 def vxlan_item(link, entries, netns=None):
@@ -84,31 +98,43 @@ def find_underlay(address, host_links):
     return {"address": candidates[0] if candidates else address, "device": None, "mtu": None}
 
 
-def lab_cgroups(lab, layout):
+def lab_cgroups(lab, layout, brief=False):
     store = CgroupStore(lab)
     record = store.load()
     # Recovery (nslab_adopt): without the record, the lab's own cgroup directories.
+    names = sorted(record.get("cgroups", {})) or lost_cgroups(store, layout)
+    if brief:
+        return [{"name": name} for name in names]
     return [dict(name=name, **cgroup_view(layout, read_cgroup(layout, lab, name, record)))
-            for name in sorted(record.get("cgroups", {})) or lost_cgroups(store, layout)]
+            for name in names]
 
 
-def lab_jails(lab):
+def lab_jails(lab, brief=False):
     store = JailStore(lab)
     names = sorted(store.read([]).records)
+    if brief:
+        return [{"name": name} for name in names]
     state = store.read(names)
     return [dict(name=name, **jail_view(store, name, state)) for name in names]
 
 
-def lab_info(lab, runner, host_links, nsfs, layout):
+def lab_info(lab, runner, host_links, nsfs, layout, brief=False):
+    """What ``lab`` has on this host. ``brief``: cgroups and jails by name only, containers
+    by BRIEF_CONTAINER_KEYS (see nslab_info's O(brief))."""
     leftovers = []
-    cgroups = lab_cgroups(lab, layout)
+    cgroups = lab_cgroups(lab, layout, brief)
     usage = dict((c["name"], c.get("usage")) for c in cgroups)
     store = NamespaceStore(lab)
     namespaces, netns_addresses, veths = [], {}, []
     tables = {None: host_links}
     # Recovery (nslab_adopt): net namespaces tagged for the lab whose records were lost.
-    for record in store.lab_records() + lost_netns_records(store, nsfs):
-        state = store.read(record["name"], nsfs)
+    records = store.lab_records() + lost_netns_records(store, nsfs)
+    states = [store.read(record["name"], nsfs) for record in records]
+    with_net = [r["name"] for r, state in zip(records, states) if "net" in state.types]
+    insides = dict(zip(with_net, runner.each(lambda name: read_inside(runner, name),
+                                             with_net)))
+    netns_routes = {}
+    for record, state in zip(records, states):
         live = not state.missing
         namespaces.append({"name": record["name"], "types": sorted(record["types"]),
                            "paths": dict((t, i["path"]) for t, i in record["types"].items()),
@@ -116,9 +142,11 @@ def lab_info(lab, runner, host_links, nsfs, layout):
         if not live:
             leftovers.append("namespace '%s': %s no longer mounted" % (
                 record["name"], ", ".join(state.missing)))
-        if "net" in state.types:
-            inside = runner.read_links(netns=record["name"])
+        if record["name"] in insides:
+            inside, routes = insides[record["name"]]
             tables[record["name"]] = inside
+            netns_routes[record["name"]] = sorted(
+                (r.view() for r in routes), key=lambda v: (v["to"], v["via"] or ""))
             netns_addresses[record["name"]] = sorted(
                 a for link in inside.values() if link.name != "lo"
                 for a in link.managed_addresses())
@@ -134,6 +162,8 @@ def lab_info(lab, runner, host_links, nsfs, layout):
         view = dict(name=state.name, **state.view())
         view["addresses"] = netns_addresses.get(view.get("netns"), [])
         view["usage"] = usage.get(view.get("cgroup"))
+        if brief:
+            view = dict((k, view.get(k)) for k in BRIEF_CONTAINER_KEYS)
         containers.append(view)
         if state.died:
             leftovers.append("container '%s': its init died" % state.name)
@@ -146,7 +176,7 @@ def lab_info(lab, runner, host_links, nsfs, layout):
             bridges.append(dict(link_item(link), ports=ports))
         elif tag == (lab, "veth"):
             veths.append(link_item(link))
-    jails = lab_jails(lab)
+    jails = lab_jails(lab, brief)
     vxlans = lab_vxlans(lab, runner, tables)
     if (bridges or veths) and not namespaces and not containers:
         leftovers += ["%s '%s' belongs to lab '%s', which has no namespace or container "
@@ -157,6 +187,7 @@ def lab_info(lab, runner, host_links, nsfs, layout):
             "veths": sorted(veths, key=lambda v: (v["netns"] or "", v["name"])),
             "vxlans": vxlans,
             "jails": jails, "cgroups": cgroups, "netns_addresses": netns_addresses,
+            "netns_routes": netns_routes,
             "record": read_json(plan_record_path(lab)), "leftovers": leftovers}
 
 
@@ -192,7 +223,7 @@ def lab_wires(lab, runner, view):
     return [[{"netns": ns or None, "name": name} for ns, name in wire] for wire in sorted(wires)]
 
 
-def read_labs(runner, lab=None):
+def read_labs(runner, lab=None, brief=False):
     """{lab name: lab_info} for ``lab`` or every lab found on this host, and the host's
     links (for callers that look further, e.g. for the underlay)."""
     host_links = runner.read_links()
@@ -200,4 +231,5 @@ def read_labs(runner, lab=None):
     nsfs = mount_points(mounts, "nsfs")
     layout = detect_layout(mounts)
     labs = [lab] if lab else labs_on_host(host_links)
-    return dict((name, lab_info(name, runner, host_links, nsfs, layout)) for name in labs), host_links
+    return dict((name, lab_info(name, runner, host_links, nsfs, layout, brief))
+                for name in labs), host_links

@@ -6,7 +6,8 @@
 A plan is a list of ``Action`` (one readable sentence each) made of ``Step`` (one ``ip``
 batch line in one namespace, with the line that undoes it; or a ``bridge`` batch line, for
 forwarding entries). ``apply_plan`` orders the steps by phase and namespace so that a whole
-plan costs one ``ip -batch`` process per namespace and phase (and tool), and undoes every
+plan costs one ``ip -batch`` process per namespace and tool for the deletions, one for
+the creations, and one for all that follows (configure, address, up), and undoes every
 finished step, newest first, if one fails: each step is one entry of the undo log
 (nslab_undo), and the undo lines of one batch run as one ``-force`` batch again.
 """
@@ -41,23 +42,32 @@ class Action:
     steps: List[Step] = field(default_factory=list)
 
 
+def _stage(phase):
+    # Deletions and creations are lab-wide (a name is free, a link exists, before anything
+    # uses it); what follows only concerns each link's own namespace, so a namespace's
+    # configure, address and up steps run in one process, in phase order.
+    return phase if phase < CONFIGURE else CONFIGURE
+
+
 def ordered_steps(actions):
-    """All steps, sorted by phase, then by first appearance of their namespace."""
+    """All steps: deletions, then creations, each by first appearance of their namespace;
+    then every other step, namespace by namespace, each in phase order."""
     ns_order = {}
     indexed = []
     for action in actions:
         for step in action.steps:
             ns_order.setdefault(step.netns, len(ns_order))
             indexed.append(step)
-    return sorted(indexed, key=lambda s: (s.phase, ns_order[s.netns]))
+    return sorted(indexed, key=lambda s: (_stage(s.phase), ns_order[s.netns], s.phase))
 
 
 def batches(steps):
-    """Split ordered steps into runs of the same (phase, netns, tool): one process each."""
+    """Split ordered steps into runs of the same (stage, netns, tool): one process each."""
     groups = []
     for step in steps:
-        last = groups[-1][0] if groups else None
-        if last and (last.phase, last.netns, last.tool) == (step.phase, step.netns, step.tool):
+        last = groups[-1][-1] if groups else None
+        if last and (_stage(last.phase), last.netns, last.tool) == (
+                _stage(step.phase), step.netns, step.tool):
             groups[-1].append(step)
         else:
             groups.append([step])

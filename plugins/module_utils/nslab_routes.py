@@ -64,6 +64,13 @@ def canonical_to(value, family=None):
     return net.version, str(net)
 
 
+def read_namespace_text(runner, netns):
+    """A namespace's routes (every table), links and addresses, in one ``ip`` process:
+    parse_routes, parse_links and up_subnets each take what they need of it."""
+    return runner.run([runner.ip_bin, "-j", "-d", "-batch", "-"],
+                      data="route show table all\nlink show\naddr show\n", netns=netns)
+
+
 def parse_routes(text):
     """Unicast routes of the main table, from ``ip -j route show table all`` output."""
     routes = []

@@ -39,6 +39,13 @@ options:
     type: list
     elements: dict
     default: []
+  brief:
+    description: Only what planning a run needs (lab.yml reads every host so, on every
+      run) - names, addresses, states, each veth end's qdisc, nslab's routes - without the
+      cgroups' limits and usage and the jails' details, which a lab of thousands of nodes
+      would read, and send to the controller, on every run.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - action_common_attributes
 attributes:
@@ -86,7 +93,8 @@ labs:
       description: Bridges with addresses and ports.
       type: list
     veths:
-      description: veth ends, in the host (netns null) and in the lab's namespaces.
+      description: veth ends, in the host (netns null) and in the lab's namespaces, with
+        the kind of their root qdisc (C(netem) when impaired).
       type: list
     vxlans:
       description: VXLAN devices, in the host (netns null) and in the lab's namespaces, with
@@ -94,6 +102,10 @@ labs:
       type: list
     netns_addresses:
       description: Addresses (CIDR) found in each of the lab's net namespaces, C(lo) excluded.
+      type: dict
+    netns_routes:
+      description: nslab's own routes (proto 213, C({to, via})) in each of the lab's net
+        namespaces.
       type: dict
     record:
       description: For a lab over several hosts, the plan of its last build kept on this
@@ -113,6 +125,7 @@ labs:
       jails: [{name: apt101, state: present, root: /var/lib/nslab/demo/jails/apt101/root}]
       cgroups: [{name: apt101, state: present, limits: {memory: 67108864, pids: 64}}]
       netns_addresses: {demo-apt101: [10.213.1.2/24]}
+      netns_routes: {demo-apt101: []}
       leftovers: []
 underlay:
   description: With O(underlay), the address, the interface holding it and its MTU
@@ -150,7 +163,7 @@ def gather(module):
     lab = module.params["lab"]
     if lab is not None and lab_problem("lab", lab):
         raise ValidationError(lab_problem("lab", lab))
-    labs, host_links = read_labs(runner_for(module), lab)
+    labs, host_links = read_labs(runner_for(module), lab, brief=module.params["brief"])
     result = {"changed": False, "labs": labs}
     if module.params["underlay"]:
         result["underlay"] = find_underlay(module.params["underlay"], host_links)
@@ -161,7 +174,8 @@ def gather(module):
 
 def get_argument_spec():
     return dict(lab=dict(type="str"), underlay=dict(type="str"),
-                fleet=dict(type="list", elements="dict", default=[]))
+                fleet=dict(type="list", elements="dict", default=[]),
+                brief=dict(type="bool", default=False))
 
 
 def main():

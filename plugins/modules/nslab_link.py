@@ -155,7 +155,7 @@ class Kernel:
 
     def __init__(self, runner, tc, lab):
         self.runner, self.tc, self.lab = runner, tc, lab
-        self._links, self._qdiscs = {}, {}
+        self._links, self._qdiscs, self._veths = {}, {}, None
 
     def links(self, netns):
         if netns not in self._links:
@@ -173,8 +173,31 @@ class Kernel:
                 self.runner.run([self.tc, "-j", "qdisc", "show"], netns=netns))
         return self._qdiscs[netns]
 
+    def prefetch(self, spaces):
+        """Read the links and qdiscs of every namespace in ``spaces`` at once (two
+        processes each, run a few at a time): every entry's ends are then read."""
+        def read(netns):
+            return (self.runner.read_links(netns=netns, addresses=False), parse_root_qdiscs(
+                self.runner.run([self.tc, "-j", "qdisc", "show"], netns=netns)))
+        todo = [ns for ns in spaces if ns not in self._links or ns not in self._qdiscs]
+        for netns, (links, qdiscs) in zip(todo, self.runner.each(read, todo)):
+            self._links[netns], self._qdiscs[netns] = links, qdiscs
+        self._veths = None
+
+    def veths(self, spaces):
+        """{(ifindex, peer ifindex): [(netns, Link)]} of every veth end in ``spaces``: a
+        pair's other end is found by its numbers, not by a scan per entry."""
+        if self._veths is None:
+            self._veths = {}
+            for netns in spaces:
+                for link in self.links(netns).values():
+                    if link.kind == "veth":
+                        self._veths.setdefault((link.ifindex, link.peer_ifindex), []).append(
+                            (netns, link))
+        return self._veths
+
     def forget(self):
-        self._links, self._qdiscs = {}, {}
+        self._links, self._qdiscs, self._veths = {}, {}, None
 
     def end(self, netns, dev):
         link = self.links(netns)[dev]
@@ -198,13 +221,9 @@ def find_ends(kernel, store, entry, where, namespaces):
             "%s.interface: '%s' of node '%s' is not a veth of lab '%s' (kind %s, ifalias %r);"
             " nslab_link only changes the lab's own veths" % (
                 where, entry["interface"], entry["node"], lab, link.kind, link.alias))
-    candidates = []
-    for other in [None] + sorted(namespaces):
-        for peer in kernel.links(other).values():
-            if (peer.kind == "veth" and peer.ifindex == link.peer_ifindex
-                    and peer.peer_ifindex == link.ifindex and (other, peer.name) != (
-                        netns, link.name)):
-                candidates.append((other, peer))
+    candidates = [(other, peer) for other, peer in kernel.veths(
+        [None] + sorted(namespaces)).get((link.peer_ifindex, link.ifindex), [])
+        if (other, peer.name) != (netns, link.name)]
     mine = [(ns, p) for ns, p in candidates if parse_alias(p.alias) == (lab, "veth")]
     if len(mine) > 1:
         # ifindexes are per namespace: in a ring, another pair can have the same two
@@ -253,6 +272,7 @@ def converge(module):
     store = NamespaceStore(lab)
     namespaces = set(r["name"] for r in store.lab_records() if "net" in r.get("types", {}))
 
+    kernel.prefetch([None] + [ns for ns in sorted(namespaces) if check_lab_netns(store, ns)])
     plans, seen, errors = [], {}, []
     for index, entry in enumerate(links):
         where = "links[%d]" % index

@@ -121,7 +121,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import (
     NamespaceStore, check_lab_netns)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_routes import (
-    desired_routes, canonical_to, parse_routes, plan_routes, routes_view, up_subnets)
+    desired_routes, canonical_to, parse_routes, plan_routes, read_namespace_text, routes_view,
+    up_subnets)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_undo import UndoLog
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import nsname_problem
 
@@ -173,8 +174,7 @@ def check_nodes(nodes):
 
 def read_namespace(runner, netns):
     """(routes, up subnets) of a namespace, in one ``ip`` process."""
-    out = runner.run([runner.ip_bin, "-j", "-d", "-batch", "-"],
-                     data="route show table all\nlink show\naddr show\n", netns=netns)
+    out = read_namespace_text(runner, netns)
     return parse_routes(out), up_subnets(out)
 
 
@@ -213,11 +213,13 @@ def converge(module):
     store = NamespaceStore(params["lab"])
     warnings, problems, plans = [], [], []
     before, waiting = {}, {}
+    present = [n["netns"] for n in params["nodes"] if check_lab_netns(store, n["netns"])]
+    reads = dict(zip(present, runner.each(lambda netns: read_namespace(runner, netns), present)))
     for index, node in enumerate(params["nodes"]):
         netns = node["netns"]
         desired = desired_routes(node["routes"])
-        if check_lab_netns(store, netns):
-            current, subnets = read_namespace(runner, netns)
+        if netns in reads:
+            current, subnets = reads[netns]
         elif module.check_mode:
             warnings.append("netns '%s' does not exist yet; assuming its routes' interfaces "
                             "will be up" % netns)

@@ -343,10 +343,12 @@ def read_tables(runner, netns_names, needed, store, check_mode, warnings):
     A missing namespace that only pairs to remove use holds nothing to remove. Raises
     ValidationError for a missing one in ``needed`` (outside check mode) or
     OwnershipError for one that is not this lab's."""
-    tables, problems = {None: runner.read_links()}, []
+    present = [None] + [name for name in netns_names if check_lab_netns(store, name)]
+    read = dict(zip(present, runner.each(lambda netns: runner.read_links(netns=netns), present)))
+    tables, problems = {None: read[None]}, []
     for name in netns_names:
-        if check_lab_netns(store, name):
-            tables[name] = runner.read_links(netns=name)
+        if name in read:
+            tables[name] = read[name]
         elif name not in needed:
             tables[name] = {}
         elif check_mode:
@@ -519,7 +521,8 @@ def converge(module):
             if stale:
                 log.record("delete stale anti-spoofing rules")
         if actions:
-            after = dict((ns, runner.read_links(netns=ns)) for ns in tables)
+            spaces = list(tables)
+            after = dict(zip(spaces, runner.each(lambda ns: runner.read_links(netns=ns), spaces)))
         after_rules = read_table(runner, nft, BRIDGE_TABLE) if nft else []
 
     result = {

@@ -101,7 +101,11 @@ def test_new_pair_is_created_from_the_host_directly_into_the_namespace():
     assert cmds[0] == (None, "link add name v0 type veth peer name eth0 netns ns1")
     assert (None, "link set dev v0 master br0") in cmds
     assert ("ns1", "addr add 10.0.0.2/24 dev eth0") in cmds
-    assert cmds[-2:] == [(None, "link set dev v0 up"), ("ns1", "link set dev eth0 up")]
+    # Each end goes up last in its own namespace (one process each after the creation).
+    host = [c for ns, c in cmds if ns is None]
+    inside = [c for ns, c in cmds if ns == "ns1"]
+    assert host[-1] == "link set dev v0 up" and inside[-1] == "link set dev eth0 up"
+    assert cmds == [c for c in cmds if c[0] is None] + [c for c in cmds if c[0] == "ns1"]
     create = ordered_steps(actions)[0]
     assert create.phase == CREATE and create.undo == (None, ["link", "del", "dev", "v0"])
 

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError, BatchError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_plan import (
-    ADDRESS, CREATE, UP, Action, Step, apply_plan, batches, ordered_steps)
+    ADDRESS, CREATE, DELETE, UP, Action, Step, apply_plan, batches, ordered_steps)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import Runner
 
 
@@ -36,13 +36,25 @@ def plan():
     ]
 
 
-def test_steps_are_grouped_into_one_batch_per_phase_and_namespace():
+def test_steps_are_grouped_into_one_batch_per_stage_and_namespace():
     groups = batches(ordered_steps(plan()))
     assert [(g[0].phase, g[0].netns, len(g)) for g in groups] == [
-        (CREATE, None, 2), (ADDRESS, "ns", 1), (UP, "ns", 1)]
+        (CREATE, None, 2), (ADDRESS, "ns", 2)]
+    # After the creations, a namespace's steps run in one process, in phase order.
+    assert [s.phase for s in groups[1]] == [ADDRESS, UP]
     runner = FakeRunner()
     apply_plan(runner, plan())
-    assert len(runner.calls) == 3
+    assert len(runner.calls) == 2
+
+
+def test_creations_in_every_namespace_come_before_any_later_step():
+    actions = [Action("b", [Step(CREATE, "n1", ["link", "add", "b"]),
+                            Step(UP, "n1", ["link", "set", "b", "up"])]),
+               Action("a", [Step(UP, None, ["link", "set", "a", "up"]),
+                            Step(CREATE, None, ["link", "add", "a"])]),
+               Action("d", [Step(DELETE, "n1", ["link", "del", "old"])])]
+    order = [(s.phase, s.netns) for s in ordered_steps(actions)]
+    assert order == [(DELETE, "n1"), (CREATE, "n1"), (CREATE, None), (UP, "n1"), (UP, None)]
 
 
 def test_bridge_steps_get_their_own_batch_and_rollback():
@@ -128,8 +140,7 @@ def test_a_callers_log_undoes_the_plan_after_a_later_failure():
     err = log.fail(OSError(5, "Input/output error"))
     assert err.rolled_back == ["ip link set b up (netns ns)", "ip addr add x dev b (netns ns)",
                                "ip link add c", "ip link add a"]
-    assert runner.calls[-3:] == [("ns", ["link set b down"], True),
-                                 ("ns", ["addr del x dev b"], True),
+    assert runner.calls[-2:] == [("ns", ["link set b down", "addr del x dev b"], True),
                                  (None, ["link del c", "link del a"], True)]
 
 
