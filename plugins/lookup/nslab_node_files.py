@@ -60,6 +60,7 @@ from jinja2.exceptions import TemplateError
 from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.plugins.loader import lookup_loader
 from ansible.plugins.lookup import LookupBase
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import node_facts
 
 
 class LookupModule(LookupBase):
@@ -78,7 +79,10 @@ class LookupModule(LookupBase):
         template = lookup_loader.get("ansible.builtin.template", loader=self._loader,
                                      templar=self._templar)
         common = dict(self.get_option("common") or {})
-        facts = lab.get("node_facts") or {}
+        templated = [c["name"] for c in lab.get("containers") or []
+                     if any(isinstance(spec, dict) and "template" in spec
+                            for spec in (c.get("files") or {}).values())]
+        facts = node_facts(lab, templated) if templated else {}
         problems, containers = [], []
         for container in lab.get("containers") or []:
             name = container["name"]

@@ -28,7 +28,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_vocab impor
     KEYS as CGROUP_KEYS)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import TopologyError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import CAPABILITIES
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import netem_problems
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import (
+    DEFAULT_KINDS, netem_problems)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
     CACHE_ROOT, DATA_ROOT, STATE_ROOT)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
@@ -898,10 +899,17 @@ def keep_current(subnet, taken, current=()):
     return None
 
 
-def lowest_free(subnet, taken):
-    for ip in subnet.hosts():
-        if ip not in _reserved(subnet) and ip not in taken:
+def lowest_free(subnet, taken, start=None):
+    """The lowest free address of ``subnet`` from ``start`` on (its first host when None):
+    a caller that only ever adds to ``taken`` passes the last one found, so giving N nodes
+    their addresses reads each address once, not N times."""
+    reserved = _reserved(subnet)
+    ip = max(start, subnet.network_address + 1) if start is not None else \
+        subnet.network_address + 1
+    while ip < subnet.broadcast_address or (subnet.num_addresses <= 2 and ip in subnet):
+        if ip not in reserved and ip not in taken:
             return ip
+        ip += 1
     return None
 
 
@@ -949,16 +957,26 @@ def segment_vnis(topology):
     return vnis
 
 
-def running_host(lab, name, fleet):
-    """The first host of the fleet where node ``name`` runs now (its namespace or container
-    is there), or None. An unreachable host's state is unknown: it is never found there."""
-    netns = netns_name(lab, name)
-    for member in fleet:
+def running_hosts(fleet):
+    """{("netns" or "node", name): (index, host)} of the first host of the fleet where each
+    namespace and container is now. One pass over the fleet, so placing N nodes reads each
+    host's view once. An unreachable host's state is unknown: nothing is found there."""
+    found = {}
+    for index, member in enumerate(fleet):
         current = member.get("current") or {}
-        if any(n.get("name") == netns for n in current.get("namespaces") or []) or any(
-                c.get("name") == name for c in current.get("containers") or []):
-            return member["name"]
-    return None
+        for kind, items in (("netns", current.get("namespaces")),
+                            ("node", current.get("containers"))):
+            for item in items or []:
+                found.setdefault((kind, item.get("name")), (index, member["name"]))
+    return found
+
+
+def running_host(lab, name, found):
+    """The first host of the fleet where node ``name`` runs now (its namespace or container
+    is there), from ``running_hosts``, or None."""
+    seen = [f for f in (found.get(("netns", netns_name(lab, name))), found.get(("node", name)))
+            if f]
+    return min(seen)[1] if seen else None
 
 
 def place(topology, fleet, record=None):
@@ -973,14 +991,14 @@ def place(topology, fleet, record=None):
     recorded = dict((n, v.get("host")) for n, v in ((record or {}).get("nodes") or {}).items())
     lab, nodes = topology["lab"], topology["nodes"]
     placement, load = {}, dict((h, 0) for h in hosts)
-    problems = []
+    problems, running = [], running_hosts(fleet)
     for name, node in nodes.items():
         wanted = (node or {}).get("host")
         if wanted is not None and wanted not in load:
             problems.append("nodes.%s.host: '%s' is not one of the lab's hosts (%s)" % (
                 name, wanted, ", ".join(hosts)))
             continue
-        where = wanted or running_host(lab, name, fleet)
+        where = wanted or running_host(lab, name, running)
         if where is None and recorded.get(name) in load:
             where = recorded[name]
         if where is not None:
@@ -1202,10 +1220,12 @@ class AddressPlan:
 
     def _node_new(self):
         subnets = self.build.subnets
+        found = {}      # net -> the last address given: nothing below it is free
         for name, node in self.build.nodes.items():
             for net in _node_networks(node):
                 if (name, net) not in self.nodes:
-                    ip = lowest_free(subnets[net], self.taken[net])
+                    ip = lowest_free(subnets[net], self.taken[net], found.get(net))
+                    found[net] = ip
                     if ip is None:
                         raise TopologyError("networks.%s: %s has no free address left for "
                                             "node %s" % (net, subnets[net], name))
@@ -1253,8 +1273,7 @@ def compile_lab(topology, current=None, fleet=None, host=None):
         _compile_node(result, build, addresses, net_mtus, name, node)
     for index, link in enumerate(topology.get("links") or []):
         _compile_link(result, build, index, link)
-    _compile_netkeys(result, topology, build.subnets, build.placement, host)
-    _node_facts(result)
+    _compile_netkeys(result, topology, build.subnets, build.placement, host, build.current)
     result["ports"] = compile_ports(build.lab, build.nodes, result, host)
     result["remove"] = removals(result, build.current)
     if build.multi:
@@ -1448,10 +1467,28 @@ def _link_conditions(topology, placement, host, tunnels):
     return conditions
 
 
-def _compile_netkeys(result, topology, subnets, placement, host):
+def nothing_to_undo(conditions, routes, current):
+    """(links, routes): True where nslab_link or nslab_route would find nothing to do -
+    the file asks no netem, no link down and no route, and what the host has now (nslab_info's
+    read of this run: each veth end's root qdisc and state, each namespace's proto-213
+    routes) holds nothing of theirs to undo. Then lab.yml skips that module: it would read
+    every namespace again to change nothing (issue #12)."""
+    veths = current.get("veths") or []
+    links = (all(c.get("netem") is None and c.get("state", "up") == "up" for c in conditions)
+             and all(v.get("up", True) and v.get("qdisc") in (None,) + DEFAULT_KINDS
+                     for v in veths))
+    quiet = (not any(n["routes"] for n in routes)
+             and not any((current.get("netns_routes") or {}).values()))
+    # Without this run's read (an older nslab_info reports no routes), both modules run.
+    known = "netns_routes" in current and all("qdisc" in v for v in veths)
+    return known and links, known and quiet
+
+
+def _compile_netkeys(result, topology, subnets, placement, host, current):
     """Adds ``routes`` (nslab_route's ``nodes``: every node on this host, with all of its
     routes, so a route taken out of the file is removed) and ``conditions`` (nslab_link's
-    ``links``) to a compiled lab."""
+    ``links``) to a compiled lab; each empty when there is nothing to do (see
+    ``nothing_to_undo``)."""
     lab = topology["lab"]
     result["conditions"] = _link_conditions(
         topology, placement, host,
@@ -1470,6 +1507,11 @@ def _compile_netkeys(result, topology, subnets, placement, host):
          "routes": node_routes(node or {}, networks, subnets,
                                lambda net: bridges.get(bridge_name(lab, net)))}
         for name, node in topology["nodes"].items() if placement[name] == host]
+    idle_links, idle_routes = nothing_to_undo(result["conditions"], result["routes"], current)
+    if idle_links:
+        result["conditions"] = []
+    if idle_routes:
+        result["routes"] = []
 
 
 def removal_plan(lab, current):
@@ -1760,13 +1802,15 @@ def _compile_node_content(result, container, node):
         execs.append({"name": container["name"], "commands": list(node["exec"])})
 
 
-def _node_facts(result):
-    """``node_facts``: per node, what its templates see besides the compiled lab - its
+def node_facts(lab, names):
+    """Per node of ``names``, what its templates see besides the compiled ``lab`` - its
     name, lab, hostname, host, netns, interfaces, ``addresses`` ({network: ip}) and
     ``neighbours`` (the other nodes on its networks and links, with their addresses
-    there). Kept apart from ``nodes``, whose report a new neighbour must not change."""
-    nodes = result["nodes"]
-    hostnames = dict((c["name"], c["hostname"]) for c in result["containers"])
+    there). Made only for the nodes asked for (those with templates), from one index of
+    the segments: every node's neighbours on a 2,000-node network would be 4 million
+    entries, and a lab's compiled result must stay linear in its size (issue #12)."""
+    nodes = lab["nodes"]
+    hostnames = dict((c["name"], c["hostname"]) for c in lab["containers"])
     by_segment = {}
     for name, node in nodes.items():
         for interface in node["interfaces"]:
@@ -1774,7 +1818,8 @@ def _node_facts(result):
                 else ("link", interface["link"])
             by_segment.setdefault(segment, []).append((name, interface))
     facts = {}
-    for name, node in nodes.items():
+    for name in names:
+        node = nodes[name]
         neighbours = []
         for interface in node["interfaces"]:
             kind = "network" if "network" in interface else "link"
@@ -1787,9 +1832,9 @@ def _node_facts(result):
                                    "peer_interface": peer_interface["name"],
                                    "address": address.split("/")[0] if address else None})
         facts[name] = {
-            "name": name, "lab": result["lab"], "hostname": hostnames.get(name, name),
+            "name": name, "lab": lab["lab"], "hostname": hostnames.get(name, name),
             "host": node["host"], "netns": node["netns"], "interfaces": node["interfaces"],
             "addresses": dict((i["network"], i["address"].split("/")[0])
                               for i in node["interfaces"] if "network" in i),
             "neighbours": neighbours}
-    result["node_facts"] = facts
+    return facts

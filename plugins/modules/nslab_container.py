@@ -119,6 +119,10 @@ options:
         root is not the file's owner), C(restart=true) a change of its content or mode
         restarts the container, for a daemon that reads its configuration at start (the
         topology's C(files)).
+      - With O(containers), the top-level O(files) go to every container of the list,
+        under its own (a path a container lists itself keeps its own content), so a file
+        they all get, like C(/etc/hosts), is in the task's arguments once, not once per
+        container.
     type: dict
     default: {}
   stop_timeout:
@@ -679,6 +683,9 @@ def converge(module):
     lab = params["lab"]
     warnings = []
     items = items_from_params(params, "containers", ITEM_KEYS)
+    if params.get("containers") is not None and params.get("files"):
+        for item in items:
+            item["files"] = dict(params["files"], **(item.get("files") or {}))
     # Only containers with a cgroup need the host's cgroup layout.
     mounts = read_mountinfo()
     layout = detect_layout(mounts) if any(i.get("cgroup") for i in items) else None

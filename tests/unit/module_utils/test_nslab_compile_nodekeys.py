@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
-    compile_lab, sysctl_problem, validate)
+    compile_lab, node_facts, sysctl_problem, validate)
 
 from helpers.paths import ROOT
 
@@ -163,7 +163,9 @@ def test_compile_without_content_keys_has_empty_lists():
 
 
 def test_node_facts_give_addresses_and_neighbours():
-    nodes = compile_lab(GOOD)["node_facts"]
+    lab = compile_lab(GOOD)
+    assert "node_facts" not in lab          # made per templated node by the lookup
+    nodes = node_facts(lab, ["r1", "r2", "h1"])
     assert nodes["r1"]["addresses"] == {"lan": "10.213.180.12"}
     r2_lan = nodes["r2"]["addresses"]["lan"]
     assert {"network": "lan", "name": "r2", "interface": "eth0", "peer_interface": "eth0",
