@@ -14,7 +14,8 @@ Standard library only; run as root. Per node i (1..N):
   writes under /sys/fs/cgroup/<controller>/nslab/bench-floor/n<i> (cgroup v1) or
   /sys/fs/cgroup/nslab/bench-floor/n<i> (v2);
 - a net namespace nsbf-<i> and a veth pair: host end nsbfv<i> on the bridge nsbfloor0,
-  the other end eth0 inside with 10.252.x.y/22. One host `ip -batch -` makes every
+  the other end eth0 inside with 10.252.x.y/20 (a bridge holds at most 1,024 ports, so
+  nodes 1001-2000 go on nsbfloor1, 10.252.16.0/20, and so on). One host `ip -batch -` makes every
   namespace and pair; one `nsenter --net=... ip -batch -` per namespace configures the
   inside (run 16 at a time);
 - an init: `nsenter --net=/run/netns/nsbf-<i> unshare --fork --pid --mount --uts --ipc
@@ -33,13 +34,15 @@ import ctypes
 import ctypes.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
-BRIDGE = "nsbfloor0"
+BRIDGE = "nsbfloor%d"        # one per PER_BRIDGE nodes: a Linux bridge takes 1,024 ports
+PER_BRIDGE = 1000
 NS_PREFIX = "nsbf-"
 VETH_PREFIX = "nsbfv"
 ROOT = "/var/lib/nslab-bench"
@@ -52,7 +55,7 @@ LIMITS_V1 = {"memory": [("memory.limit_in_bytes", str(64 << 20))],
              "pids": [("pids.max", "64")],
              "cpu": [("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "50000")]}
 LIMITS_V2 = [("memory.max", str(64 << 20)), ("pids.max", "64"), ("cpu.max", "50000 100000")]
-NET_BASE = (10 << 24) | (252 << 16)            # 10.252.0.0/22, host 10.252.0.1
+NET_BASE = (10 << 24) | (252 << 16)            # 10.252.0.0/20, host 10.252.0.1; then .16.0/20
 PARALLEL = 16
 
 # --- mount(2) through ctypes (the pattern of module_utils/nslab_syscalls.py) -------------
@@ -77,9 +80,21 @@ def umount2(target, flags=0):
 
 
 # --- helpers ----------------------------------------------------------------------------
-def ip_of(i):
-    n = NET_BASE + 1 + i                       # node i gets .0.(1+i), the bridge .0.1
+def segment(i):
+    return (i - 1) // PER_BRIDGE
+
+
+def dotted(n):
     return "%d.%d.%d.%d" % (n >> 24, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+
+
+def gateway_of(s):
+    return dotted(NET_BASE + (s << 12) + 1)    # bridge s: 10.252.(16 s).1
+
+
+def ip_of(i):
+    s = segment(i)                             # node 1 gets .0.2, node 1001 .16.2
+    return dotted(NET_BASE + (s << 12) + 1 + i - s * PER_BRIDGE)
 
 
 def run(cmd, data=None):
@@ -185,21 +200,23 @@ def build(n, phases=None):
                     f.write(value)
     phase("cgroups")
     # 3. the bridge, the namespaces and the veth pairs: one host ip -batch
-    lines = ["link add %s type bridge" % BRIDGE,
-             "link set %s addrgenmode none" % BRIDGE,
-             "addr add 10.252.0.1/22 dev %s" % BRIDGE,
-             "link set %s up" % BRIDGE]
+    lines = []
+    for s in range(segment(n) + 1 if n else 0):
+        lines += ["link add %s type bridge" % (BRIDGE % s),
+                  "link set %s addrgenmode none" % (BRIDGE % s),
+                  "addr add %s/20 dev %s" % (gateway_of(s), BRIDGE % s),
+                  "link set %s up" % (BRIDGE % s)]
     for i in range(1, n + 1):
         ns, v = NS_PREFIX + str(i), VETH_PREFIX + str(i)
         lines += ["netns add %s" % ns,
                   "link add %s type veth peer name eth0 netns %s" % (v, ns),
                   "link set %s addrgenmode none" % v,
-                  "link set %s master %s" % (v, BRIDGE),
+                  "link set %s master %s" % (v, BRIDGE % segment(i)),
                   "link set %s up" % v]
     run(["ip", "-batch", "-"], "\n".join(lines) + "\n")
     phase("host_ip_batch")
     # 4. the inside of each namespace: one ip -batch each, entered with nsenter
-    inside = "link set eth0 addrgenmode none\naddr add %s/22 dev eth0\n" \
+    inside = "link set eth0 addrgenmode none\naddr add %s/20 dev eth0\n" \
              "link set eth0 up\nlink set lo up\n"
     parallel([(["nsenter", "--net=/run/netns/%s%d" % (NS_PREFIX, i), "ip", "-batch", "-"],
                inside % ip_of(i)) for i in range(1, n + 1)])
@@ -331,9 +348,10 @@ def destroy(n=None):
                 errors.append("%s/n%d/root is still mounted" % (FLOOR, i))
         if not errors:
             shutil.rmtree(FLOOR)
-    if os.path.exists("/sys/class/net/" + BRIDGE):
+    for bridge in sorted(b for b in os.listdir("/sys/class/net")
+                         if re.fullmatch(BRIDGE.replace("%d", r"\d+"), b)):
         try:
-            run(["ip", "link", "del", BRIDGE])
+            run(["ip", "link", "del", bridge])
         except RuntimeError as e:
             errors.append(str(e))
     if errors:

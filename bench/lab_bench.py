@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -131,22 +132,35 @@ def bench_mininet(n):
             "wall": r["wall"]}
 
 
+PER_BRIDGE = 1000
+
+
+def network_of(i):
+    """Node i's network: lan (nodes 1-1000, bridge bench-lan), then lan2, lan3, ..."""
+    s = (i - 1) // PER_BRIDGE
+    return "lan" if s == 0 else "lan%d" % (s + 1)
+
+
 def topology(n, path):
     lines = ["# nslab benchmark topology, written by bench/lab_bench.py",
              "lab: %s" % LAB,
              "defaults:",
              "  jail: {source: busybox}",
              "  limits: {memory: 64M, cpus: 0.5, pids: 64}",
-             "networks:",
-             "  lan: {subnet: 10.253.0.0/22}",
-             "nodes:"]
-    lines += ["  n%d: {networks: [lan]}" % i for i in range(1, n + 1)]
+             "networks:"]
+    # A Linux bridge takes at most 1,024 ports: one network per 1,000 nodes.
+    lines += ["  %s: {subnet: 10.253.%d.0/20}" % (network_of(s * PER_BRIDGE + 1), 16 * s)
+              for s in range((n - 1) // PER_BRIDGE + 1)]
+    lines += ["nodes:"]
+    lines += ["  n%d: {networks: [%s]}" % (i, network_of(i)) for i in range(1, n + 1)]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
-def junit_tasks(directory):
-    """Task name -> seconds, from the ansible.builtin.junit callback's report."""
+def junit_tasks(directory, merge=lambda a, b: a + b):
+    """Task name -> seconds, from the ansible.builtin.junit callback's report. A task that
+    ran on several hosts is one entry per host there: ``merge`` adds them up by default
+    (one host: its runs of an included task), ``max`` gives the longest (hosts in parallel)."""
     tasks = {}
     for path in glob.glob(os.path.join(directory, "*.xml")):
         for case in ET.parse(path).iter("testcase"):
@@ -154,10 +168,10 @@ def junit_tasks(directory):
             name = re.sub(r"^\[[^]]*\] [^:]*: ", "", name)     # "[localhost] Play: "
             name = name.split(" _raw_params=")[0]
             name = re.split(r" [a-z_]+=", name, maxsplit=1)[0]   # drop the args
-            if name.startswith(("nslab_lab : Validating", "nslab_network : Validating",
-                                "nslab_jail : Validating", "nslab_node : Validating")):
+            if re.match(r"(nslab\.lab\.)?nslab_(lab|network|jail|node) : Validating", name):
                 name = name.split(" - ")[0]
-            tasks[name] = tasks.get(name, 0.0) + float(case.get("time", 0))
+            seconds = float(case.get("time", 0))
+            tasks[name] = merge(tasks[name], seconds) if name in tasks else seconds
     return tasks
 
 
@@ -235,6 +249,43 @@ def nslab_memory(lab=LAB, state_root=STATE_ROOT):
     return {"per_container_kib": per, "shared_kib": shared, "processes": len(counted)}
 
 
+WAVE = 500
+
+
+def unreached(n):
+    """The nodes (of n1..nN) whose net namespace does not reach their bridge's address
+    (10.253.(16 s).1 for network s): one ping each from inside, 16 at a time (not timed).
+
+    In waves of WAVE nodes, after each of which the lab's bridges forget their neighbours:
+    the host's neighbour table holds 1,024 entries by default (net.ipv4.neigh.default.
+    gc_thresh3), and the host does not answer an ARP request it cannot make an entry for,
+    so 2,000 nodes cannot all talk to it within the same half minute. The benchmark does
+    not raise the host's limits (Mininet's fixLimits would); a failed node gets one more
+    try after the waves."""
+    bridges = ["%s-%s" % (LAB, network_of(s * PER_BRIDGE + 1))
+               for s in range((n - 1) // PER_BRIDGE + 1)]
+
+    def forget():
+        for bridge in bridges:
+            subprocess.run(["ip", "neigh", "flush", "dev", bridge], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+    def reaches(i):
+        gateway = "10.253.%d.1" % (16 * ((i - 1) // PER_BRIDGE))
+        proc = subprocess.run(["nsenter", "--net=/run/netns/%s-n%d" % (LAB, i), "ping", "-c", "1",
+                               "-W", "2", gateway], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        return proc.returncode == 0
+    failed = []
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for start in range(1, n + 1, WAVE):
+            wave = list(range(start, min(start + WAVE, n + 1)))
+            failed += [i for i, good in zip(wave, pool.map(reaches, wave)) if not good]
+            forget()
+        failed = [i for i, good in zip(failed, pool.map(reaches, failed)) if not good]
+    return ["n%d" % i for i in failed]
+
+
 def bench_nslab(n, tmp):
     topo = os.path.join(tmp, "bench-%d.yml" % n)
     topology(n, topo)
@@ -252,6 +303,11 @@ def bench_nslab(n, tmp):
         out["memory"] = {"pss_median_kib": med(per), "pss_max_kib": max(per),
                          "pss_total_kib": sum(per), "shared_kib": memory["shared_kib"],
                          "processes": memory["processes"]}
+        missing = unreached(n)
+        if missing:
+            raise BenchError("nslab build: %d of %d nodes do not reach the bridge: %s" % (
+                len(missing), n, ", ".join(missing[:10])))
+        out["reached"] = n
         out["rerun"], changed, out["tasks"]["rerun"] = playbook(topo, [], tmp, "rerun")
         out["rerun_changed"] = changed
         if changed != 0:
@@ -338,16 +394,18 @@ def markdown(runs, summary, sizes, tools, meta):
                   "/proc/<pid>/smaps_rollup, of every process nslab keeps running for the "
                   "containers: their inits; not the containers' own commands). Medians over "
                   "repeats.", "",
-                  "| N | PSS per container, median | max | total | processes |",
-                  "|---:|---:|---:|---:|---:|"]
+                  "| N | PSS per container, median | max | total | processes | reached the bridge |",
+                  "|---:|---:|---:|---:|---:|---:|"]
         for n in sizes:
             mr = [r["memory"] for r in memory_runs if r["n"] == n]
             if mr:
-                lines.append("| %d | %.2f MiB | %.2f MiB | %.1f MiB | %d |" % (
+                reached = [r.get("reached") for r in memory_runs if r["n"] == n]
+                lines.append("| %d | %.2f MiB | %.2f MiB | %.1f MiB | %d | %s |" % (
                     n, med([m["pss_median_kib"] for m in mr]) / 1024.0,
                     med([m["pss_max_kib"] for m in mr]) / 1024.0,
                     med([m["pss_total_kib"] for m in mr]) / 1024.0,
-                    med([m["processes"] for m in mr])))
+                    med([m["processes"] for m in mr]),
+                    "%d of %d, every run" % (n, n) if all(x == n for x in reached) else "—"))
     floor_runs = [r for r in runs if r["tool"] == "floor"]
     if floor_runs:
         lines += ["", "floor: median seconds per build step", "",

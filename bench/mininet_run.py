@@ -96,7 +96,7 @@ def main(argv):
     settings = sysctls()
     out = {"tool": "mininet", "n": n}
     net = Mininet(topo=SingleSwitchTopo(n), switch=LinuxBridge, controller=None, build=False,
-                  autoSetMacs=False, ipBase="10.254.0.0/22")
+                  autoSetMacs=False, ipBase="10.254.0.0/20")
     stopped = False
     try:
         t0 = time.monotonic()
