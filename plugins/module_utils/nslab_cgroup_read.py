@@ -48,15 +48,23 @@ def read_dir(hierarchy, path, leaf):
     return DirState(path, True, _read_files(path, names))
 
 
-def read_cgroup(layout, lab, name, record):
-    """What the kernel shows of cgroup ``name`` of ``lab``, judged against nslab's record."""
+def read_cgroup(layout, lab, name, record, ancestors=None):
+    """What the kernel shows of cgroup ``name`` of ``lab``, judged against nslab's record.
+    ``ancestors``: a dict shared by the reads of one moment, so the directories above many
+    cgroups (the mount, nslab's subtree, the lab) are read once, not once per cgroup."""
     relpath = cgroup_relpath(lab, name)
     parts = relpath.split("/")
     chains = {}
+    ancestors = {} if ancestors is None else ancestors
     for hierarchy in layout.hierarchies:
         paths = [hierarchy.mount] + [hierarchy.path("/".join(parts[:i + 1]))
                                      for i in range(len(parts))]
-        chains[hierarchy.mount] = [read_dir(hierarchy, p, p == paths[-1]) for p in paths]
+        chain = []
+        for path in paths[:-1]:
+            if path not in ancestors:
+                ancestors[path] = read_dir(hierarchy, path, False)
+            chain.append(ancestors[path])
+        chains[hierarchy.mount] = chain + [read_dir(hierarchy, paths[-1], True)]
     cgroups = record.get("cgroups", {})
     entry = cgroups.get(name)
     state = CgroupState(name, relpath, chains, settled=dict((entry or {}).get("settled", {})))

@@ -237,6 +237,8 @@ class SourceResolver:
         self.which = which
         self.cache_dir = cache_dir
         self.apt_dir = apt_dir
+        # A lab's jails share their sources: each file is hashed once per run, not per jail.
+        self._digests = {}
         # source kind -> method: every kind in SOURCES, in one place.
         self.resolvers = {
             "busybox": self._busybox,
@@ -245,6 +247,14 @@ class SourceResolver:
             "tarball": self._tarball,
             "directory": self._directory,
         }
+
+    def sha256(self, path):
+        """sha256_file, once per file as it is now (same inode, size and mtime)."""
+        info = os.stat(path)
+        key = (path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        if key not in self._digests:
+            self._digests[key] = sha256_file(path)
+        return self._digests[key]
 
     def resolve(self, item, where):
         """Return (Source or None, problems) for one jail item's source options."""
@@ -290,7 +300,7 @@ class SourceResolver:
             return None, ["%spath: '%s' is dynamically linked (it needs %s); expected a "
                           "static busybox (Debian package busybox-static)" % (
                               where, path, interpreter)]
-        return Source("busybox", {"path": path}, {"sha256": sha256_file(path)}), []
+        return Source("busybox", {"path": path}, {"sha256": self.sha256(path)}), []
 
     def _host(self, item, where):
         names = item.get("binaries") or []
@@ -309,7 +319,7 @@ class SourceResolver:
         problems = [p for p in problems if p]
         if problems:
             return None, problems
-        fingerprint = dict((f, sha256_file(f)) for f in files)
+        fingerprint = dict((f, self.sha256(f)) for f in files)
         return Source("host", {"binaries": list(names)}, fingerprint, files=files), []
 
     def _host_binary(self, name, where):
@@ -364,7 +374,7 @@ class SourceResolver:
         if not self.which("tar"):
             return None, ["%ssource: 'tarball' needs GNU tar, not found on PATH" % where]
         spec = {"path": real, "keep_setuid": bool(item.get("keep_setuid"))}
-        return Source("tarball", spec, {"sha256": sha256_file(real)}), []
+        return Source("tarball", spec, {"sha256": self.sha256(real)}), []
 
     def _directory(self, item, where):
         path, problems = self._file_option(item, where, "a root filesystem tree")

@@ -371,7 +371,8 @@ def build_specs(items, layout):
 
 
 def read_states(layout, lab, specs, record):
-    return dict((s.name, read_cgroup(layout, lab, s.name, record)) for s in specs)
+    ancestors = {}
+    return dict((s.name, read_cgroup(layout, lab, s.name, record, ancestors)) for s in specs)
 
 
 def diff_view(layout, state, spec, limits=None):

@@ -82,3 +82,28 @@ def test_a_parent_nslab_made_is_cgroup_record(cgroup_v1, cgroup_record):
     layout, _root = cgroup_v1
     parent = read_cgroup(layout, "demo", "web", cgroup_record("web/a"))
     assert parent.owned and not parent.recorded and parent.foreign is None
+
+
+def test_shared_ancestors_are_read_once_and_read_the_same(cgroup_v2, cgroup_record, monkeypatch):
+    """The directories above many cgroups are read once per moment (issue #12), and a cgroup
+    read with the shared cache is the cgroup read without it."""
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_cgroup_read
+    layout, root = cgroup_v2
+    (root / "nslab/demo/y").mkdir()
+    record = cgroup_record("x", "y")
+    alone = dict((n, read_cgroup(layout, "demo", n, record)) for n in ("x", "y"))
+    reads = []
+    real = nslab_cgroup_read.read_dir
+
+    def counting(hierarchy, path, leaf):
+        reads.append((path, leaf))
+        return real(hierarchy, path, leaf)
+
+    monkeypatch.setattr(nslab_cgroup_read, "read_dir", counting)
+    ancestors = {}
+    shared = dict((n, read_cgroup(layout, "demo", n, record, ancestors)) for n in ("x", "y"))
+    assert shared == alone
+    above = [path for path, leaf in reads if not leaf]
+    assert sorted(above) == sorted(set(above))            # each ancestor once
+    assert len([1 for _p, leaf in reads if leaf]) == 2    # each cgroup's own directory
+    assert str(root / "nslab/demo") in above

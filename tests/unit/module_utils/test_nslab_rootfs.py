@@ -143,6 +143,24 @@ def test_busybox_must_exist_and_be_static(tmp_path):
     assert changed.base_id != source.base_id
 
 
+def test_one_resolver_hashes_a_shared_source_once_until_it_changes(tmp_path, monkeypatch):
+    """A lab's jails share their busybox: one run hashes it once, not once per jail
+    (issue #12), and a file rewritten in between is hashed again."""
+    from ansible_collections.nslab.lab.plugins.module_utils import nslab_sources
+    hashed = []
+    real = nslab_sources.sha256_file
+    monkeypatch.setattr(nslab_sources, "sha256_file", lambda p: hashed.append(p) or real(p))
+    binary = tmp_path / "busybox"
+    binary.write_bytes(elf())
+    one = resolver(tmp_path)
+    ids = set(one.resolve(item(source="busybox", path=str(binary)), "")[0].base_id
+              for _ in range(5))
+    assert len(ids) == 1 and hashed == [str(binary)]
+    binary.write_bytes(elf() + b"rebuilt")
+    rebuilt = one.resolve(item(source="busybox", path=str(binary)), "")[0].base_id
+    assert rebuilt not in ids and len(hashed) == 2
+
+
 def test_host_binaries_missing_or_with_missing_libraries(tmp_path):
     problems = resolver(tmp_path).resolve(item(source="host", binaries=["nosuchbin"]), "")[1]
     assert problems == ["binaries: 'nosuchbin' not found on PATH; expected a command on PATH "
