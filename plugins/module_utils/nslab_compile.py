@@ -679,6 +679,15 @@ def ports_problems(nodes, subnets):
     return problems + lab_clash_problems(published)
 
 
+def ports_idle(current):
+    """True when the host holds none of the lab's published ports or loopback guards, as
+    nslab_info's read of this run reports them. With no port in the file either, lab.yml
+    then leaves nslab_ports out (``ports`` is null): it would read the table to change
+    nothing (issue #12). Without that read (an older nslab_info), it runs."""
+    held = current.get("ports")
+    return held is not None and not any(held.values())
+
+
 def compile_ports(lab, nodes, compiled, host):
     """nslab_ports' ``ports`` for the nodes built on ``host``: each entry leads to the
     node's address on its first network."""
@@ -1275,6 +1284,8 @@ def compile_lab(topology, current=None, fleet=None, host=None):
         _compile_link(result, build, index, link)
     _compile_netkeys(result, topology, build.subnets, build.placement, host, build.current)
     result["ports"] = compile_ports(build.lab, build.nodes, result, host)
+    if not result["ports"] and ports_idle(build.current):
+        result["ports"] = None
     result["remove"] = removals(result, build.current)
     if build.multi:
         result["record"] = plan_record(result, build.fleet, build.record)

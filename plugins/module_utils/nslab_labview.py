@@ -32,6 +32,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import (
     parse_alias, plan_record_path, read_json)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import lab_ports, read_table
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_routes import (
     parse_routes, read_namespace_text)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_tunnels import peers_of
@@ -105,7 +106,9 @@ def lab_cgroups(lab, layout, brief=False):
     names = sorted(record.get("cgroups", {})) or lost_cgroups(store, layout)
     if brief:
         return [{"name": name} for name in names]
-    return [dict(name=name, **cgroup_view(layout, read_cgroup(layout, lab, name, record)))
+    ancestors = {}
+    return [dict(name=name, **cgroup_view(layout, read_cgroup(layout, lab, name, record,
+                                                               ancestors)))
             for name in names]
 
 
@@ -118,9 +121,10 @@ def lab_jails(lab, brief=False):
     return [dict(name=name, **jail_view(store, name, state)) for name in names]
 
 
-def lab_info(lab, runner, host_links, nsfs, layout, brief=False):
+def lab_info(lab, runner, host_links, nsfs, layout, brief=False, ports_table=None):
     """What ``lab`` has on this host. ``brief``: cgroups and jails by name only, containers
-    by BRIEF_CONTAINER_KEYS (see nslab_info's O(brief))."""
+    by BRIEF_CONTAINER_KEYS (see nslab_info's O(brief)). ``ports_table``: nslab's nftables
+    table of published ports, as nslab_publish reads it (without it, no ``ports``)."""
     leftovers = []
     cgroups = lab_cgroups(lab, layout, brief)
     usage = dict((c["name"], c.get("usage")) for c in cgroups)
@@ -182,13 +186,16 @@ def lab_info(lab, runner, host_links, nsfs, layout, brief=False):
         leftovers += ["%s '%s' belongs to lab '%s', which has no namespace or container "
                       "left" % ("bridge" if "ports" in item else "veth", item["name"], lab)
                       for item in bridges + veths]
-    return {"namespaces": namespaces, "containers": containers,
+    info = {"namespaces": namespaces, "containers": containers,
             "bridges": sorted(bridges, key=lambda b: b["name"]),
             "veths": sorted(veths, key=lambda v: (v["netns"] or "", v["name"])),
             "vxlans": vxlans,
             "jails": jails, "cgroups": cgroups, "netns_addresses": netns_addresses,
             "netns_routes": netns_routes,
             "record": read_json(plan_record_path(lab)), "leftovers": leftovers}
+    if ports_table is not None:
+        info["ports"] = lab_ports(ports_table, lab)
+    return info
 
 
 def lab_wires(lab, runner, view):
@@ -223,13 +230,15 @@ def lab_wires(lab, runner, view):
     return [[{"netns": ns or None, "name": name} for ns, name in wire] for wire in sorted(wires)]
 
 
-def read_labs(runner, lab=None, brief=False):
+def read_labs(runner, lab=None, brief=False, nft=None):
     """{lab name: lab_info} for ``lab`` or every lab found on this host, and the host's
-    links (for callers that look further, e.g. for the underlay)."""
+    links (for callers that look further, e.g. for the underlay). ``nft``: the nft
+    command, to report each lab's published ports (none without it)."""
     host_links = runner.read_links()
     mounts = read_mountinfo()
     nsfs = mount_points(mounts, "nsfs")
     layout = detect_layout(mounts)
     labs = [lab] if lab else labs_on_host(host_links)
-    return dict((name, lab_info(name, runner, host_links, nsfs, layout, brief))
+    ports_table = read_table(runner, nft)
+    return dict((name, lab_info(name, runner, host_links, nsfs, layout, brief, ports_table))
                 for name in labs), host_links

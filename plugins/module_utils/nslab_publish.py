@@ -39,6 +39,7 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import CommandError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import NFT_TABLE
 
 TABLE_FAMILY = "inet"
@@ -275,6 +276,24 @@ class Table:
     exists: bool = False
     chains: List[str] = field(default_factory=list)
     rules: List[KernelRule] = field(default_factory=list)
+
+
+def read_table(runner, nft):
+    """``inet nslab`` now, empty when the table (or the nft command) does not exist."""
+    if nft is None:
+        return Table()
+    try:
+        return parse_table(runner.run([nft, "-j", "list", "table", TABLE_FAMILY, TABLE_NAME]))
+    except CommandError as err:
+        if "No such file or directory" in (err.stderr or ""):
+            return Table()
+        raise
+
+
+def lab_ports(table, lab):
+    """What ``lab`` holds in the table: its publications (``view``) and the bridges of its
+    loopback guards. Both empty: nslab_ports has nothing of the lab's to undo."""
+    return {"published": view(lab, table), "localnet": sorted(localnet_guarded(table, lab))}
 
 
 def parse_table(text):

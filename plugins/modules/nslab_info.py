@@ -46,6 +46,13 @@ options:
       would read, and send to the controller, on every run.
     type: bool
     default: false
+  packages:
+    description: Debian packages to report as installed or not (RV(packages)), asked of
+      dpkg in the same run, so that a play which reads the host first need not ask again
+      before it installs what is missing (lab.yml does so for the jails' sources and nft).
+    type: list
+    elements: str
+    default: []
 extends_documentation_fragment:
   - action_common_attributes
 attributes:
@@ -107,6 +114,11 @@ labs:
       description: nslab's own routes (proto 213, C({to, via})) in each of the lab's net
         namespaces.
       type: dict
+    ports:
+      description: The lab's published ports in nslab's nftables table (C(published), as
+        nslab_ports reports them) and the bridges of their loopback guards (C(localnet)).
+        Both empty when the host has no nft command.
+      type: dict
     record:
       description: For a lab over several hosts, the plan of its last build kept on this
         host (see nslab_record), or null.
@@ -126,7 +138,14 @@ labs:
       cgroups: [{name: apt101, state: present, limits: {memory: 67108864, pids: 64}}]
       netns_addresses: {demo-apt101: [10.213.1.2/24]}
       netns_routes: {demo-apt101: []}
+      ports: {published: ["tcp *:8080 -> node apt101 10.213.1.2:80"], localnet: []}
       leftovers: []
+packages:
+  description: With O(packages), each one's name and whether dpkg has it installed (all
+    false on a host without dpkg).
+  returned: when O(packages) is given
+  type: dict
+  sample: {busybox-static: true, nftables: false}
 underlay:
   description: With O(underlay), the address, the interface holding it and its MTU
     (device and mtu null when no interface of the host holds it).
@@ -159,23 +178,42 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import fle
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import lab_problem
 
 
+def installed_packages(module, names):
+    """{name: installed?} from one dpkg-query (rc 1 when it does not know one of them)."""
+    installed = dict((name, False) for name in names)
+    dpkg_query = module.get_bin_path("dpkg-query")
+    if dpkg_query is not None:
+        _rc, out, _err = module.run_command(
+            [dpkg_query, "--show", "--showformat=${Package} ${db:Status-Status}\\n"] + names,
+            environ_update={"LC_ALL": "C"})
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) == 2 and fields[0] in installed:
+                installed[fields[0]] = fields[1] == "installed"
+    return installed
+
+
 def gather(module):
     lab = module.params["lab"]
     if lab is not None and lab_problem("lab", lab):
         raise ValidationError(lab_problem("lab", lab))
-    labs, host_links = read_labs(runner_for(module), lab, brief=module.params["brief"])
+    labs, host_links = read_labs(runner_for(module), lab, brief=module.params["brief"],
+                                 nft=module.get_bin_path("nft"))
     result = {"changed": False, "labs": labs}
     if module.params["underlay"]:
         result["underlay"] = find_underlay(module.params["underlay"], host_links)
     if module.params["fleet"]:
         result["fleet"] = fleet_view(module.params["fleet"])
+    if module.params["packages"]:
+        result["packages"] = installed_packages(module, module.params["packages"])
     return result
 
 
 def get_argument_spec():
     return dict(lab=dict(type="str"), underlay=dict(type="str"),
                 fleet=dict(type="list", elements="dict", default=[]),
-                brief=dict(type="bool", default=False))
+                brief=dict(type="bool", default=False),
+                packages=dict(type="list", elements="str", default=[]))
 
 
 def main():

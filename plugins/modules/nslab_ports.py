@@ -122,11 +122,10 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
     check_lab, run_module, runner_for)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
-    CommandError, ValidationError)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
-    Published, Table, conflict_problems, expected_view, lab_clash_problems, parse_port,
-    localnet_bridges, localnet_guarded, parse_table, plan_ports, script, undo_script, view,
+    Published, conflict_problems, expected_view, lab_clash_problems, parse_port,
+    localnet_bridges, localnet_guarded, plan_ports, read_table, script, undo_script, view,
     PORT_FORM)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_undo import UndoLog
 
@@ -178,17 +177,6 @@ def build_published(items):
     if problems:
         raise ValidationError(problems)
     return published
-
-
-def read_table(runner, nft):
-    if nft is None:
-        return Table()
-    try:
-        return parse_table(runner.run([nft, "-j", "list", "table", "inet", "nslab"]))
-    except CommandError as err:
-        if "No such file or directory" in (err.stderr or ""):
-            return Table()
-        raise
 
 
 def apply(runner, nft, plan):

@@ -180,7 +180,9 @@ lab:
       type: dict
     ports:
       description: With O(state=present), items for nslab_ports, this host's published
-        ports (the nodes' C(ports), each to the node's address on its first network).
+        ports (the nodes' C(ports), each to the node's address on its first network); null
+        when there are none and the host holds none of the lab's (nothing for nslab_ports
+        to do).
       type: list
     record:
       description: Over several hosts, the lab-wide plan for each host to keep with
