@@ -107,9 +107,8 @@ def lab_cgroups(lab, layout, brief=False):
     if brief:
         return [{"name": name} for name in names]
     ancestors = {}
-    return [dict(name=name, **cgroup_view(layout, read_cgroup(layout, lab, name, record,
-                                                               ancestors)))
-            for name in names]
+    states = [(name, read_cgroup(layout, lab, name, record, ancestors)) for name in names]
+    return [dict(name=name, **cgroup_view(layout, state)) for name, state in states]
 
 
 def lab_jails(lab, brief=False):
