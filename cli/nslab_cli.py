@@ -23,7 +23,7 @@ def local_runner():
     use_module_utils()
     from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import (
         Runner, subprocess_run)
-    return Runner(subprocess_run)
+    return Runner(subprocess_run, netlink=True)
 
 
 def read_labs(lab=None):

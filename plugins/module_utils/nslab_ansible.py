@@ -29,7 +29,7 @@ def runner_for(module):
     return Runner(run,
                   ip=module.get_bin_path("ip", required=True),
                   nsenter=module.get_bin_path("nsenter", required=True),
-                  bridge=module.get_bin_path("bridge") or "bridge")
+                  bridge=module.get_bin_path("bridge") or "bridge", netlink=True)
 
 
 def items_from_params(params, list_key, item_keys, inherited=("state",)):

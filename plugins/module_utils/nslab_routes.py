@@ -65,10 +65,9 @@ def canonical_to(value, family=None):
 
 
 def read_namespace_text(runner, netns):
-    """A namespace's routes (every table), links and addresses, in one ``ip`` process:
-    parse_routes, parse_links and up_subnets each take what they need of it."""
-    return runner.run([runner.ip_bin, "-j", "-d", "-batch", "-"],
-                      data="route show table all\nlink show\naddr show\n", netns=netns)
+    """A namespace's routes (every table), links and addresses, in one read: parse_routes,
+    parse_links and up_subnets each take what they need of it."""
+    return runner.ip_json(["route", "link", "addr"], netns)
 
 
 def parse_routes(text):

@@ -36,7 +36,12 @@ _libc = None
 def libc():
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The process's own libc first: find_library runs ldconfig, a process per module run.
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.setns
+        except (OSError, AttributeError):
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     return _libc
 
 

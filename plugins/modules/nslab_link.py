@@ -267,7 +267,7 @@ def converge(module):
     if problems:
         raise ValidationError(problems)
     runner = Runner(_runner_callable(module), ip=module.get_bin_path("ip", required=True),
-                    nsenter=module.get_bin_path("nsenter", required=True))
+                    nsenter=module.get_bin_path("nsenter", required=True), netlink=True)
     kernel = Kernel(runner, module.get_bin_path("tc", required=True), lab)
     store = NamespaceStore(lab)
     namespaces = set(r["name"] for r in store.lab_records() if "net" in r.get("types", {}))
