@@ -1530,10 +1530,14 @@ def removal_plan(lab, current):
     of the lab there) has, as ``remove``, in the shape ``compile_lab`` returns. It needs
     nothing of the topology but the lab's name, so a file that no longer validates (or
     never did) still removes what was built."""
+    current = current or {}
     empty = {"lab": lab, "nodes": {}, "networks": {}, "links": [], "namespaces": [],
              "bridges": [], "veths": [], "vxlans": [], "containers": [], "jails": [],
              "cgroups": [], "hosts": {}}
-    return dict(empty, remove=removals(empty, current or {}))
+    # ports: null when the host holds none of the lab's, record: the lab-wide plan the
+    # host keeps (null: none); either null, lab.yml leaves its module out (issue #12).
+    return dict(empty, remove=removals(empty, current),
+                ports=None if ports_idle(current) else [], record=current.get("record"))
 
 
 def removals(lab, current):

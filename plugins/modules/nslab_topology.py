@@ -182,12 +182,14 @@ lab:
       description: With O(state=present), items for nslab_ports, this host's published
         ports (the nodes' C(ports), each to the node's address on its first network); null
         when there are none and the host holds none of the lab's (nothing for nslab_ports
-        to do).
+        to do). With O(state=absent), an empty list when the host holds some of the lab's
+        (nslab_ports then removes them), else null.
       type: list
     record:
       description: Over several hosts, the lab-wide plan for each host to keep with
         nslab_record; where each node runs and its addresses, each host's underlay and
         bridge addresses, the VNIs, and a generation that grows when the plan changes.
+        With O(state=absent), the plan the host keeps now (null when it keeps none).
       type: dict
     remove:
       description: Names of containers, namespaces, bridges, veths, vxlans, jails and

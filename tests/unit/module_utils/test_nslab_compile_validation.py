@@ -139,6 +139,19 @@ def test_absent_plans_from_what_the_host_has_not_from_the_file():
                           "vxlans"))
 
 
+@pytest.mark.parametrize("current, ports, record", [
+    ({}, [], None),                                             # an older read: ports run
+    ({"ports": {"published": [], "localnet": []}, "record": None}, None, None),
+    ({"ports": {"published": ["tcp *:80 -> node a 10.0.0.2:80"], "localnet": []}}, [], None),
+    ({"ports": {"published": [], "localnet": []}, "record": {"generation": 3}}, None,
+     {"generation": 3}),
+])
+def test_absent_leaves_ports_and_record_out_when_the_host_holds_none(current, ports, record):
+    """destroy runs nslab_ports and nslab_record only for what the host holds (issue #12)."""
+    plan = removal_plan("demo", current)
+    assert plan["ports"] == ports and plan["record"] == record
+
+
 def paths(value, prefix=()):
     """Every path (tuple of keys and indexes) into a nested value."""
     yield prefix
