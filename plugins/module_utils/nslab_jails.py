@@ -432,7 +432,11 @@ def predicted_view(store, spec, state):
 
 def unmount_below(path):
     """Unmount everything at or below ``path``, newest first (children before parents)."""
-    for entry in reversed(mounts_below(read_mountinfo(containing=path), path)):
+    _unmount(mounts_below(read_mountinfo(containing=path), path))
+
+
+def _unmount(entries):
+    for entry in reversed(entries):
         try:
             sc.umount2(entry.mount_point, sc.MNT_DETACH)
         except OSError as err:
@@ -440,24 +444,59 @@ def unmount_below(path):
                 raise
 
 
+def mounts_under(entries, paths):
+    """(path, mount) of every mount at or below one of ``paths``, in mount order: each
+    mount point is looked up by its ancestors, so many paths cost one pass."""
+    wanted, found = set(paths), []
+    for entry in entries:
+        point = entry.mount_point
+        while point not in wanted and point not in ("/", ""):
+            point = os.path.dirname(point)
+        if point in wanted:
+            found.append((point, entry))
+    return found
+
+
+RM_CHUNK = 256        # directories per rm process
+
+
 def remove_tree(path):
-    """Unmount, then delete, a directory of nslab's. Never crosses into a mount.
+    """Unmount, then delete, a directory of nslab's. Never crosses into a mount."""
+    remove_trees([path])
+
+
+def remove_trees(paths):
+    """Unmount, then delete, directories of nslab's; never crosses into a mount. Two reads
+    of the mount table in all and one ``rm`` per RM_CHUNK directories, not two reads and
+    an ``rm`` each: a lab of 2,000 jails has 8,000 mounts (issue #12).
 
     coreutils ``rm`` (fts) rather than shutil.rmtree: it walks iteratively with openat(2),
     so a container's 1,100-deep tree cannot exhaust a recursion limit, and it never follows
     a symlink; ``--one-file-system`` skips (and fails on) anything on another file system,
     a second guard after the mount table check."""
-    if not os.path.lexists(path):
+    paths = [p.rstrip("/") for p in paths if os.path.lexists(p)]
+    if not paths:
         return
-    unmount_below(path)
-    left = mounts_below(read_mountinfo(containing=path), path)
+
+    def mounts():
+        # One path: only the lines that name it (cheap where a lab has thousands of mounts).
+        return read_mountinfo(containing=paths[0] if len(paths) == 1 else None)
+    _unmount([entry for _path, entry in mounts_under(mounts(), paths)])
+    left = mounts_under(mounts(), paths)
     if left:
-        raise JailError("cannot remove '%s': %s is still mounted" % (path, left[0].mount_point))
-    proc = subprocess.run([shutil.which("rm") or "rm", "-rf", "--one-file-system", "--", path],
-                          capture_output=True, env=dict(os.environ, LC_ALL="C"), check=False)
-    if proc.returncode != 0 or os.path.lexists(path):
-        raise JailError("cannot remove '%s': rm exited %d: %s" % (
-            path, proc.returncode, proc.stderr.decode("utf-8", "replace").strip()))
+        raise JailError("cannot remove '%s': %s is still mounted" % (
+            left[0][0], left[0][1].mount_point))
+    rm = shutil.which("rm") or "rm"
+    for start in range(0, len(paths), RM_CHUNK):
+        chunk = paths[start:start + RM_CHUNK]
+        proc = subprocess.run([rm, "-rf", "--one-file-system", "--"] + chunk,
+                              capture_output=True, env=dict(os.environ, LC_ALL="C"),
+                              check=False)
+        still = [p for p in chunk if os.path.lexists(p)]
+        if proc.returncode != 0 or still:
+            raise JailError("cannot remove '%s': rm exited %d: %s" % (
+                (still or chunk)[0], proc.returncode,
+                proc.stderr.decode("utf-8", "replace").strip()))
 
 
 def mount_dev(dev):
@@ -587,9 +626,20 @@ class JailApplier:
         self.log = UndoLog()        # this run's steps only
         try:
             with self.log.guard():
-                for action in actions:
+                index = 0
+                while index < len(actions):
+                    # Jails removed one after another go together (remove_trees).
+                    removals = []
+                    while index + len(removals) < len(actions) and \
+                            actions[index + len(removals)].verb == "remove":
+                        removals.append(actions[index + len(removals)])
+                    if removals:
+                        self._remove_all(removals)
+                        index += len(removals)
+                        continue
                     # Each handler records its action, with the undo of what it made.
-                    self.handlers[action.verb](action)
+                    self.handlers[actions[index].verb](actions[index])
+                    index += 1
         finally:
             for directory in (self.store.jails_dir, self.store.bases_dir):
                 remove_empty_dirs(directory, self.store.root)
@@ -697,8 +747,12 @@ class JailApplier:
         self.log.record(action.summary)
 
     def _remove(self, action):
-        remove_tree(self.store.jail_dir(action.name))
-        self.log.record(action.summary)
+        self._remove_all([action])
+
+    def _remove_all(self, actions):
+        remove_trees([self.store.jail_dir(a.name) for a in actions])
+        for action in actions:
+            self.log.record(action.summary)
 
     def _release(self, action):
         remove_tree(self.store.base_dir(action.base_id))

@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils import nslab_jails
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
-    ApplyError, OwnershipError)
+    ApplyError, JailError, OwnershipError)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_jails import (
     JailApplier, JailSpec, JailState, JailStore, LabState, missing_mounts, plan_jails)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import (
@@ -272,3 +272,46 @@ def test_done_names_the_actions_finished_before_the_failure(tmp_path, monkeypatc
     # The jail's directory was made before its mount failed: done, and undone.
     assert failure.value.done == [a.summary for a in actions]
     assert failure.value.details()["rollback_errors"] == []
+
+
+def mount(point, mount_id=1):
+    return MountEntry(mount_id, 1, "/", point, "rw", [], "overlay", "overlay")
+
+
+def test_mounts_under_many_paths_in_one_pass_in_mount_order():
+    entries = [mount("/", 1), mount("/var/lib/nslab/x/jails/a/root", 2),
+               mount("/var/lib/nslab/x/jails/ab/root", 3),
+               mount("/var/lib/nslab/x/jails/b", 4), mount("/var/lib/nslab/x/jails/a/root/dev", 5)]
+    found = nslab_jails.mounts_under(entries, ["/var/lib/nslab/x/jails/a",
+                                               "/var/lib/nslab/x/jails/b"])
+    assert [(p, e.mount_id) for p, e in found] == [
+        ("/var/lib/nslab/x/jails/a", 2), ("/var/lib/nslab/x/jails/b", 4),
+        ("/var/lib/nslab/x/jails/a", 5)]     # 'ab' is not below 'a'
+
+
+def test_many_trees_go_with_two_reads_of_the_mount_table(tmp_path, monkeypatch):
+    """A lab's jails are removed together: the mount table is read twice in all, not twice
+    per jail (issue #12), and missing paths are skipped."""
+    reads = []
+    monkeypatch.setattr(nslab_jails, "read_mountinfo",
+                        lambda containing=None: reads.append(containing) or [mount("/")])
+    trees = []
+    for index in range(300):                   # more than one rm chunk
+        tree = tmp_path / ("j%d" % index) / "layer"
+        tree.mkdir(parents=True)
+        (tree / "file").write_text("x")
+        trees.append(str(tmp_path / ("j%d" % index)))
+    nslab_jails.remove_trees(trees + [str(tmp_path / "missing")])
+    assert not any(os.path.lexists(t) for t in trees)
+    assert reads == [None, None]
+
+
+def test_a_tree_still_mounted_is_not_removed(tmp_path, monkeypatch):
+    tree = tmp_path / "jail"
+    (tree / "root").mkdir(parents=True)
+    monkeypatch.setattr(nslab_jails, "read_mountinfo",
+                        lambda containing=None: [mount(str(tree / "root"))])
+    monkeypatch.setattr(nslab_jails, "_unmount", lambda entries: None)   # EBUSY, say
+    with pytest.raises(JailError, match="still mounted"):
+        nslab_jails.remove_trees([str(tree), str(tmp_path / "other")])
+    assert tree.exists()
