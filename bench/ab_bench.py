@@ -93,7 +93,7 @@ def main():
         subprocess.run(["git", "worktree", "remove", "--force", before], cwd=REPO, check=False)
         shutil.rmtree(work, ignore_errors=True)
     print("| N | | %s |" % " | ".join(PHASES))
-    print("|---:|---|%s" % "---:|" * len(PHASES))
+    print("|---:|---|%s" % ("---:|" * len(PHASES)))
     for n in sizes:
         medians = dict((side, dict((p, [statistics.median(r[p][k] for r in results[(n, side)])
                                         for k in (0, 1)]) for p in PHASES))
