@@ -684,8 +684,7 @@ def ports_idle(current):
     nslab_info's read of this run reports them. With no port in the file either, lab.yml
     then leaves nslab_ports out (``ports`` is null): it would read the table to change
     nothing (issue #12). Without that read (an older nslab_info), it runs."""
-    held = current.get("ports")
-    return held is not None and not any(held.values())
+    return "ports" in current and not current["ports"] and not current.get("port_guards")
 
 
 def compile_ports(lab, nodes, compiled, host):

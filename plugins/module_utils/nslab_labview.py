@@ -32,7 +32,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import (
     parse_alias, plan_record_path, read_json)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import lab_ports, read_table
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
+    localnet_guarded, read_table, view as ports_view)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_routes import (
     parse_routes, read_namespace_text)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_tunnels import peers_of
@@ -193,7 +194,9 @@ def lab_info(lab, runner, host_links, nsfs, layout, brief=False, ports_table=Non
             "netns_routes": netns_routes,
             "record": read_json(plan_record_path(lab)), "leftovers": leftovers}
     if ports_table is not None:
-        info["ports"] = lab_ports(ports_table, lab)
+        # Each empty when the lab holds none: a lab that is gone reads as all empty.
+        info["ports"] = ports_view(lab, ports_table)
+        info["port_guards"] = sorted(localnet_guarded(ports_table, lab))
     return info
 
 

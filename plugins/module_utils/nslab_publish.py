@@ -290,12 +290,6 @@ def read_table(runner, nft):
         raise
 
 
-def lab_ports(table, lab):
-    """What ``lab`` holds in the table: its publications (``view``) and the bridges of its
-    loopback guards. Both empty: nslab_ports has nothing of the lab's to undo."""
-    return {"published": view(lab, table), "localnet": sorted(localnet_guarded(table, lab))}
-
-
 def parse_table(text):
     table = Table()
     for item in json.loads(text or "{}").get("nftables", []):

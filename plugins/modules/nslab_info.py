@@ -115,10 +115,15 @@ labs:
         namespaces.
       type: dict
     ports:
-      description: The lab's published ports in nslab's nftables table (C(published), as
-        nslab_ports reports them) and the bridges of their loopback guards (C(localnet)).
-        Both empty when the host has no nft command.
-      type: dict
+      description: The lab's published ports in nslab's nftables table, as nslab_ports
+        reports them (empty when the host has no nft command).
+      type: list
+      elements: str
+    port_guards:
+      description: The bridges where the lab's published ports keep nodes off the host's
+        loopback addresses (nslab_ports' guard rules).
+      type: list
+      elements: str
     record:
       description: For a lab over several hosts, the plan of its last build kept on this
         host (see nslab_record), or null.
@@ -138,7 +143,8 @@ labs:
       cgroups: [{name: apt101, state: present, limits: {memory: 67108864, pids: 64}}]
       netns_addresses: {demo-apt101: [10.213.1.2/24]}
       netns_routes: {demo-apt101: []}
-      ports: {published: ["tcp *:8080 -> node apt101 10.213.1.2:80"], localnet: []}
+      ports: ["tcp *:8080 -> node apt101 10.213.1.2:80"]
+      port_guards: []
       leftovers: []
 packages:
   description: With O(packages), each one's name and whether dpkg has it installed (all

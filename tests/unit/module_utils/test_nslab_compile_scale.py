@@ -103,24 +103,22 @@ def test_a_file_that_asks_for_a_route_keeps_the_route_module():
     assert lab["conditions"] == [] and len(lab["routes"]) == 2
 
 
-NO_PORTS = {"published": [], "localnet": []}
+NO_PORTS = {"ports": [], "port_guards": []}
 
 
 @pytest.mark.parametrize("held, ports", [
-    (None, []),                                                   # no read: the module runs
+    ({}, []),                                                     # no read: the module runs
     (NO_PORTS, None),                                             # nothing to do: left out
-    (dict(NO_PORTS, published=["tcp *:8080 -> node n1 10.213.0.2:80"]), []),  # to remove
-    (dict(NO_PORTS, localnet=["scale-lan"]), []),                 # a guard to remove
+    (dict(NO_PORTS, ports=["tcp *:8080 -> node n1 10.213.0.2:80"]), []),   # to remove
+    (dict(NO_PORTS, port_guards=["scale-lan"]), []),              # a guard to remove
 ])
 def test_the_ports_module_is_left_out_only_when_nothing_is_its_to_do(held, ports):
-    current = current_read()
-    if held is not None:
-        current["ports"] = held
+    current = dict(current_read(), **held)
     assert compile_lab(one_network(2), current)["ports"] == ports
 
 
 def test_a_file_that_publishes_a_port_keeps_the_ports_module():
     topology = one_network(2)
     topology["nodes"]["n1"] = {"networks": ["lan"], "ports": ["8080:80"]}
-    lab = compile_lab(topology, dict(current_read(), ports=NO_PORTS))
+    lab = compile_lab(topology, dict(current_read(), **NO_PORTS))
     assert [p["port"] for p in lab["ports"]] == ["8080:80"]

@@ -141,10 +141,10 @@ def test_absent_plans_from_what_the_host_has_not_from_the_file():
 
 @pytest.mark.parametrize("current, ports, record", [
     ({}, [], None),                                             # an older read: ports run
-    ({"ports": {"published": [], "localnet": []}, "record": None}, None, None),
-    ({"ports": {"published": ["tcp *:80 -> node a 10.0.0.2:80"], "localnet": []}}, [], None),
-    ({"ports": {"published": [], "localnet": []}, "record": {"generation": 3}}, None,
-     {"generation": 3}),
+    ({"ports": [], "port_guards": [], "record": None}, None, None),
+    ({"ports": ["tcp *:80 -> node a 10.0.0.2:80"], "port_guards": []}, [], None),
+    ({"ports": [], "port_guards": ["demo-lan"]}, [], None),
+    ({"ports": [], "port_guards": [], "record": {"generation": 3}}, None, {"generation": 3}),
 ])
 def test_absent_leaves_ports_and_record_out_when_the_host_holds_none(current, ports, record):
     """destroy runs nslab_ports and nslab_record only for what the host holds (issue #12)."""
