@@ -23,7 +23,8 @@ import socket
 import struct
 
 from ansible_collections.nslab.lab.plugins.module_utils import nslab_syscalls
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import CommandError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
+    CommandError, NslabError)
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -68,8 +69,9 @@ ADDR_GEN_MODES = {0: "eui64", 1: "none", 2: "stable_secret", 3: "random"}
 _PROTOCOLS = []                    # protocol_names(), read once per process
 
 
-class NetlinkError(Exception):
-    pass
+class NetlinkError(NslabError):
+    """The kernel refused a dump, or a reading thread could not come back to its own
+    namespace; never taken for a namespace that is merely missing (a CommandError)."""
 
 
 # --- decoding (pure) ------------------------------------------------------------------------
@@ -287,8 +289,14 @@ def open_socket(netns_path=None):
         try:
             return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         finally:
-            # A thread left in the node's namespace would run every later command there.
-            nslab_syscalls.setns(home, nslab_syscalls.CLONE_NEWNET)
+            # A thread left in the node's namespace would run every later command there:
+            # not an OSError, so that read_documents does not report it as a missing
+            # namespace, which a caller may pass over.
+            try:
+                nslab_syscalls.setns(home, nslab_syscalls.CLONE_NEWNET)
+            except OSError as err:
+                raise NetlinkError("cannot return to this thread's own net namespace after "
+                                   "opening a socket in %s: %s" % (netns_path, err))
     finally:
         os.close(target)
         os.close(home)
