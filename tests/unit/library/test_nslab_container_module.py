@@ -1,6 +1,6 @@
-"""library/nslab_container.py's pure parts: the items the task gives -> ContainerSpecs
-(build_specs), bind handling (bind_specs), files, and the before/after views of diff mode.
-Nothing here starts a process or mounts anything."""
+"""nslab_container's pure parts (module_utils/nslab_converge_container.py): the items the
+task gives -> ContainerSpecs (build_specs), bind handling (bind_specs), files, and the
+before/after views of diff mode. Nothing here starts a process or mounts anything."""
 
 import os
 
@@ -11,9 +11,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import STATE_ROOT
 
-from helpers.library import load_library_module
-
-container = load_library_module("nslab_container")
+from ansible_collections.nslab.lab.plugins.module_utils import (
+    nslab_converge_container as container)
 
 
 def items(*containers, **top):

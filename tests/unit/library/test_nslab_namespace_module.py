@@ -1,14 +1,13 @@
-"""library/nslab_namespace.py's pure parts: items -> NamespaceSpecs (build_specs) and the
-view diff mode predicts in check mode."""
+"""nslab_namespace's pure parts (module_utils/nslab_converge_namespace.py): items ->
+NamespaceSpecs (build_specs) and the view diff mode predicts in check mode."""
 
 import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import NamespaceStore
 
-from helpers.library import load_library_module
-
-namespace = load_library_module("nslab_namespace")
+from ansible_collections.nslab.lab.plugins.module_utils import (
+    nslab_converge_namespace as namespace)
 
 
 def specs(*namespaces, **top):

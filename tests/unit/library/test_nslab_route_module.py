@@ -1,4 +1,5 @@
-"""library/nslab_route.py apply: one batch per namespace, the undo of what ran on failure.
+"""nslab_route's apply (module_utils/nslab_converge_route.py): one batch per namespace, the
+undo of what ran on failure.
 
 A recording fake runner: the rollback logic only (test_link/test_lab run it on a kernel).
 """
@@ -8,9 +9,8 @@ import pytest
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError, BatchError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_routes import RouteAction
 
-from helpers.library import load_library_module
-
-nslab_route = load_library_module("nslab_route")
+from ansible_collections.nslab.lab.plugins.module_utils import (
+    nslab_converge_route as nslab_route)
 
 
 class FakeRunner:

@@ -1,0 +1,150 @@
+# -*- coding: utf-8 -*-
+# Copyright: nslab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the module nslab_cgroup does, for any module object: its argument spec and
+``converge(module) -> result`` (read the kernel, plan, apply unless in check mode, re-read).
+The module runs it alone; nslab_nodes runs it with the node's other parts in one process."""
+
+from __future__ import annotations
+
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_adopt import adopt_cgroups
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
+    check_lab, items_from_params, list_argument_spec)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_apply import CgroupApplier
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import detect_layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
+    CgroupSpec, plan_cgroups, predicted_limits, settle)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import (
+    missing_pids, read_cgroup)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
+    cgroup_view, limits_view)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values import (
+    name_problem, parse_limits)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_vocab import (
+    KEYS, layout_problems)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import read_mountinfo
+
+ITEM_KEYS = ["name", "state", "procs"] + KEYS
+
+
+def build_specs(items, layout):
+    """Validate every item and turn it into a CgroupSpec; raise once with every problem."""
+    problems, specs, names = [], [], set()
+    for item in items:
+        where = item["_where"]
+        problems.append(name_problem(where + "name", item["name"]))
+        if item["name"] in names:
+            problems.append("%sname: cgroup '%s' is listed twice" % (where, item["name"]))
+        names.add(item["name"])
+        procs = item.get("procs") or []
+        if item["state"] == "absent":
+            # Limits are ignored, so one list of cgroups can both build and remove a lab.
+            limits = {}
+            if procs:
+                problems.append("%sprocs: set with state absent; expected no processes to "
+                                "move into a cgroup being deleted" % where)
+        else:
+            limits, limit_problems = parse_limits(item, where)
+            problems.extend(limit_problems)
+            if not limit_problems:
+                problems.extend(layout_problems(where, limits, layout))
+        problems.extend("%sprocs: process %d does not exist" % (where, pid)
+                        for pid in missing_pids(procs))
+        specs.append(CgroupSpec(item["name"], item["state"], limits, list(procs)))
+    problems = [p for p in problems if p]
+    if problems:
+        raise ValidationError(problems)
+    return specs
+
+
+def read_states(layout, lab, specs, record):
+    ancestors = {}
+    return dict((s.name, read_cgroup(layout, lab, s.name, record, ancestors)) for s in specs)
+
+
+def diff_view(layout, state, spec, limits=None):
+    """The options the task set, as the cgroup has them (or as ``limits`` predicts)."""
+    view = cgroup_view(layout, state)
+    if limits is not None and spec.state == "absent":
+        return {"state": "absent"}
+    if spec.state == "absent" or (view["state"] == "absent" and limits is None):
+        return {"state": view["state"]}
+    shown = limits_view(limits) if limits is not None else view["limits"]
+    out = dict((k, shown.get(k)) for k in spec.limits)
+    out["state"] = "present"
+    if spec.procs:
+        out["procs"] = sorted(set(view.get("procs", [])) | set(spec.procs)) \
+            if limits is not None else view["procs"]
+    return out
+
+
+def converge(module):
+    params = module.params
+    check_lab(params)
+    layout = detect_layout(read_mountinfo())
+    items = items_from_params(params, "cgroups", ITEM_KEYS)
+    specs = build_specs(items, layout)
+    store = CgroupStore(params["lab"])
+    record = store.load()
+    # Recovery (nslab_adopt): without the lab's record, its own directories are its own.
+    adopted = adopt_cgroups(store, record, layout, specs)
+
+    states = read_states(layout, params["lab"], specs, record)
+    actions = adopted + plan_cgroups(specs, states, layout, kill=params["kill"])
+    after = states
+    if actions and not module.check_mode:
+        CgroupApplier(store, record, layout).apply(actions)
+        after = read_states(layout, params["lab"], specs, record)
+        settle(record, specs, layout, after)
+        store.save(record)
+
+    result = {
+        "changed": bool(actions),
+        "actions": [a.summary for a in actions],
+        "layout": layout.view(),
+        "cgroups": [dict(name=s.name, **cgroup_view(layout, after[s.name])) for s in specs],
+    }
+    if module._diff:
+        result["diff"] = {
+            "before": dict((s.name, diff_view(layout, states[s.name], s)) for s in specs),
+            "after": dict((s.name, diff_view(
+                layout, after[s.name], s,
+                predicted_limits(s, states[s.name], layout) if module.check_mode else None))
+                for s in specs),
+        }
+    return result
+
+
+def io_options():
+    return dict(
+        device=dict(type="str", required=True),
+        read_bps=dict(type="raw"),
+        write_bps=dict(type="raw"),
+        read_iops=dict(type="raw"),
+        write_iops=dict(type="raw"),
+    )
+
+
+def cgroup_options(item=False):
+    return dict(
+        name=dict(type="str", required=item),
+        memory=dict(type="raw"),
+        memory_high=dict(type="raw"),
+        swap=dict(type="raw"),
+        cpus=dict(type="raw"),
+        cpu_weight=dict(type="int"),
+        cpuset=dict(type="str"),
+        cpuset_mems=dict(type="str"),
+        pids=dict(type="raw"),
+        io=dict(type="list", elements="dict", options=io_options()),
+        io_weight=dict(type="int"),
+        procs=dict(type="list", elements="int"),
+        state=dict(type="str", choices=["present", "absent"]),
+    )
+
+
+def get_argument_spec():
+    return list_argument_spec(cgroup_options, "cgroups", "present",
+                              kill=dict(type="bool", default=False))
