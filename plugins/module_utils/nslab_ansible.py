@@ -103,13 +103,18 @@ def os_error_message(details):
                                 details["reason"])
 
 
-def run_module(module, what, core, lock=False):
+def run_module(module, what, core, lock=False, progress=None):
     """Run ``core(module) -> result`` and exit. The error boundary: every failure a user
     or the host can cause becomes fail_json with one clear message — nslab's typed errors,
     an OSError (the operation and path named), a command that hung. A bug (KeyError,
     TypeError...) is left to raise, so it reads as the bug it is. With ``lock``, the run
     holds the lab's lock (nslab_lock) from its first read to its last write, so two runs
-    on one lab never interleave."""
+    on one lab never interleave.
+
+    ``what`` names the work in the message ("converge cgroups of lab 'demo'"); a module
+    that runs several parts passes a callable, asked at failure time, to name the part
+    that failed, and ``progress``, a dict its core fills as it goes (what the parts before
+    changed), which a failure's result carries."""
     try:
         if lock:
             check_lab(module.params)
@@ -118,16 +123,35 @@ def run_module(module, what, core, lock=False):
         else:
             result = core(module)
     except NslabError as err:
-        module.fail_json(msg="Failed to %s: %s" % (what, err), **err.details())
+        module.fail_json(msg="Failed to %s: %s" % (_doing(what), err),
+                         **dict(progress or {}, **err.details()))
     except OSError as err:
         details = os_error_details(err, err.__traceback__)
-        module.fail_json(msg="Failed to %s: %s" % (what, os_error_message(details)),
-                         os_error=details)
+        module.fail_json(msg="Failed to %s: %s" % (_doing(what), os_error_message(details)),
+                         os_error=details, **(progress or {}))
     except subprocess.TimeoutExpired as err:
         module.fail_json(msg="Failed to %s: command %s did not finish within %s s" % (
-            what, " ".join(str(a) for a in err.cmd) if isinstance(err.cmd, (list, tuple))
-            else err.cmd, err.timeout), cmd=err.cmd)
+            _doing(what), " ".join(str(a) for a in err.cmd)
+            if isinstance(err.cmd, (list, tuple)) else err.cmd, err.timeout),
+            cmd=err.cmd, **(progress or {}))
     module.exit_json(**result)
+
+
+def _doing(what):
+    return what() if callable(what) else what
+
+
+class PartModule:
+    """One part's view of a module that runs several in one process (nslab_nodes): the
+    part's own validated ``params``; everything else - check and diff mode, commands,
+    binaries, warnings - is the real module's."""
+
+    def __init__(self, module, params):
+        self._module = module
+        self.params = params
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
 
 
 def list_argument_spec(item_options, list_key, default_state, **extra):

@@ -31,7 +31,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import CAPABI
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import (
     DEFAULT_KINDS, netem_problems)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
-    CACHE_ROOT, DATA_ROOT, STATE_ROOT)
+    CACHE_ROOT, DATA_ROOT, STATE_ROOT, netns_name)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
     lab_clash_problems, parse_port, port_problems)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import (
@@ -108,10 +108,6 @@ def host_end_name(lab, node, index):
 
 def vxlan_name(lab, network):
     return short_ifname(lab, network, "vx")
-
-
-def netns_name(lab, node):
-    return "%s-%s" % (lab, node)
 
 
 def _kind(value):

@@ -16,8 +16,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import (
     EndState, apply_actions, netem_problems, normalize_netem, parse_root_qdiscs, plan_link)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import parse_alias
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import netns_name
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import Runner
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import netns_name
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import ifname_problem
 
 

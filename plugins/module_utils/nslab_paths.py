@@ -37,3 +37,8 @@ LAUNCHER_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 # nftables tables nslab owns (ip nat, inet input/ports, bridge anti-spoofing).
 NFT_TABLE = "nslab"
+
+
+def netns_name(lab, node):
+    """A node's net namespace (``/run/netns/<lab>-<node>``)."""
+    return "%s-%s" % (lab, node)

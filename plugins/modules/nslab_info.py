@@ -180,7 +180,6 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import run
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_labview import (
     find_underlay, read_labs)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import fleet_view
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import lab_problem
 
 
@@ -209,6 +208,10 @@ def gather(module):
     if module.params["underlay"]:
         result["underlay"] = find_underlay(module.params["underlay"], host_links)
     if module.params["fleet"]:
+        # Imported only here: a module imports its module_utils from source on every run
+        # (AnsiballZ keeps no bytecode), and the compiler is nslab's largest (~0.08 s).
+        from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
+            fleet_view)
         result["fleet"] = fleet_view(module.params["fleet"])
     if module.params["packages"]:
         result["packages"] = installed_packages(module, module.params["packages"])
