@@ -77,9 +77,17 @@ def build(lab, tmp_path, spec, state="present"):
 
 
 def changed(results):
-    """{task name without its role: actions} of the tasks that changed something."""
-    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
-                for r in results if r.get("changed"))
+    """{task name without its role: actions} of the tasks that changed something. An
+    nslab_nodes task counts as its parts that changed (``namespaces``, ``veths``,
+    ``containers``...), each with its own actions."""
+    found = {}
+    for r in results:
+        if isinstance(r.get("parts"), dict):
+            found.update((part, done["actions"]) for part, done in r["parts"].items()
+                         if done["changed"])
+        elif r.get("changed"):
+            found[r["_task"].split(" : ")[-1]] = r.get("actions", True)
+    return found
 
 
 def failed(results):

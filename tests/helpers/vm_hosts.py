@@ -70,11 +70,6 @@ def exists(vm, path):
     return ssh(vm, "test -e %s" % shlex.quote(path), check=False).returncode == 0
 
 
-def changed(results):
-    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
-                for r in results if r.get("changed"))
-
-
 def failed(results):
     return [r for r in results if r["_status"] in ("failed", "unreachable")]
 

@@ -57,8 +57,7 @@ def test_a_lab_is_built_converged_repaired_and_destroyed(lab, tmp_path):
     first = build(lab, tmp_path, spec)
     assert not failed(first), failed(first)
     assert set(changed(first)) == {"Converge the lab's bridges", "Converge the lab's jails",
-                                   "Namespaces", "The cgroups with the nodes' limits",
-                                   "The veth pairs", "Containers"}
+                                   "namespaces", "cgroups", "veths", "containers"}
 
     # inside: own hostname, neighbours by name over the bridge, the p2p link, nothing else
     assert inside(lab, "a", "hostname").stdout.strip() == "a"
@@ -84,8 +83,8 @@ def test_a_lab_is_built_converged_repaired_and_destroyed(lab, tmp_path):
     sh("ip", "link", "del", a_end[0].split("@")[0])
     pid_c = pid_of(lab, "c")
     repaired = changed(build(lab, tmp_path, spec))
-    assert set(repaired) == {"The veth pairs", "Containers"}
-    assert repaired["Containers"] == ["start container 'b' (its init died)"]
+    assert set(repaired) == {"veths", "containers"}
+    assert repaired["containers"] == ["start container 'b' (its init died)"]
     assert pid_of(lab, "c") == pid_c
     assert inside(lab, "a", "ping", "-c", "1", "-W", "2", "b").returncode == 0
 

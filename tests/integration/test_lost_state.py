@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from helpers.ansible_runs import ansible_env, run_playbook
+from helpers.ansible_runs import ansible_env, changed, run_playbook
 from helpers.kernel import mounts_under, sh
 from helpers.lab import BUSYBOX_SKIP, STATE_ROOT, release_state_root
 from helpers.paths import BIN, ROOT
@@ -45,11 +45,6 @@ def build(path, state="present"):
 
 def failed(results):
     return [r for r in results if r["_status"] == "failed"]
-
-
-def changed(results):
-    return dict((r["_task"].split(" : ")[-1], r.get("actions", True))
-                for r in results if r.get("changed"))
 
 
 def pid_of(lab, node):
@@ -152,7 +147,7 @@ def test_a_rerun_after_the_state_is_lost_adopts_the_running_lab(lab, tmp_path):
         # check mode tells what the rerun would do, and does none of it
         check = run_playbook("lab.yml", {"lab": path}, check=True, json_results=True)
         assert not failed(check), failed(check)
-        planned = changed(check)["Containers"]
+        planned = changed(check)["containers"]
         assert len([a for a in planned if a.startswith("stop init ")]) == 3
         assert len([a for a in planned if a.startswith("start container ")]) == 3
         assert sorted(lab.init_pids()) == sorted(inits + impostor_pids)
@@ -161,13 +156,13 @@ def test_a_rerun_after_the_state_is_lost_adopts_the_running_lab(lab, tmp_path):
         rerun = build(path)
         assert not failed(rerun), failed(rerun)
         actions = changed(rerun)
-        assert sorted(actions["Namespaces"]) == [
+        assert sorted(actions["namespaces"]) == [
             "adopt namespace '%s-%s', found without its record (net: lo tagged nslab:%s:netns)"
             % (lab.name, node, lab.name) for node in ("a", "b", "c")]
-        assert sorted(actions["The cgroups with the nodes' limits"]) == [
+        assert sorted(actions["cgroups"]) == [
             "adopt cgroup 'nslab/%s/%s', found under nslab/%s/ without the lab's record"
             % (lab.name, node, lab.name) for node in ("a", "b", "c")]
-        assert sorted(a.split(" (")[0] for a in actions["Containers"]
+        assert sorted(a.split(" (")[0] for a in actions["containers"]
                       if not a.startswith("write ")) == sorted(
             ["stop init %d of container '%s', found running without its record" % (
                 pid_by_node[node], node) for node in ("a", "b", "c")]
@@ -212,7 +207,7 @@ def test_state_absent_after_the_state_is_lost_removes_everything(lab, tmp_path):
 
 def kill_when_an_init_is_up(lab, path):
     """Run lab.yml and SIGKILL the whole run (playbook and module) as soon as one init is
-    pid 1 of its container: the Containers task is between starting inits and recording
+    pid 1 of its container: the nodes' task is then between starting inits and recording
     them (an init not yet ready then dies with the module that started it)."""
     argv = [str(BIN / "ansible-playbook"), str(ROOT / "lab.yml"), "-e",
             json.dumps({"lab": path})]
@@ -238,7 +233,7 @@ def kill_when_an_init_is_up(lab, path):
     proc.wait()
     assert not groups
     if not reached:
-        pytest.fail("the build never reached the Containers task")
+        pytest.fail("the build never started a container")
 
 
 def _groups_naming(text):

@@ -15,8 +15,9 @@ import secrets
 
 import pytest
 
-from helpers.vm_hosts import CGROUP, changed, exists, failed, read, remove_lab, run_module, \
-    run_playbook, ssh
+from helpers.ansible_runs import changed
+from helpers.vm_hosts import CGROUP, exists, failed, read, remove_lab, run_module, run_playbook, \
+    ssh
 
 pytestmark = pytest.mark.vm
 

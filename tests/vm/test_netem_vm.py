@@ -27,7 +27,8 @@ import re
 
 import pytest
 
-from helpers.vm_hosts import changed, failed, run_module, run_playbook, ssh
+from helpers.ansible_runs import changed
+from helpers.vm_hosts import failed, run_module, run_playbook, ssh
 
 pytestmark = pytest.mark.vm
 
@@ -42,7 +43,7 @@ class Impairable:
 
     def impair(self, netem):
         """Set the link's ``netem`` key in the topology (None: take it out) and rerun lab.yml;
-        only the links' task may change (a flat netem is the egress of both ends)."""
+        only the nodes' links part may change (a flat netem is the egress of both ends)."""
         if netem is None:
             self.shared.spec["links"][0].pop("netem", None)
         else:
@@ -56,7 +57,7 @@ class Impairable:
         assert not failed(results), failed(results)
         done = changed(results)
         print("\nlab.yml with links[0].netem = %s: %s" % (json.dumps(netem), done))
-        assert list(done) == ["The links' impairment and state"], done
+        assert list(done) == ["links"], done
         return done
 
     def impair_at_runtime(self, netem):
