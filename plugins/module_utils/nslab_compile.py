@@ -34,6 +34,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
     CACHE_ROOT, DATA_ROOT, STATE_ROOT, netns_name)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
     lab_clash_problems, parse_port, port_problems)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_sysctls import sysctl_problem
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import (
     _MIRROR_RE as MIRROR_RE, _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, SOURCE_OPTIONS,
     SOURCES, VARIANTS)
@@ -1610,22 +1611,6 @@ BIND_KEYS = {"path", "source", "readonly"}
 INIT_MOUNTS = ("/proc", "/sys", "/dev")
 FILE_MAX = 1024 * 1024          # nslab_container's limit for one file
 MODE_RE = re.compile(r"0?[0-7]{3}")
-SYSCTL_RE = re.compile(r"[a-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
-# net.* is the node's own (its net namespace) except these, which stay the host's (read-only
-# or absent in any other net namespace).
-HOST_WIDE_NET_SYSCTLS = {
-    "net.ipv4.neigh.default.gc_thresh1", "net.ipv4.neigh.default.gc_thresh2",
-    "net.ipv4.neigh.default.gc_thresh3", "net.ipv6.neigh.default.gc_thresh1",
-    "net.ipv6.neigh.default.gc_thresh2", "net.ipv6.neigh.default.gc_thresh3",
-    "net.nf_conntrack_max", "net.netfilter.nf_conntrack_max",
-    "net.netfilter.nf_conntrack_buckets", "net.netfilter.nf_conntrack_count",
-}
-# Namespaced by the kernel, but in the container's IPC or UTS namespace, which a restart
-# replaces: not settable from the topology (the node's command can set them).
-IPC_UTS_SYSCTLS = re.compile(r"kernel\.(shm[a-z_]*|msg[a-z_]*|sem|hostname|domainname)"
-                             r"|fs\.mqueue\..*")
-
-
 def _inside_path(where, value, problems, what):
     """An absolute path inside a node: normal form, not /, not where the init mounts."""
     if not isinstance(value, str):
@@ -1720,24 +1705,6 @@ def _binds(where, value, problems):
                                     at, source, STATE_ROOT))
         if "readonly" in entry:
             _bool(at + ".readonly", entry["readonly"], problems)
-
-
-def sysctl_problem(where, name):
-    """Why ``name`` is not a sysctl of the node's own net namespace, or None."""
-    if not isinstance(name, str) or not SYSCTL_RE.fullmatch(name):
-        return ("%s: %s is not a sysctl name; expected dotted names like "
-                "net.ipv4.ip_forward" % (where, _show(name)))
-    if IPC_UTS_SYSCTLS.fullmatch(name):
-        return ("%s: '%s' is namespaced in the container's IPC or UTS namespace, which "
-                "nslab does not set; expected a net.* sysctl (the node's hostname is "
-                "hostname:)" % (where, name))
-    if not name.startswith("net."):
-        return ("%s: '%s' is host-wide (it would change the host); expected a sysctl of the "
-                "node's own net namespace, net.*" % (where, name))
-    if name in HOST_WIDE_NET_SYSCTLS:
-        return ("%s: '%s' is host-wide (not per net namespace); expected a sysctl of the "
-                "node's own net namespace" % (where, name))
-    return None
 
 
 def _sysctls(where, value, problems):

@@ -15,8 +15,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import 
     NamespaceStore, check_lab_netns)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import netns_path
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sysctls import (
-    current_values, normalise, plan_sysctls, read_sysctls, unsettable, write_sysctls)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import sysctl_problem
+    current_values, normalise, plan_sysctls, read_sysctls, sysctl_problem, unsettable,
+    write_sysctls)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_undo import UndoLog
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import nsname_problem
 

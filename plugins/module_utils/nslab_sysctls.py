@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -21,6 +22,40 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_syscalls import se
 
 CLONE_NEWNET = 0x40000000
 PROC_SYS = "/proc/sys"
+SYSCTL_RE = re.compile(r"[a-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+# net.* is the node's own (its net namespace) except these, which stay the host's (read-only
+# or absent in any other net namespace).
+HOST_WIDE_NET_SYSCTLS = {
+    "net.ipv4.neigh.default.gc_thresh1", "net.ipv4.neigh.default.gc_thresh2",
+    "net.ipv4.neigh.default.gc_thresh3", "net.ipv6.neigh.default.gc_thresh1",
+    "net.ipv6.neigh.default.gc_thresh2", "net.ipv6.neigh.default.gc_thresh3",
+    "net.nf_conntrack_max", "net.netfilter.nf_conntrack_max",
+    "net.netfilter.nf_conntrack_buckets", "net.netfilter.nf_conntrack_count",
+}
+# Namespaced by the kernel, but in the container's IPC or UTS namespace, which a restart
+# replaces: not settable from the topology (the node's command can set them).
+IPC_UTS_SYSCTLS = re.compile(r"kernel\.(shm[a-z_]*|msg[a-z_]*|sem|hostname|domainname)"
+                             r"|fs\.mqueue\..*")
+
+
+def sysctl_problem(where, name):
+    """Why ``name`` is not a sysctl of the node's own net namespace, or None (the topology
+    compiler and nslab_sysctl ask the same question)."""
+    if not isinstance(name, str) or not SYSCTL_RE.fullmatch(name):
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        return ("%s: %s is not a sysctl name; expected dotted names like "
+                "net.ipv4.ip_forward" % (where, shown))
+    if IPC_UTS_SYSCTLS.fullmatch(name):
+        return ("%s: '%s' is namespaced in the container's IPC or UTS namespace, which "
+                "nslab does not set; expected a net.* sysctl (the node's hostname is "
+                "hostname:)" % (where, name))
+    if not name.startswith("net."):
+        return ("%s: '%s' is host-wide (it would change the host); expected a sysctl of the "
+                "node's own net namespace, net.*" % (where, name))
+    if name in HOST_WIDE_NET_SYSCTLS:
+        return ("%s: '%s' is host-wide (not per net namespace); expected a sysctl of the "
+                "node's own net namespace" % (where, name))
+    return None
 
 
 def sysctl_path(name):

@@ -8,7 +8,8 @@ import copy
 import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
-    compile_lab, node_facts, sysctl_problem, validate)
+    compile_lab, node_facts, validate)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_sysctls import sysctl_problem
 
 from helpers.paths import ROOT
 
