@@ -172,7 +172,26 @@ def junit_tasks(directory, merge=lambda a, b: a + b):
                 name = name.split(" - ")[0]
             seconds = float(case.get("time", 0))
             tasks[name] = merge(tasks[name], seconds) if name in tasks else seconds
+            # nslab_nodes runs several parts in one task: each part's own time too.
+            for part, took in node_parts(case).items():
+                key = "%s / %s" % (name, part)
+                tasks[key] = merge(tasks[key], took) if key in tasks else took
     return tasks
+
+
+def node_parts(case):
+    """{part: seconds} of an nslab_nodes result in a junit test case's output, else {}."""
+    out = case.findtext("system-out") or ""
+    if '"parts"' not in out:
+        return {}
+    try:
+        parts = json.loads(out).get("parts")
+    except ValueError:
+        return {}
+    if not isinstance(parts, dict):
+        return {}
+    return dict((p, v["seconds"]) for p, v in parts.items()
+                if isinstance(v, dict) and "seconds" in v)
 
 
 def playbook(topo, extra, tmp, tag):

@@ -144,13 +144,15 @@ actions:
 parts:
   description:
     - The parts that ran, in the order they ran, each with C(changed) and its own
-      C(actions) - what a task of its own module would have reported.
+      C(actions) - what a task of its own module would have reported - and C(seconds),
+      the wall time it took (where a run's time goes; C(./nslab bench) reports it).
   returned: always
   type: dict
   sample:
-    namespaces: {changed: true, actions: ["create net, uts, ipc namespaces 'demo-a'"]}
-    cgroups: {changed: false, actions: []}
-    containers: {changed: true, actions: ["start container 'a'"]}
+    namespaces: {changed: true, actions: ["create net, uts, ipc namespaces 'demo-a'"],
+                 seconds: 0.012}
+    cgroups: {changed: false, actions: [], seconds: 0.004}
+    containers: {changed: true, actions: ["start container 'a'"], seconds: 0.153}
 namespaces:
   description: nslab_namespace's RV(nslab.lab.nslab_namespace#module:namespaces).
   returned: when the part ran
@@ -198,6 +200,8 @@ diff:
   returned: when diff mode is on
   type: dict
 """
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -272,12 +276,15 @@ def converge(module, progress, running):
         if part is LINKS and module.check_mode and changed & {NAMESPACES, VETHS}:
             continue
         running.append(part)
+        started = time.monotonic()
         done = part.code.converge(PartModule(module, part_args))
+        seconds = round(time.monotonic() - started, 3)
         if done["changed"]:
             changed.add(part)
         result["changed"] = result["changed"] or done["changed"]
         result["actions"] += done["actions"]
-        result["parts"][part.option] = {"changed": done["changed"], "actions": done["actions"]}
+        result["parts"][part.option] = {"changed": done["changed"], "actions": done["actions"],
+                                        "seconds": seconds}
         progress.update(changed=result["changed"], actions=list(result["actions"]))
         for key, as_key in part.returns.items():
             result[as_key] = done[key]
