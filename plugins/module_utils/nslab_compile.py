@@ -1611,6 +1611,8 @@ BIND_KEYS = {"path", "source", "readonly"}
 INIT_MOUNTS = ("/proc", "/sys", "/dev")
 FILE_MAX = 1024 * 1024          # nslab_container's limit for one file
 MODE_RE = re.compile(r"0?[0-7]{3}")
+
+
 def _inside_path(where, value, problems, what):
     """An absolute path inside a node: normal form, not /, not where the init mounts."""
     if not isinstance(value, str):

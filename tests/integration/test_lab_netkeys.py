@@ -20,6 +20,20 @@ P2P = "10.213.178.0/30"
 V6 = "fd00:213:176::/64"
 
 
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
+
+@pytest.fixture(autouse=True)
+def host_forwarding():
+    """lan's ``nat: true`` turns this host's IPv4 forwarding on and leaves it on (other labs
+    may rely on it, as nslab_bridge documents); the machine's own value is put back."""
+    with open(IP_FORWARD) as handle:
+        before = handle.read()
+    yield
+    with open(IP_FORWARD, "w") as handle:
+        handle.write(before)
+
+
 def topology(lab):
     return {
         "lab": lab.name,

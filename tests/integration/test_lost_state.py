@@ -279,4 +279,3 @@ def test_a_build_killed_then_its_state_lost_is_removed_by_state_absent(lab, tmp_
     gone = build(path, state="absent")
     assert not failed(gone), failed(gone)
     assert lab.leftovers() == []
-
