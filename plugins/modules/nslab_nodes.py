@@ -270,7 +270,7 @@ def converge(module, progress, running):
     # Every part's arguments are checked before any part changes anything.
     validated = [(part, part_params(part, params)) for part in parts]
 
-    result = {"changed": False, "actions": [], "parts": {}}
+    result = {"actions": [], "parts": {}}
     before, after, changed = {}, {}, set()
     for part, part_args in validated:
         if part is LINKS and module.check_mode and changed & {NAMESPACES, VETHS}:
@@ -281,15 +281,15 @@ def converge(module, progress, running):
         seconds = round(time.monotonic() - started, 3)
         if done["changed"]:
             changed.add(part)
-        result["changed"] = result["changed"] or done["changed"]
         result["actions"] += done["actions"]
         result["parts"][part.option] = {"changed": done["changed"], "actions": done["actions"],
                                         "seconds": seconds}
-        progress.update(changed=result["changed"], actions=list(result["actions"]))
+        progress.update(changed=bool(changed), actions=list(result["actions"]))
         for key, as_key in part.returns.items():
             result[as_key] = done[key]
         if "diff" in done:
             before[part.option], after[part.option] = done["diff"]["before"], done["diff"]["after"]
+    result["changed"] = bool(changed)
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     return result

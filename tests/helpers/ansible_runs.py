@@ -76,17 +76,18 @@ def build(lab, tmp_path, spec, state="present"):
     return run_playbook("lab.yml", {"lab": str(path), "state": state}, json_results=True)
 
 
-def changed(results):
-    """{task name without its role: actions} of the tasks that changed something. An
-    nslab_nodes task counts as its parts that changed (``namespaces``, ``veths``,
-    ``containers``...), each with its own actions."""
+def changed(results, whole=False):
+    """{task name without its role: actions} of the tasks that changed something (with
+    ``whole``, their whole results). An nslab_nodes task counts as its parts that changed
+    (``namespaces``, ``veths``, ``containers``...), each with its own actions (or its
+    ``{changed, actions, seconds}``)."""
     found = {}
     for r in results:
         if isinstance(r.get("parts"), dict):
-            found.update((part, done["actions"]) for part, done in r["parts"].items()
-                         if done["changed"])
+            found.update((part, done if whole else done["actions"])
+                         for part, done in r["parts"].items() if done["changed"])
         elif r.get("changed"):
-            found[r["_task"].split(" : ")[-1]] = r.get("actions", True)
+            found[r["_task"].split(" : ")[-1]] = r if whole else r.get("actions", True)
     return found
 
 

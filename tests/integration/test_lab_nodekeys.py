@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-from helpers.ansible_runs import run_playbook
+from helpers.ansible_runs import changed as changed_tasks, run_playbook
 from helpers.kernel import sh
 from helpers.lab import BUSYBOX_SKIP
 from helpers.paths import ROOT
@@ -58,15 +58,7 @@ def build(path, state="present", check=False):
 
 
 def changed(results):
-    """{task name without its role: result} of the tasks that changed something; the
-    nslab_nodes task as its parts that changed ({changed, actions} each)."""
-    found = {}
-    for r in results:
-        if isinstance(r.get("parts"), dict):
-            found.update((part, done) for part, done in r["parts"].items() if done["changed"])
-        elif r.get("changed"):
-            found[r["_task"].split(" : ")[-1]] = r
-    return found
+    return changed_tasks(results, whole=True)
 
 
 def failed(results):
