@@ -32,6 +32,22 @@ def runner_for(module):
                   bridge=module.get_bin_path("bridge") or "bridge", netlink=True)
 
 
+def installed_packages(module, names):
+    """{name: installed?} from one dpkg-query (rc 1 when it does not know one of them);
+    all false on a host without dpkg."""
+    installed = dict((name, False) for name in names)
+    dpkg_query = module.get_bin_path("dpkg-query")
+    if dpkg_query is not None:
+        _rc, out, _err = module.run_command(
+            [dpkg_query, "--show", "--showformat=${Package} ${db:Status-Status}\\n"] + names,
+            environ_update={"LC_ALL": "C"})
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) == 2 and fields[0] in installed:
+                installed[fields[0]] = fields[1] == "installed"
+    return installed
+
+
 def items_from_params(params, list_key, item_keys, inherited=("state",)):
     """The objects a module converges: ``params[list_key]``, or one built from the
     top-level options. An item option in ``inherited`` that the item leaves unset takes

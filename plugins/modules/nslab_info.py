@@ -176,26 +176,12 @@ fleet:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import run_module, runner_for
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
+    installed_packages, run_module, runner_for)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_labview import (
     find_underlay, read_labs)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import lab_problem
-
-
-def installed_packages(module, names):
-    """{name: installed?} from one dpkg-query (rc 1 when it does not know one of them)."""
-    installed = dict((name, False) for name in names)
-    dpkg_query = module.get_bin_path("dpkg-query")
-    if dpkg_query is not None:
-        _rc, out, _err = module.run_command(
-            [dpkg_query, "--show", "--showformat=${Package} ${db:Status-Status}\\n"] + names,
-            environ_update={"LC_ALL": "C"})
-        for line in out.splitlines():
-            fields = line.split()
-            if len(fields) == 2 and fields[0] in installed:
-                installed[fields[0]] = fields[1] == "installed"
-    return installed
 
 
 def gather(module):

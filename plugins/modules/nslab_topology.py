@@ -87,8 +87,22 @@ options:
     default: []
   host:
     description: The host to compile for (its share), one of O(fleet); required with
-      O(fleet).
+      O(fleet) and with O(read).
     type: str
+  read:
+    description:
+      - Read what the lab has now on this host in the same module run (what nslab_info
+        with C(brief) reports of it) and compile as for a fleet of this one host, instead
+        of being given it in O(current) or O(fleet). A lab on one host then costs one
+        module run less (lab.yml does so). Not with O(current) or O(fleet).
+    type: bool
+    default: false
+  packages:
+    description: Debian packages to report as installed or not (RV(packages)), asked of
+      dpkg in the same run, as nslab_info's option of that name does.
+    type: list
+    elements: str
+    default: []
   state:
     description:
       - V(present) validates the whole topology and compiles it.
@@ -195,21 +209,28 @@ lab:
       description: Names of containers, namespaces, bridges, veths, vxlans, jails and
         cgroups the host has and the topology (or this host's share of it) no longer names.
       type: dict
+packages:
+  description: With O(packages), each one's name and whether dpkg has it installed (all
+    false on a host without dpkg).
+  returned: when O(packages) is given
+  type: dict
+  sample: {busybox-static: true, nftables: false}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import run_module, runner_for
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
+    installed_packages, run_module, runner_for)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_labview import read_labs
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import parse_alias
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
     compile_lab, removal_plan, validate)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import lab_problem
 
 
-def host_addresses(module):
+def host_addresses(links):
     """(interface, address/prefix) of the host's addresses on interfaces nslab does not
     own: a lab subnet must not meet them."""
-    links = runner_for(module).read_links()
     return [(link.name, address) for link in links.values() if parse_alias(link.alias) is None
             for address in link.managed_addresses()]
 
@@ -243,26 +264,54 @@ def current_of_host(module, fleet):
     return module.params["current"]
 
 
+def read_here(module, lab):
+    """The fleet's results (nslab_info's registered results: O(fleet)) and None. With
+    O(read), the fleet of this one host read in this run, as nslab_info's result would
+    give it, and the host's links (read once, for the compile too)."""
+    if not module.params["read"]:
+        return module.params["fleet"], None
+    for name in ("current", "fleet"):
+        if module.params[name]:
+            raise ValidationError("%s: given with read; expected one of them (read reads "
+                                  "what the host has of the lab itself)" % name)
+    if not module.params["host"]:
+        raise ValidationError("host: missing; expected this host's name (read compiles "
+                              "for a fleet of this one host)")
+    runner = runner_for(module)
+    if lab_problem("lab", lab):
+        return [], runner.read_links()          # the compile names the bad lab name
+    labs, links = read_labs(runner, lab, brief=True, nft=module.get_bin_path("nft"))
+    return [{"item": module.params["host"], "labs": labs}], links
+
+
 def compile_topology(module):
     topology = module.params["topology"]
+    result = {"changed": False}
     if module.params["state"] == "absent":
         problem = lab_problem("topology.lab", topology.get("lab"))
         if problem:
             raise ValidationError(problem)
-        fleet = fleet_members(module.params["fleet"], topology["lab"])
-        return {"changed": False,
-                "lab": removal_plan(topology["lab"], current_of_host(module, fleet))}
-    problems = validate(topology, host_addresses(module))
-    if problems:
-        raise ValidationError(problems)
-    fleet = fleet_members(module.params["fleet"], topology["lab"])
-    if fleet and not module.params["host"]:
-        raise ValidationError("host: missing; expected the host to compile for, one of %s" % (
-            ", ".join(m["name"] for m in fleet)))
-    # compile_lab raises TopologyError (a ValidationError) for what the file asks that the
-    # hosts cannot give; run_module reports it. Anything else it raises is a bug.
-    lab = compile_lab(topology, module.params["current"], fleet, module.params["host"])
-    return {"changed": False, "lab": lab}
+        results, _links = read_here(module, topology["lab"])
+        fleet = fleet_members(results, topology["lab"])
+        result["lab"] = removal_plan(topology["lab"], current_of_host(module, fleet))
+    else:
+        results, links = read_here(module, topology.get("lab"))
+        if links is None:
+            links = runner_for(module).read_links()
+        problems = validate(topology, host_addresses(links))
+        if problems:
+            raise ValidationError(problems)
+        fleet = fleet_members(results, topology["lab"])
+        if fleet and not module.params["host"]:
+            raise ValidationError("host: missing; expected the host to compile for, one "
+                                  "of %s" % ", ".join(m["name"] for m in fleet))
+        # compile_lab raises TopologyError (a ValidationError) for what the file asks that
+        # the hosts cannot give; run_module reports it. Anything else it raises is a bug.
+        result["lab"] = compile_lab(topology, module.params["current"], fleet,
+                                    module.params["host"])
+    if module.params["packages"]:
+        result["packages"] = installed_packages(module, module.params["packages"])
+    return result
 
 
 def get_argument_spec():
@@ -272,6 +321,8 @@ def get_argument_spec():
         fleet=dict(type="list", elements="dict", default=[]),
         host=dict(type="str"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
+        read=dict(type="bool", default=False),
+        packages=dict(type="list", elements="str", default=[]),
     )
 
 

@@ -148,10 +148,12 @@ def test_lab_yml_builds_and_converges(vm, inventory, vm_lab):
     # nothing, is checked at the session's end
     build, lab_name = vm_lab.built, vm_lab.name
     assert not failed(build), failed(build)
-    # busybox-static is in the image: the lab's first read finds it installed (nslab_info's
-    # packages), so neither the jail role's dpkg-query nor apt (which would open its cache,
-    # and might want the network) runs
-    first = [r for r in build if r["_task"].endswith("Read what the lab has now on this host")]
+    # busybox-static is in the image: the lab's first read finds it installed (on one host
+    # nslab_topology reads it, with its packages), so neither the jail role's dpkg-query nor
+    # apt (which would open its cache, and might want the network) runs
+    first = [r for r in build if r["_task"].endswith("Validate the whole topology and "
+                                                     "compile this host's share (before "
+                                                     "anything changes)")]
     assert first and (first[0].get("packages") or {}).get("busybox-static") is True, first
     for task in ("Which of the packages the jails' sources need are installed",
                  "Install what the jails' sources need"):
