@@ -1,13 +1,13 @@
-"""library/nslab_bridge.py's pure parts: items -> BridgeSpecs (build_specs) and the keys
-its diff views compare."""
+"""nslab_bridge's pure parts (module_utils/nslab_converge_bridge.py): items -> BridgeSpecs
+(build_specs) and the keys its diff views compare."""
 
 import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
 
-from helpers.library import load_library_module
+from ansible_collections.nslab.lab.plugins.module_utils import (
+    nslab_converge_bridge as bridge)
 
-bridge = load_library_module("nslab_bridge")
 ITEM_KEYS = ["name", "addresses", "mtu", "mac", "stp", "ipv6", "nat", "isolate_host", "state"]
 
 
