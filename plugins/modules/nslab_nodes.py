@@ -8,10 +8,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: nslab_nodes
-short_description: A lab's nodes on a host, every part in one module run
+short_description: A lab's nodes on a host, and the bridges and jails they need, in one module run
 description:
   - Converges everything the nodes of a lab need on a host, in one module run and one hold of
     the lab's lock, in the order the parts depend on each other. With V(present) - the
+    bridges (M(nslab.lab.nslab_bridge)), the jails (M(nslab.lab.nslab_jail)), the
     namespaces (M(nslab.lab.nslab_namespace)), the cgroups (M(nslab.lab.nslab_cgroup)), the
     veth pairs (M(nslab.lab.nslab_veth)), the links' impairment and state
     (M(nslab.lab.nslab_link)), the routes (M(nslab.lab.nslab_route)), the sysctls
@@ -19,7 +20,7 @@ description:
     start with their network, routes and sysctls in place. With V(absent) - the containers,
     then the namespaces (the kernel removes the veths inside, and their host ends, in one
     batch), then the veth pairs that outlive them, then the cgroups, killing any process left
-    in them.
+    in them, then the jails and last the bridges.
   - Each option takes exactly the list its module takes, validated by that module's own
     argument spec, and each part does exactly what that module does (read, plan, apply,
     re-read, roll back on failure). Running them together only saves the cost of a module run
@@ -42,12 +43,26 @@ options:
   state:
     description:
       - V(present) builds every part listed; V(absent) removes the containers, namespaces,
-        veth pairs and cgroups listed. O(links), O(routes) and O(sysctls) are not used with
+        veth pairs, cgroups, jails and bridges listed. O(links), O(routes) and O(sysctls) are not used with
         V(absent) - they go with their namespaces.
       - Each list item may still set its own C(state), as in its module.
     type: str
     choices: [present, absent]
     default: present
+  bridges:
+    description: The O(nslab.lab.nslab_bridge#module:bridges) of nslab_bridge.
+    type: list
+    elements: dict
+    default: []
+  jails:
+    description:
+      - The O(nslab.lab.nslab_jail#module:jails) of nslab_jail, with its
+        O(nslab.lab.nslab_jail#module:cache_dir) at its default. What their sources need on
+        the host (busybox-static, debootstrap) must be installed first; the nslab_jail
+        role's C(packages) tasks install it.
+    type: list
+    elements: dict
+    default: []
   namespaces:
     description: The O(nslab.lab.nslab_namespace#module:namespaces) of nslab_namespace.
     type: list
@@ -100,6 +115,8 @@ requirements:
   - Linux with namespaces and cgroups; root
   - iproute2 and util-linux (nsenter) on the target
 seealso:
+  - module: nslab.lab.nslab_bridge
+  - module: nslab.lab.nslab_jail
   - module: nslab.lab.nslab_namespace
   - module: nslab.lab.nslab_cgroup
   - module: nslab.lab.nslab_veth
@@ -153,6 +170,21 @@ parts:
                  seconds: 0.012}
     cgroups: {changed: false, actions: [], seconds: 0.004}
     containers: {changed: true, actions: ["start container 'a'"], seconds: 0.153}
+bridges:
+  description: nslab_bridge's RV(nslab.lab.nslab_bridge#module:bridges).
+  returned: when the part ran
+  type: list
+  elements: dict
+jails:
+  description: nslab_jail's RV(nslab.lab.nslab_jail#module:jails).
+  returned: when the part ran
+  type: list
+  elements: dict
+stripped:
+  description: nslab_jail's RV(nslab.lab.nslab_jail#module:stripped).
+  returned: when the jails ran
+  type: list
+  elements: dict
 namespaces:
   description: nslab_namespace's RV(nslab.lab.nslab_namespace#module:namespaces).
   returned: when the part ran
@@ -206,9 +238,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.nslab.lab.plugins.module_utils import (
-    nslab_converge_cgroup, nslab_converge_container, nslab_converge_link,
-    nslab_converge_namespace, nslab_converge_route, nslab_converge_sysctl,
-    nslab_converge_veth)
+    nslab_converge_bridge, nslab_converge_cgroup, nslab_converge_container,
+    nslab_converge_jail, nslab_converge_link, nslab_converge_namespace,
+    nslab_converge_route, nslab_converge_sysctl, nslab_converge_veth)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
     PartModule, check_lab, run_module)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
@@ -228,6 +260,10 @@ def list_state(present):
     return lambda state, params: {"state": present if state == "present" else "absent"}
 
 
+BRIDGES = Part("bridges", nslab_converge_bridge, "bridges", "converge bridges",
+               {"bridges": "bridges"}, list_state("present"))
+JAILS = Part("jails", nslab_converge_jail, "jails", "converge jails",
+             {"jails": "jails", "stripped": "stripped"}, list_state("present"))
 NAMESPACES = Part("namespaces", nslab_converge_namespace, "namespaces", "converge namespaces",
                   {"namespaces": "namespaces"}, list_state("present"))
 CGROUPS = Part("cgroups", nslab_converge_cgroup, "cgroups", "converge cgroups",
@@ -245,10 +281,12 @@ CONTAINERS = Part("containers", nslab_converge_container, "containers", "converg
                   lambda state, params: dict(list_state("started")(state, params),
                                              files=params["files"]))
 
-# Present: a container starts with its network, routes and sysctls in place. Absent: the
-# namespaces before the veths (the kernel removes a namespace's veths in one batch).
-ORDER = {"present": (NAMESPACES, CGROUPS, VETHS, LINKS, ROUTES, SYSCTLS, CONTAINERS),
-         "absent": (CONTAINERS, NAMESPACES, VETHS, CGROUPS)}
+# Present: a veth joins its bridge, a container starts in its jail with its network,
+# routes and sysctls in place. Absent: the namespaces before the veths (the kernel removes
+# a namespace's veths in one batch), a bridge when no port is left on it.
+ORDER = {"present": (BRIDGES, JAILS, NAMESPACES, CGROUPS, VETHS, LINKS, ROUTES, SYSCTLS,
+                     CONTAINERS),
+         "absent": (CONTAINERS, NAMESPACES, VETHS, CGROUPS, JAILS, BRIDGES)}
 
 
 def part_params(part, params):
@@ -297,8 +335,8 @@ def converge(module, progress, running):
 
 def get_argument_spec():
     lists = dict((option, dict(type="list", elements="dict", default=[]))
-                 for option in ("namespaces", "cgroups", "veths", "links", "routes", "sysctls",
-                                "containers"))
+                 for option in ("bridges", "jails", "namespaces", "cgroups", "veths", "links",
+                                "routes", "sysctls", "containers"))
     return dict(lab=dict(type="str", required=True),
                 state=dict(type="str", choices=["present", "absent"], default="present"),
                 files=dict(type="dict", default={}), **lists)

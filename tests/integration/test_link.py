@@ -18,18 +18,20 @@ from helpers.kernel import sh
 
 @pytest.fixture
 def topo(lab, module):
-    assert module("nslab_namespace", dict(lab=lab.name, namespaces=[
-        dict(name=lab.n("a")), dict(name=lab.n("b"))]))["changed"]
-    assert module("nslab_bridge", dict(lab=lab.name, name=lab.n("br"),
-                                       addresses=["10.213.172.1/24"]))["changed"]
-    assert module("nslab_veth", dict(lab=lab.name, veths=[
-        dict(name=lab.n("va"), bridge=lab.n("br"),
-             peer=dict(name="eth0", netns=lab.n("a"), addresses=["10.213.172.11/24"])),
-        dict(name=lab.n("vb"), bridge=lab.n("br"),
-             peer=dict(name="eth0", netns=lab.n("b"), addresses=["10.213.172.12/24"])),
-        dict(name="eth1", netns=lab.n("a"), addresses=["10.213.173.1/30"],
-             peer=dict(name="eth1", netns=lab.n("b"), addresses=["10.213.173.2/30"])),
-    ]))["changed"]
+    """Nodes a and b on a bridge, and a point-to-point link a:eth1 - b:eth1; one module
+    run (nslab_nodes: the bridge, the namespaces, the veth pairs)."""
+    built = module("nslab_nodes", dict(
+        lab=lab.name,
+        bridges=[dict(name=lab.n("br"), addresses=["10.213.172.1/24"])],
+        namespaces=[dict(name=lab.n("a")), dict(name=lab.n("b"))],
+        veths=[dict(name=lab.n("va"), bridge=lab.n("br"),
+                    peer=dict(name="eth0", netns=lab.n("a"), addresses=["10.213.172.11/24"])),
+               dict(name=lab.n("vb"), bridge=lab.n("br"),
+                    peer=dict(name="eth0", netns=lab.n("b"), addresses=["10.213.172.12/24"])),
+               dict(name="eth1", netns=lab.n("a"), addresses=["10.213.173.1/30"],
+                    peer=dict(name="eth1", netns=lab.n("b"), addresses=["10.213.173.2/30"]))]))
+    assert built["changed"] and list(built["parts"]) == ["bridges", "namespaces", "veths"], \
+        built
     return lab
 
 

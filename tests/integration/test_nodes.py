@@ -1,6 +1,6 @@
 """nslab_nodes against the real kernel: a lab's node parts in one module run, each left as
-its own module leaves it (namespaces, cgroup, veth pair, link state, route, sysctl, and a
-container inside them), a rerun without a change, check mode that makes nothing, a wrong
+its own module leaves it (a bridge, a jail, namespaces, cgroup, veth pairs, link state,
+route, sysctl, and a container inside them), a rerun without a change, check mode that makes nothing, a wrong
 part refused by its module's argument spec before anything is made, a failing part named
 together with what the parts before it did, and state=absent leaving nothing."""
 
@@ -26,15 +26,19 @@ def nodes(lab, rootfs, **changes):
     a, b = lab.n("a"), lab.n("b")
     args = dict(
         lab=lab.name,
+        bridges=[{"name": lab.n("lan"), "addresses": ["10.77.%d.5/30" % THIRD]}],
+        jails=[{"name": "a", "source": "busybox"}],
         namespaces=[{"name": a, "types": ["net", "uts", "ipc"]}, {"name": b}],
         cgroups=[{"name": "a", "memory": "64M", "pids": 32}],
         veths=[{"name": "eth1", "netns": a, "addresses": ["10.77.%d.1/30" % THIRD],
-                "peer": {"name": "eth1", "netns": b, "addresses": ["10.77.%d.2/30" % THIRD]}}],
+                "peer": {"name": "eth1", "netns": b, "addresses": ["10.77.%d.2/30" % THIRD]}},
+               {"name": lab.n("a0"), "bridge": lab.n("lan"),
+                "peer": {"name": "eth0", "netns": a, "addresses": ["10.77.%d.6/30" % THIRD]}}],
         # Not netem: this machine's kernel has none (test_link covers it where there is).
         links=[{"node": "a", "interface": "eth1", "state": "up"}],
         routes=[{"netns": a, "routes": [{"to": "10.78.0.0/16", "via": "10.77.%d.2" % THIRD}]}],
         sysctls=[{"netns": a, "sysctls": {"net.ipv4.ip_default_ttl": 33}}],
-        containers=[{"name": "a", "rootfs": str(rootfs), "netns": a, "cgroup": "a",
+        containers=[{"name": "a", "jail": "a", "netns": a, "cgroup": "a",
                      "command": ["sleep", "1000"]}],
         files={"/tmp/greeting": "hello\n"})
     args.update(changes)
@@ -44,7 +48,8 @@ def nodes(lab, rootfs, **changes):
 def removal(lab):
     return dict(lab=lab.name, state="absent", containers=[{"name": "a"}],
                 namespaces=[{"name": lab.n("a")}, {"name": lab.n("b")}],
-                cgroups=[{"name": "a"}])
+                cgroups=[{"name": "a"}], jails=[{"name": "a"}],
+                bridges=[{"name": lab.n("lan")}])
 
 
 def test_every_part_in_one_run_is_what_its_module_makes_and_a_rerun_changes_nothing(
@@ -52,8 +57,8 @@ def test_every_part_in_one_run_is_what_its_module_makes_and_a_rerun_changes_noth
     a = lab.n("a")
     done = module("nslab_nodes", nodes(lab, rootfs), diff=True)
     assert done["changed"] is True, done
-    assert list(done["parts"]) == ["namespaces", "cgroups", "veths", "links", "routes",
-                                   "sysctls", "containers"]
+    assert list(done["parts"]) == ["bridges", "jails", "namespaces", "cgroups", "veths",
+                                   "links", "routes", "sysctls", "containers"]
     assert "start container 'a'" in done["actions"]
     containers = done["parts"]["containers"]
     assert (containers["changed"], containers["actions"]) == (True, [
@@ -85,6 +90,13 @@ def test_every_part_in_one_run_is_what_its_module_makes_and_a_rerun_changes_noth
                                                            "10.77.%d.2" % THIRD)]
     assert in_netns(a, "cat", "/proc/sys/net/ipv4/ip_default_ttl").strip() == "33"
     in_netns(a, "ping", "-c1", "-W2", "10.77.%d.2" % THIRD)
+    # The bridge the parts made first, with a's veth on it; the jail is the container's root.
+    [bridge] = json.loads(sh("ip", "-j", "-d", "link", "show", "dev", lab.n("lan")).stdout)
+    assert bridge["linkinfo"]["info_kind"] == "bridge"
+    [port] = json.loads(sh("ip", "-j", "link", "show", "dev", lab.n("a0")).stdout)
+    assert port["master"] == lab.n("lan")
+    in_netns(a, "ping", "-c1", "-W2", "10.77.%d.5" % THIRD)
+    assert os.stat("/proc/%d/root" % pid).st_ino == os.stat(done["jails"][0]["root"]).st_ino
 
     again = module("nslab_nodes", nodes(lab, rootfs))
     assert again["changed"] is False and again["actions"] == [], again
@@ -92,7 +104,8 @@ def test_every_part_in_one_run_is_what_its_module_makes_and_a_rerun_changes_noth
 
     gone = module("nslab_nodes", removal(lab))
     assert gone["changed"] is True, gone
-    assert list(gone["parts"]) == ["containers", "namespaces", "cgroups"]
+    assert list(gone["parts"]) == ["containers", "namespaces", "cgroups", "jails", "bridges"]
+    assert not os.path.exists("/sys/class/net/" + lab.n("lan"))
     assert not lab.init_pids() and not os.path.exists("/run/netns/" + a)
     assert not any(os.path.isdir(os.path.join(d, "a")) for d in lab_cgroup_dirs(lab.name))
     assert module("nslab_nodes", removal(lab))["changed"] is False
@@ -102,11 +115,13 @@ def test_every_part_in_one_run_is_what_its_module_makes_and_a_rerun_changes_noth
 def test_check_mode_makes_nothing_and_leaves_the_links_out(lab, module, rootfs):
     planned = module("nslab_nodes", nodes(lab, rootfs), check=True)
     assert planned["changed"] is True, planned
-    assert list(planned["parts"]) == ["namespaces", "cgroups", "veths", "routes", "sysctls",
-                                      "containers"]
+    assert list(planned["parts"]) == ["bridges", "jails", "namespaces", "cgroups", "veths",
+                                      "routes", "sysctls", "containers"]
     assert "start container 'a'" in planned["actions"]
     assert not os.path.exists("/run/netns/" + lab.n("a"))
+    assert not os.path.exists("/sys/class/net/" + lab.n("lan"))
     assert not lab_cgroup_dirs(lab.name) and not lab.init_pids()
+    assert not os.path.exists(lab.data_dir)
 
 
 def test_a_wrong_part_is_refused_by_its_own_spec_before_anything_is_made(lab, module, rootfs):
