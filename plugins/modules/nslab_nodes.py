@@ -108,6 +108,15 @@ options:
         O(nslab.lab.nslab_container#module:files) (for example C(/etc/hosts)).
     type: dict
     default: {}
+  brief:
+    description:
+      - Return only the containers' views (RV(containers)) of the parts' views; every part
+        still reports its C(changed), C(actions) and C(seconds) in RV(parts). The other
+        views (cgroups with their limits and usage, veth ends, jails, namespaces) of a lab
+        of thousands of nodes would be read back and sent to the controller on every run;
+        lab.yml does not use them.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - action_common_attributes
   - nslab.lab.nslab
@@ -172,54 +181,54 @@ parts:
     containers: {changed: true, actions: ["start container 'a'"], seconds: 0.153}
 bridges:
   description: nslab_bridge's RV(nslab.lab.nslab_bridge#module:bridges).
-  returned: when the part ran
+  returned: when the part ran, unless O(brief)
   type: list
   elements: dict
 jails:
   description: nslab_jail's RV(nslab.lab.nslab_jail#module:jails).
-  returned: when the part ran
+  returned: when the part ran, unless O(brief)
   type: list
   elements: dict
 stripped:
   description: nslab_jail's RV(nslab.lab.nslab_jail#module:stripped).
-  returned: when the jails ran
+  returned: when the jails ran, unless O(brief)
   type: list
   elements: dict
 namespaces:
   description: nslab_namespace's RV(nslab.lab.nslab_namespace#module:namespaces).
-  returned: when the part ran
+  returned: when the part ran, unless O(brief)
   type: list
   elements: dict
 cgroups:
   description: nslab_cgroup's RV(nslab.lab.nslab_cgroup#module:cgroups).
-  returned: when the part ran
+  returned: when the part ran, unless O(brief)
   type: list
   elements: dict
 layout:
   description: nslab_cgroup's RV(nslab.lab.nslab_cgroup#module:layout).
-  returned: when the cgroups ran
+  returned: when the cgroups ran, unless O(brief)
   type: dict
 veths:
   description: nslab_veth's RV(nslab.lab.nslab_veth#module:veths).
-  returned: when the part ran
+  returned: when the part ran, unless O(brief)
   type: list
   elements: dict
 links:
   description: nslab_link's RV(nslab.lab.nslab_link#module:links).
-  returned: when the part ran
+  returned: when the part ran, unless O(brief)
   type: list
   elements: dict
 routes:
   description: nslab_route's RV(nslab.lab.nslab_route#module:routes).
-  returned: when the part ran
+  returned: when the part ran, unless O(brief)
   type: dict
 waiting:
   description: nslab_route's RV(nslab.lab.nslab_route#module:waiting).
-  returned: when the routes ran
+  returned: when the routes ran, unless O(brief)
   type: dict
 sysctls:
   description: nslab_sysctl's RV(nslab.lab.nslab_sysctl#module:namespaces).
-  returned: when the part ran
+  returned: when the part ran, unless O(brief)
   type: list
   elements: dict
 containers:
@@ -289,6 +298,10 @@ ORDER = {"present": (BRIDGES, JAILS, NAMESPACES, CGROUPS, VETHS, LINKS, ROUTES, 
          "absent": (CONTAINERS, NAMESPACES, VETHS, CGROUPS, JAILS, BRIDGES)}
 
 
+# What O(brief) keeps of the parts' views (lab.yml's summary shows each container's state).
+BRIEF_VIEWS = ("containers",)
+
+
 def part_params(part, params):
     """The part's own parameters, validated by its module's argument spec (defaults
     filled in, types converted, unknown keys refused) as its module would be."""
@@ -324,7 +337,8 @@ def converge(module, progress, running):
                                         "seconds": seconds}
         progress.update(changed=bool(changed), actions=list(result["actions"]))
         for key, as_key in part.returns.items():
-            result[as_key] = done[key]
+            if not params["brief"] or as_key in BRIEF_VIEWS:
+                result[as_key] = done[key]
         if "diff" in done:
             before[part.option], after[part.option] = done["diff"]["before"], done["diff"]["after"]
     result["changed"] = bool(changed)
@@ -339,7 +353,8 @@ def get_argument_spec():
                                 "routes", "sysctls", "containers"))
     return dict(lab=dict(type="str", required=True),
                 state=dict(type="str", choices=["present", "absent"], default="present"),
-                files=dict(type="dict", default={}), **lists)
+                files=dict(type="dict", default={}), brief=dict(type="bool", default=False),
+                **lists)
 
 
 def main():

@@ -98,9 +98,13 @@ def test_every_part_in_one_run_is_what_its_module_makes_and_a_rerun_changes_noth
     in_netns(a, "ping", "-c1", "-W2", "10.77.%d.5" % THIRD)
     assert os.stat("/proc/%d/root" % pid).st_ino == os.stat(done["jails"][0]["root"]).st_ino
 
-    again = module("nslab_nodes", nodes(lab, rootfs))
+    # brief: the same run, only the containers' views come back
+    again = module("nslab_nodes", nodes(lab, rootfs, brief=True))
     assert again["changed"] is False and again["actions"] == [], again
     assert again["containers"][0]["pid"] == pid
+    assert list(again["parts"]) == list(done["parts"])
+    assert not set(again) & {"bridges", "jails", "namespaces", "cgroups", "layout", "veths",
+                             "links", "routes", "sysctls"}, sorted(again)
 
     gone = module("nslab_nodes", removal(lab))
     assert gone["changed"] is True, gone
