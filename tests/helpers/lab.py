@@ -1,6 +1,13 @@
 """A test lab: its random name, the kernel objects named after it, their removal straight
 through the kernel and the check that nothing is left; the busybox every jail test uses;
-the addresses of the shared ``running_lab``."""
+the addresses of the shared ``running_lab``.
+
+Every lab a test makes is marked as owned by the pytest process (a file in OWNERS_DIR
+naming its pid and start time) until its cleanup leaves nothing. A run that was killed
+(CI's time limit, a ^C twice, a session that ended) cannot clean up; the next session's
+``sweep_stale_labs`` removes what such a run left, so the fixed subnets of the fleet and
+the Molecule scenarios are free again. A lab whose owner still runs is never touched:
+two sessions may run at once."""
 
 import os
 import secrets
@@ -38,11 +45,48 @@ def remove_cgroup_tree(top):
         pass
 
 
+OWNERS_DIR = "/run/nslab-tests"
+
+
+def process_start(pid):
+    """The start time of ``pid`` (clock ticks since boot), or None if it is gone: a pid
+    and its start time name one process, even once pids are reused."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def sweep_stale_labs():
+    """Remove the labs of test runs that are no longer running; their names."""
+    try:
+        names = sorted(os.listdir(OWNERS_DIR))
+    except FileNotFoundError:
+        return []
+    swept = []
+    for name in names:
+        try:
+            with open(os.path.join(OWNERS_DIR, name)) as handle:
+                pid, start = handle.read().split()
+        except (OSError, ValueError):
+            continue
+        if process_start(int(pid)) != start:
+            Lab(name, owned=False).cleanup()
+            swept.append(name)
+    return swept
+
+
 class Lab:
     """A test lab: a unique name, its objects' names, cleanup and leftover checks."""
 
-    def __init__(self, name=None):
+    def __init__(self, name=None, owned=True):
         self.name = name or "t" + secrets.token_hex(3)          # 7 characters
+        self.owner_file = os.path.join(OWNERS_DIR, self.name)
+        if owned and os.geteuid() == 0:
+            os.makedirs(OWNERS_DIR, exist_ok=True)
+            with open(self.owner_file, "w") as handle:
+                handle.write("%d %s\n" % (os.getpid(), process_start(os.getpid())))
 
     def n(self, suffix):
         """A kernel object name of this lab (at most 15 bytes for suffixes up to 7)."""
@@ -119,6 +163,11 @@ class Lab:
             remove_tree(self.data_dir)
         if os.path.isdir(DATA_ROOT) and not os.listdir(DATA_ROOT):
             os.rmdir(DATA_ROOT)
+        if not self.leftovers():
+            try:
+                os.unlink(self.owner_file)
+            except FileNotFoundError:
+                pass
 
 
 NFT_FAMILIES = ("ip", "inet", "bridge")       # nslab's tables: "<family> nslab"

@@ -9,13 +9,26 @@ The helpers these fixtures use are in tests/helpers; every test here is marked
 
 import os
 import shutil
+import warnings
 
 import pytest
 import yaml
 
 from helpers.ansible_runs import run_module, run_playbook
 from helpers.fleet_hosts import Fleet, recap
-from helpers.lab import BUSYBOX, BUSYBOX_APPLETS, RUNNING_LAB_LINK, RUNNING_LAB_SUBNET, Lab
+from helpers.lab import (BUSYBOX, BUSYBOX_APPLETS, RUNNING_LAB_LINK, RUNNING_LAB_SUBNET, Lab,
+                         sweep_stale_labs)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stale_labs_swept():
+    """What killed test runs left on this machine is removed before anything is built:
+    their labs hold the fixed subnets and names the next run needs."""
+    if os.geteuid() == 0:
+        swept = sweep_stale_labs()
+        if swept:
+            warnings.warn("removed the labs of test runs that were killed: %s"
+                          % ", ".join(swept))
 
 
 @pytest.fixture
