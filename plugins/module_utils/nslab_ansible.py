@@ -19,6 +19,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     NslabError, ValidationError)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import DEFAULT_TIMEOUT, LabLock
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import Runner
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_shared import tidy
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import lab_problem
 
 
@@ -30,6 +31,21 @@ def runner_for(module):
                   ip=module.get_bin_path("ip", required=True),
                   nsenter=module.get_bin_path("nsenter", required=True),
                   bridge=module.get_bin_path("bridge") or "bridge", netlink=True)
+
+
+def tidy_for(module):
+    """nslab_shared's tidy as a lock's ``on_release``: the shared roots no lab uses any
+    more go. It runs after the module's work, so a failure there is a warning."""
+    def run(argv):
+        return module.run_command(argv, environ_update={"LC_ALL": "C", "LANG": "C"})
+
+    def release():
+        try:
+            return tidy(run, module.get_bin_path("nft"))
+        except OSError as err:
+            module.warn("could not remove nslab's empty shared roots: %s" % err)
+            return []
+    return release
 
 
 def installed_packages(module, names):
@@ -125,7 +141,8 @@ def run_module(module, what, core, lock=False, progress=None):
     an OSError (the operation and path named), a command that hung. A bug (KeyError,
     TypeError...) is left to raise, so it reads as the bug it is. With ``lock``, the run
     holds the lab's lock (nslab_lock) from its first read to its last write, so two runs
-    on one lab never interleave.
+    on one lab never interleave, and (outside check mode) removes the shared roots no lab
+    uses any more when it lets go, if no other run is going (nslab_shared).
 
     ``what`` names the work in the message ("converge cgroups of lab 'demo'"); a module
     that runs several parts passes a callable, asked at failure time, to name the part
@@ -134,7 +151,9 @@ def run_module(module, what, core, lock=False, progress=None):
     try:
         if lock:
             check_lab(module.params)
-            with LabLock(module.params["lab"], timeout=lock_timeout()):
+            with LabLock(module.params["lab"], timeout=lock_timeout()) as held:
+                if not module.check_mode:
+                    held.on_release = tidy_for(module)
                 result = core(module)
         else:
             result = core(module)

@@ -58,6 +58,7 @@ class CgroupApplier:
         # None when it changed nothing.
         self.steps = {
             "mkdir": self._mkdir,
+            "mkdir_shared": self._mkdir_shared,
             "write": self._write,
             "attach": self._attach,
             "rmdir": self._rmdir,
@@ -86,6 +87,14 @@ class CgroupApplier:
     def _mkdir(self, op):
         os.mkdir(op.path)
         return "mkdir %s" % op.path, lambda: os.rmdir(op.path)
+
+    def _mkdir_shared(self, op):
+        # Not undone: another lab may use it by now; nslab_shared removes it once empty.
+        try:
+            os.mkdir(op.path)
+        except FileExistsError:
+            return None
+        return "mkdir %s" % op.path, None
 
     def _write(self, op):
         if not os.path.exists(op.path):

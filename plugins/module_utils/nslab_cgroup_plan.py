@@ -37,7 +37,8 @@ class Op:
     undone by rmdir, ``own`` by restoring the record. ``attach`` is not undone: putting a
     process back would mean writing into a cgroup nslab does not own. Each kind is one
     entry of ``CgroupApplier.steps`` (nslab_cgroup_apply)."""
-    kind: str               # mkdir, write, rmdir, rmdir_empty, kill, attach, own, disown
+    kind: str               # mkdir, mkdir_shared, write, rmdir, rmdir_empty, kill, attach,
+    #                         own, disown
     path: str
     text: Optional[str] = None
     undo: Optional[str] = None
@@ -111,12 +112,13 @@ def _plan_delete(state, deleting, kill):
     leaves = [chain[-1].path for chain in state.chains.values() if chain[-1].exists]
     ops = [Op("kill", path) for path in leaves if pids]
     ops += [Op("rmdir", path) for path in leaves]
-    # Parents nslab made on the way (nslab/<lab>/web for web/apt101), then nslab/<lab> and
-    # nslab: removed only if empty, and never a parent the record names as a cgroup (its
-    # name travels in ``text``; None for nslab/<lab> and nslab).
+    # Parents nslab made on the way (nslab/<lab>/web for web/apt101), then nslab/<lab>:
+    # removed only if empty, and never a parent the record names as a cgroup (its
+    # name travels in ``text``; None for nslab/<lab>).
     parts = state.relpath.split("/")
+    # nslab itself (depth 1) is every lab's: nslab_shared removes it once no run is going.
     for chain in state.chains.values():
-        for depth in range(len(chain) - 2, 0, -1):
+        for depth in range(len(chain) - 2, 1, -1):
             ops.append(Op("rmdir_empty", chain[depth].path, "/".join(parts[2:depth]) or None))
     ops.append(Op("disown", state.name))
     summary = "delete cgroup '%s'" % state.relpath
@@ -149,6 +151,12 @@ def _plan_create(state, layout):
     return [CgroupAction(summary, CREATE, state.name, ops)]
 
 
+def _mkdir(depth, directory):
+    """nslab's own cgroup (depth 1, below the mount) is shared by all labs: another lab's
+    run may make it at the same moment."""
+    return Op("mkdir_shared" if depth == 1 else "mkdir", directory.path)
+
+
 def _v2_enable_controllers(hierarchy, chain):
     """mkdir what is missing; every dir above the cgroup passes nslab's controllers down
     (cgroup.subtree_control), the mount root included."""
@@ -156,7 +164,7 @@ def _v2_enable_controllers(hierarchy, chain):
     ops = []
     for depth, directory in enumerate(chain):
         if not directory.exists:
-            ops.append(Op("mkdir", directory.path))
+            ops.append(_mkdir(depth, directory))
         if depth == len(chain) - 1:
             break
         enabled = set(directory.files.get("cgroup.subtree_control", "").split())
@@ -175,7 +183,7 @@ def _v1_prepare(hierarchy, chain):
     for depth, directory in enumerate(chain):
         cpus = (directory.files.get("cpuset.cpus"), directory.files.get("cpuset.mems"))
         if not directory.exists:
-            ops.append(Op("mkdir", directory.path))
+            ops.append(_mkdir(depth, directory))
         if "cpuset" not in hierarchy.controllers:
             continue
         if depth > 0 and (not directory.exists or not all(cpus)):

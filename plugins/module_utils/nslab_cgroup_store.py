@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import release_private_root
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import (
     lab_dir, read_json, remove_empty_dirs, write_json_atomic)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import STATE_ROOT
@@ -38,4 +37,3 @@ class CgroupStore:
         if os.path.exists(self.path):
             os.unlink(self.path)
         remove_empty_dirs(lab_dir(self.lab, self.root), self.root)
-        release_private_root(self.root)

@@ -37,6 +37,7 @@ from typing import Dict, List, Optional
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     NamespaceError, OwnershipError)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import exclusively
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import (
     mount_points, read_mountinfo)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import NETNS_DIR, STATE_ROOT
@@ -373,11 +374,16 @@ def unbind(path):
         pass
 
 
+# Two labs' runs may both find /run/nslab unmounted: one of them mounts it.
+PRIVATE_ROOT_LOCK = ".private-root.lock"
+
+
 def ensure_private_root(root=STATE_ROOT):
-    os.makedirs(root, mode=0o755, exist_ok=True)
-    if root not in mount_points(read_mountinfo()):
-        sc.mount(root, root, None, sc.MS_BIND)
-        sc.mount(None, root, None, sc.MS_PRIVATE)
+    with exclusively(PRIVATE_ROOT_LOCK):
+        os.makedirs(root, mode=0o755, exist_ok=True)
+        if root not in mount_points(read_mountinfo()):
+            sc.mount(root, root, None, sc.MS_BIND)
+            sc.mount(None, root, None, sc.MS_PRIVATE)
 
 
 def release_private_root(root=STATE_ROOT):
@@ -432,14 +438,13 @@ class NamespaceApplier:
         deleted_nets = [a.name for a in actions if a.verb == "delete" and "net" in a.types]
         host_ends = self._host_veth_ends(deleted_nets) if deleted_nets else {}
         self.log = UndoLog()        # this run's steps only
-        try:
-            with self.log.guard():
-                for action in actions:
-                    # Each handler records its action, with the undo of a creation.
-                    self.handlers[action.verb](action)
-                self._wait_gone(host_ends)
-        finally:
-            release_private_root(self.store.root)
+        # /run/nslab stays mounted when this lab leaves it empty: nslab_shared's tidy
+        # unmounts it once no other lab's run is going.
+        with self.log.guard():
+            for action in actions:
+                # Each handler records its action, with the undo of a creation.
+                self.handlers[action.verb](action)
+            self._wait_gone(host_ends)
 
     def _create(self, action):
         record = self.record(action.name)

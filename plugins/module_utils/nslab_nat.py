@@ -53,7 +53,8 @@ def plan_nat(wanted, current, lab, bridges):
     ``wanted``: {comment: (bridge, subnet)} for this run's bridges with nat on;
     ``current``: {comment: handle} in the table; ``bridges``: names this run manages (a
     rule of one of them that is no longer wanted is removed; other bridges' rules stay).
-    Returns (summaries, nft script lines); the table goes when its last rule does.
+    Returns (summaries, nft script lines). A table left empty stays (another lab's run may
+    be adding to it); nslab_shared removes it once no run is going.
     """
     summaries, lines = [], []
     missing = [c for c in wanted if c not in current]
@@ -70,8 +71,6 @@ def plan_nat(wanted, current, lab, bridges):
         summaries.append("stop masquerading %s from bridge '%s'" % (
             comment.split(":")[3], comment.split(":")[2]))
         lines.append("delete rule ip %s %s handle %d" % (TABLE, CHAIN, current[comment]))
-    if current and not missing and len(stale) == len(current):
-        lines.append("delete table ip %s" % TABLE)
     return summaries, lines
 
 
@@ -90,12 +89,9 @@ def _add_table():
 def undo_nat(wanted, before, after, lab):
     """The nft script that takes back a plan_nat script: ``wanted``, ``before`` (its
     ``current``) and ``lab`` as given to plan_nat, ``after`` the table read after the
-    script ran. The rules it added are deleted (the table too when it holds nothing
-    else), and the lab's rules it deleted are added again (their comment says what they
+    script ran. The rules it added are deleted, and the lab's rules it deleted are added again (their comment says what they
     were). Rules of other labs stay as they are."""
     added = [c for c in after if c in wanted and c not in before]
-    if not before and len(added) == len(after):
-        return ["delete table ip %s" % TABLE] if after else []
     lines = ["delete rule ip %s %s handle %d" % (TABLE, CHAIN, after[c]) for c in added]
     gone = [c for c in before if c not in after and c.startswith("nslab:%s:" % lab)]
     if gone:

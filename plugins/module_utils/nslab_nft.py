@@ -119,24 +119,15 @@ def expr_signature(expr):
     return tuple(signature)
 
 
-class ChainRules(list):
-    """The [KernelRule] of one chain; ``others`` counts the rules of the table's other
-    chains (port publishing keeps its own chains in ``inet nslab``): while it is not 0,
-    emptying this chain must not delete the table."""
-    others = 0
-
-
 def parse_table(text, table):
-    """``nft -j list table FAMILY nslab`` -> ChainRules of the table's chain (every
-    rule, with or without an nslab comment: a table is only removed when it is empty)."""
-    rules = ChainRules()
+    """``nft -j list table FAMILY nslab`` -> [KernelRule] of the table's chain (every rule,
+    with or without an nslab comment)."""
+    rules = []
     for item in json.loads(text or "{}").get("nftables", []):
         rule = item.get("rule")
         if rule and rule.get("chain") == table.chain:
             rules.append(KernelRule(comment=rule.get("comment", ""), handle=rule["handle"],
                                     signature=expr_signature(rule.get("expr", [])), raw=rule))
-        elif rule:
-            rules.others += 1
     return rules
 
 
@@ -147,7 +138,7 @@ def read_table(runner, nft, table):
                            table)
     except CommandError as err:
         if "No such file or directory" in (err.stderr or ""):
-            return ChainRules()
+            return []
         raise
 
 
@@ -200,8 +191,6 @@ class NftPlan:
     add: List[Rule] = field(default_factory=list)
     replace: List[KernelRule] = field(default_factory=list)
     delete: List[KernelRule] = field(default_factory=list)
-    drop_table: bool = False
-    was_empty: bool = False          # the table had no rule (or did not exist) before
 
     def __bool__(self):
         return bool(self.add or self.replace or self.delete)
@@ -213,8 +202,7 @@ def plan_rules(table, wanted, current, owned):
     ``owned(comment)`` says whether a kernel rule not in ``wanted`` belongs to this run
     (and so goes); every other rule stays as it is. A wanted rule is kept only if exactly
     one kernel rule has its comment and the same content."""
-    others = getattr(current, "others", 0)
-    plan = NftPlan(table, was_empty=not current and not others)
+    plan = NftPlan(table)
     by_comment = {}
     for rule in current:
         by_comment.setdefault(rule.comment, []).append(rule)
@@ -229,9 +217,6 @@ def plan_rules(table, wanted, current, owned):
     for rule in current:
         if rule.comment not in wanted_comments and rule.comment and owned(rule.comment):
             plan.delete.append(rule)
-    gone = len(plan.replace) + len(plan.delete)
-    plan.drop_table = (bool(current) and not plan.add and gone == len(current)
-                       and not others)
     return plan
 
 
@@ -254,7 +239,8 @@ def script(plan, part="all"):
     """The ``nft -j -f -`` commands of a plan (a list of dicts; [] if nothing to do).
 
     ``part``: "all"; "add" (adds and replacements: what must be in place before a port
-    exists); "delete" (stale rules and an emptied table: what may go after)."""
+    exists); "delete" (stale rules: what may go after). A table left empty stays: another
+    lab's run may be adding to it; nslab_shared removes it once no run is going."""
     table, commands = plan.table, []
     if part in ("all", "add") and plan.add:
         # "add" of an existing table or chain is a no-op in nft.
@@ -263,11 +249,7 @@ def script(plan, part="all"):
         commands += [_delete_json(table, r) for r in plan.replace]
         commands += [{"add": {"rule": r.json(table)}} for r in plan.add]
     if part in ("all", "delete"):
-        # drop_table implies no add and so no replace: the table is empty afterwards.
-        if plan.drop_table:
-            commands.append({"delete": {"table": _table_json(table)}})
-        else:
-            commands += [_delete_json(table, r) for r in plan.delete]
+        commands += [_delete_json(table, r) for r in plan.delete]
     return commands
 
 
@@ -276,10 +258,6 @@ def undo_script(plan, after, part="all"):
     remove the ones it added; ``after`` is the table as read after applying."""
     table, commands = plan.table, []
     removed = []
-    if part in ("all", "add") and plan.was_empty and len(after) == len(plan.add) \
-            and not getattr(after, "others", 0):
-        # The table holds only what the plan added: it goes as it came.
-        return [{"delete": {"table": _table_json(table)}}]
     if part in ("all", "add"):
         added = set((r.comment, r.signature()) for r in plan.add)
         commands += [_delete_json(table, r) for r in after

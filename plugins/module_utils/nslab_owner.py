@@ -189,16 +189,15 @@ def _quoted(value):
 
 
 def remove_empty_dirs(path, stop):
-    """rmdir ``path`` and its parents up to (and including) ``stop`` while they are empty."""
+    """rmdir ``path`` and its parents while they are empty, up to ``stop``, which stays:
+    a root all labs share goes only in nslab_shared's tidy, when no other run is going."""
     path = os.path.abspath(path)
     stop = os.path.abspath(stop)
-    while path.startswith(stop):
+    while path.startswith(stop + os.sep):
         try:
             os.rmdir(path)
         except FileNotFoundError:
             pass
         except OSError:
-            return
-        if path == stop:
             return
         path = os.path.dirname(path)

@@ -347,7 +347,6 @@ class PortsPlan:
     delete: List[KernelRule] = field(default_factory=list)
     add_chains: List[str] = field(default_factory=list)
     delete_chains: List[str] = field(default_factory=list)
-    delete_table: bool = False
     localnet_on: List[str] = field(default_factory=list)     # bridges
     localnet_off: List[str] = field(default_factory=list)
     summaries: List[str] = field(default_factory=list)
@@ -429,12 +428,10 @@ def plan_ports(lab, published, table, localnet):
         remaining[rule.chain] = remaining.get(rule.chain, 0) + 1
     plan.add_chains = [c for c in CHAINS if any(r.chain == c for r in plan.add)
                        and c not in table.chains]
-    if table.exists and not any(remaining.values()):
-        # Nothing is left in any chain (nslab_bridge's included): the table goes.
-        plan.delete_table = bool(plan.delete) or any(c in CHAINS for c in table.chains)
-    else:
-        plan.delete_chains = [c for c in CHAINS if c in table.chains and not remaining.get(c)]
-    if (plan.delete_table or plan.delete_chains) and not plan.summaries:
+    # The table itself stays, even with nothing left in it: another lab's run may be adding
+    # to it now. nslab_shared removes it once no run is going.
+    plan.delete_chains = [c for c in CHAINS if c in table.chains and not remaining.get(c)]
+    if plan.delete_chains and not plan.summaries:
         plan.summaries.append("remove nslab's empty port publishing chains")
     return plan
 
@@ -448,8 +445,6 @@ def _chain_json(name):
 def script(plan):
     """The ``nft -j -f -`` commands of a plan, applied atomically by the kernel."""
     table = {"family": TABLE_FAMILY, "name": TABLE_NAME}
-    if plan.delete_table:
-        return [{"delete": {"table": table}}]
     commands = []
     if plan.add:
         commands.append({"add": {"table": table}})

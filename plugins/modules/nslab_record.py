@@ -68,6 +68,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import che
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import (
     lab_dir, plan_record_path, read_json, remove_empty_dirs, write_json_atomic)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import STATE_ROOT
 
 
 def plan_change(before, wanted, state):
@@ -88,7 +89,7 @@ def keep_record(module):
     if changed and not module.check_mode:
         if after is None:
             os.unlink(path)
-            remove_empty_dirs(lab_dir(params["lab"]), lab_dir(params["lab"]))
+            remove_empty_dirs(lab_dir(params["lab"]), STATE_ROOT)
         else:
             write_json_atomic(path, after)
     result = {"changed": changed, "path": path}

@@ -9,22 +9,26 @@ naming its pid and start time) until its cleanup leaves nothing. A run that was 
 the Molecule scenarios are free again. A lab whose owner still runs is never touched:
 two sessions may run at once."""
 
+import fcntl
 import os
 import secrets
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
 
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import LOCK_ROOT, SHARED_LOCK
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_shared import tidy
 from helpers.kernel import (ip_links, lab_cgroup_dirs, mounts_under, nft_rules, nsfs_mounts,
                             rule_chains, sh)
 
 
 def remove_cgroup_tree(top):
     """SIGKILL the processes in ``top`` and below (the tests' own children), rmdir deepest
-    first, then ``nslab`` itself if no other lab uses it."""
+    first."""
     for directory, _dirs, _files in os.walk(top, topdown=False):
         deadline = time.monotonic() + 5
         while True:
@@ -39,10 +43,6 @@ def remove_cgroup_tree(top):
                     pass
             time.sleep(0.02)
         os.rmdir(directory)
-    try:
-        os.rmdir(os.path.dirname(top))
-    except OSError:
-        pass
 
 
 OWNERS_DIR = "/run/nslab-tests"
@@ -59,13 +59,20 @@ def process_start(pid):
 
 
 def sweep_stale_labs():
-    """Remove the labs of test runs that are no longer running; their names."""
+    """Remove the labs of test runs that are no longer running; their names. Two sessions
+    starting at once (``./nslab test`` starts two) sweep one after the other."""
+    os.makedirs(OWNERS_DIR, exist_ok=True)
+    fd = os.open(os.path.join(OWNERS_DIR, ".sweep.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        names = sorted(os.listdir(OWNERS_DIR))
-    except FileNotFoundError:
-        return []
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _sweep()
+    finally:
+        os.close(fd)
+
+
+def _sweep():
     swept = []
-    for name in names:
+    for name in sorted(n for n in os.listdir(OWNERS_DIR) if not n.startswith(".")):
         try:
             with open(os.path.join(OWNERS_DIR, name)) as handle:
                 pid, start = handle.read().split()
@@ -156,13 +163,11 @@ class Lab:
         for directory in lab_cgroup_dirs(self.name):
             remove_cgroup_tree(directory)
         remove_tree(os.path.join(STATE_ROOT, self.name))
-        release_state_root()
         for mount in reversed(mounts_under(self.data_dir)):      # deepest, newest first
             sh("umount", "-l", mount, check=False)
         if not mounts_under(self.data_dir):
             remove_tree(self.data_dir)
-        if os.path.isdir(DATA_ROOT) and not os.listdir(DATA_ROOT):
-            os.rmdir(DATA_ROOT)
+        tidy_shared_roots()
         if not self.leftovers():
             try:
                 os.unlink(self.owner_file)
@@ -174,8 +179,8 @@ NFT_FAMILIES = ("ip", "inet", "bridge")       # nslab's tables: "<family> nslab"
 
 
 def remove_lab_rules(lab_name):
-    """Delete the lab's rules (named ``nslab:<lab>:...``) from nslab's tables in the host,
-    and a table left empty."""
+    """Delete the lab's rules (named ``nslab:<lab>:...``) from nslab's tables in the host
+    (an emptied table goes in tidy_shared_roots)."""
     for family in NFT_FAMILIES:
         rules = nft_rules(family)
         mine = [(c, h) for c, h in rules if c.startswith("nslab:%s:" % lab_name)]
@@ -184,8 +189,6 @@ def remove_lab_rules(lab_name):
             # inet nslab holds port publishing's chains beside nslab_bridge's input.
             sh("nft", "delete", "rule", family, "nslab", chains.get(handle, "input"),
                "handle", str(handle), check=False)
-        if mine and len(mine) == len(rules):
-            sh("nft", "delete", "table", family, "nslab", check=False)
 
 
 def remove_tree(path):
@@ -194,13 +197,26 @@ def remove_tree(path):
     sh("rm", "-rf", "--one-file-system", path, check=False)
 
 
-def release_state_root():
-    """Unmount nslab's private state root once no lab uses it (as the modules do)."""
-    if os.path.isdir(STATE_ROOT) and not os.listdir(STATE_ROOT):
-        with open("/proc/self/mountinfo") as handle:
-            if any(line.split()[4] == STATE_ROOT for line in handle):
-                sh("umount", "-l", STATE_ROOT, check=False)
-        os.rmdir(STATE_ROOT)
+def tidy_shared_roots():
+    """nslab's roots that no lab uses any more go (its cgroup, /run/nslab, /var/lib/nslab,
+    empty nft tables), as at the end of a module run: only while no nslab run holds the
+    shared lock (nslab_lock), so a lab being built beside this test keeps them."""
+    os.makedirs(LOCK_ROOT, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(LOCK_ROOT, SHARED_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return
+    try:
+        tidy(_run, shutil.which("nft"))
+    finally:
+        os.close(fd)
+
+
+def _run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

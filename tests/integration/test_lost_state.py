@@ -16,7 +16,7 @@ import yaml
 
 from helpers.ansible_runs import ansible_env, changed, run_playbook
 from helpers.kernel import mounts_under, sh
-from helpers.lab import BUSYBOX_SKIP, STATE_ROOT, release_state_root
+from helpers.lab import BUSYBOX_SKIP, STATE_ROOT, tidy_shared_roots
 from helpers.paths import BIN, ROOT
 
 pytestmark = BUSYBOX_SKIP
@@ -60,12 +60,13 @@ def reaches(lab, node, address):
 def lose_state(lab):
     """What an admin's ``umount -R; rm -rf /run/nslab/<lab>`` leaves: the kernel objects
     run on, nslab's records are gone. With no other lab left, /run/nslab itself goes too
-    (unmounted and removed, as a tmpfs emptied would leave it)."""
+    (unmounted and removed, as a tmpfs emptied would leave it; not while another run
+    holds nslab's shared lock)."""
     directory = os.path.join(STATE_ROOT, lab.name)
     for mount in reversed(mounts_under(directory)):
         sh("umount", "-l", mount)
     shutil.rmtree(directory)
-    release_state_root()
+    tidy_shared_roots()
 
 
 def start_impostor(lab, node):

@@ -2,6 +2,7 @@
 that make the kernel match, in apply order, and nothing when it already does."""
 
 import os
+import shutil
 
 import pytest
 
@@ -176,3 +177,22 @@ def test_absent_and_unknown_plans_nothing(cgroup_v2, cgroup_record):
     layout, _root = cgroup_v2
     state = read_cgroup(layout, "demo", "nope", cgroup_record("x"))
     assert plan_cgroups([CgroupSpec("nope", "absent")], {"nope": state}, layout) == []
+
+
+def test_nslab_own_cgroup_is_shared_it_is_made_if_missing_and_never_removed_here(
+        cgroup_v2, cgroup_record):
+    """nslab/ holds every lab: a run makes it when missing (another lab's run may make it
+    at the same moment: mkdir_shared) and never removes it (nslab_shared does, when no run
+    is going); the lab's own nslab/demo goes with its last cgroup."""
+    layout, root = cgroup_v2
+    state = read_cgroup(layout, "demo", "x", cgroup_record("x"))
+    gone = plan_cgroups([CgroupSpec("x", "absent")], {"x": state}, layout, kill=True)
+    emptied = [os.path.relpath(o.path, str(root)) for o in gone[0].ops
+               if o.kind == "rmdir_empty"]
+    assert emptied == ["nslab/demo"]
+    shutil.rmtree(str(root / "nslab"))
+    fresh = read_cgroup(layout, "other", "web", {"cgroups": {}})
+    made = plan_cgroups([CgroupSpec("web")], {"web": fresh}, layout)
+    assert [(o.kind, os.path.relpath(o.path, str(root))) for o in made[0].ops
+            if o.kind.startswith("mkdir")] == [
+        ("mkdir_shared", "nslab"), ("mkdir", "nslab/other"), ("mkdir", "nslab/other/web")]

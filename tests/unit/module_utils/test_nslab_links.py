@@ -164,8 +164,9 @@ def test_nat_rules_are_planned_per_subnet_and_removed_with_their_bridge():
     other = rule_comment("other", "br9", "10.9.0.0/24")
     summaries, lines = plan_nat({}, {comment: 4, other: 5}, "lab", ["br0"])
     assert lines == ["delete rule ip nslab postrouting handle 4"]
+    # its last rule going leaves the table: another lab's run may be adding to it now
     summaries, lines = plan_nat({}, {comment: 4}, "lab", ["br0"])
-    assert lines == ["delete rule ip nslab postrouting handle 4", "delete table ip nslab"]
+    assert lines == ["delete rule ip nslab postrouting handle 4"]
 
 
 def test_nat_undo_puts_the_table_back_as_it_was():
@@ -175,8 +176,9 @@ def test_nat_undo_puts_the_table_back_as_it_was():
                                                                         "10.1.0.0/24")
     other = rule_comment("other", "br9", "10.9.0.0/24")
     wanted = {mine: ("br0", "10.0.0.0/24")}
-    # The table was made by the script: it goes as it came.
-    assert undo_nat(wanted, {}, {mine: 7}, "lab") == ["delete table ip nslab"]
+    # The rule it added goes; the table stays (nslab_shared removes it once empty).
+    assert undo_nat(wanted, {}, {mine: 7}, "lab") == [
+        "delete rule ip nslab postrouting handle 7"]
     assert undo_nat(wanted, {}, {}, "lab") == []
     # ...unless another lab added a rule meanwhile: then only this run's rule goes.
     assert undo_nat(wanted, {}, {mine: 7, other: 8}, "lab") == [

@@ -71,3 +71,31 @@ def test_other_labs_are_not_held_up(tmp_path, holder):
     holder(30)
     with LabLock("lab2", root=str(tmp_path), timeout=0.2):
         pass
+
+
+def hold_other_lab(root, seconds, ready):
+    with LabLock("lab2", root=root):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_the_last_run_out_tidies_and_no_run_tidies_while_another_is_going(tmp_path):
+    """Runs on different labs go at once (both hold ``.shared`` shared); only a run that
+    finds none going calls its on_release (nslab_shared's tidy of the roots all labs use)."""
+    ready = multiprocessing.Event()
+    other = multiprocessing.Process(target=hold_other_lab, args=(str(tmp_path), 1.0, ready))
+    other.start()
+    try:
+        assert ready.wait(5)
+        calls = []
+        with LabLock("lab1", root=str(tmp_path), timeout=0.5) as lock:
+            assert lock.waited < 0.5                   # lab2's run does not hold lab1 up
+            lock.on_release = lambda: calls.append("tidy") or ["removed"]
+        assert calls == [] and lock.released is None   # lab2's run is still going
+        other.join(10)
+        with LabLock("lab1", root=str(tmp_path)) as lock:
+            lock.on_release = lambda: calls.append("tidy") or ["removed"]
+        assert calls == ["tidy"] and lock.released == ["removed"]
+    finally:
+        other.kill()
+        other.join()

@@ -44,7 +44,7 @@ def test_a_rule_whose_content_differs_is_replaced_in_one_script():
     plan = plan_rules(BRIDGE_TABLE, wanted, rules, lambda c: False)
     assert [r.comment for r in plan.add] == ["nslab:l:br0:port:nsl-l-a0:arp-ip"]
     assert [r.handle for r in plan.replace] == [rules[2].handle]
-    assert plan.delete == [] and not plan.drop_table
+    assert plan.delete == []
     commands = script(plan, "add")
     assert commands[0] == {"add": {"table": {"family": "bridge", "name": "nslab"}}}
     assert commands[2] == {"delete": {"rule": {"family": "bridge", "table": "nslab",
@@ -56,7 +56,7 @@ def test_a_rule_whose_content_differs_is_replaced_in_one_script():
     assert script(plan, "delete") == []
 
 
-def test_only_owned_stale_rules_go_and_the_table_only_when_empty():
+def test_only_owned_stale_rules_go_and_never_the_table():
     rules = kernel(BRIDGE_TABLE, "nft_bridge_nslab.json")
 
     def port_b(comment):
@@ -65,13 +65,14 @@ def test_only_owned_stale_rules_go_and_the_table_only_when_empty():
 
     plan = plan_rules(BRIDGE_TABLE, [], rules, port_b)
     assert [r.comment for r in plan.delete] == ["nslab:l:br0:port:nsl-l-b0:arp-ip"]
-    assert not plan.drop_table
     # the uncommented rule is never nslab's, even for an owner that takes everything
     plan = plan_rules(BRIDGE_TABLE, [], rules, everything)
-    assert len(plan.delete) == 4 and not plan.drop_table
+    assert len(plan.delete) == 4
+    # the last rules go one by one; the emptied table stays for nslab_shared's tidy
     plan = plan_rules(BRIDGE_TABLE, [], rules[:4], everything)
-    assert plan.drop_table
-    assert script(plan) == [{"delete": {"table": {"family": "bridge", "name": "nslab"}}}]
+    assert script(plan) == [{"delete": {"rule": {
+        "family": "bridge", "table": "nslab", "chain": "prerouting", "handle": r.handle}}}
+        for r in rules[:4]]
 
 
 def test_undo_removes_what_was_added_and_restores_what_was_removed():
@@ -125,9 +126,9 @@ def test_only_a_node_plugged_into_a_bridge_has_a_port_to_guard():
 
 
 
-def test_undo_of_a_first_rule_removes_the_table_it_came_with():
+def test_undo_of_a_first_rule_removes_that_rule_and_leaves_the_table():
     wanted = [isolate_rule("l", "br0")]
     plan = plan_rules(HOST_TABLE, wanted, [], everything)
     after = kernel(HOST_TABLE, "nft_inet_nslab.json")
-    assert undo_script(plan, after) == [{"delete": {"table": {"family": "inet",
-                                                              "name": "nslab"}}}]
+    assert undo_script(plan, after) == [{"delete": {"rule": {
+        "family": "inet", "table": "nslab", "chain": "input", "handle": 2}}}]

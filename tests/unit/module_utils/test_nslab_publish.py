@@ -79,7 +79,7 @@ def test_one_port_dropped_deletes_its_three_rules_only():
         (c, "nslab:demo:dns:publish:udp:192.0.2.1:5353")
         for c in ("ports-output", "ports-postrouting", "ports-prerouting")]
     assert plan.summaries == ["stop publishing 192.0.2.1:5353/udp"]
-    assert not plan.delete_table and plan.delete_chains == []
+    assert plan.delete_chains == []
     commands = script(plan)
     assert all(list(c) == ["delete"] for c in commands) and len(commands) == 3
 
@@ -102,7 +102,6 @@ def test_absent_removes_the_labs_rules_and_localnet_but_no_one_elses():
     assert all(r.comment.startswith("nslab:demo:") for r in plan.delete)
     assert plan.localnet_off == [BRIDGE] and plan.localnet_on == []
     # the other lab's port keeps ports-prerouting, nslab_bridge's rule keeps input
-    assert not plan.delete_table
     assert plan.delete_chains == ["ports-guard", "ports-output", "ports-postrouting"]
     commands = script(plan)
     assert {"delete": {"chain": {"family": "inet", "table": "nslab", "name": "ports-guard"}}} \
@@ -110,13 +109,16 @@ def test_absent_removes_the_labs_rules_and_localnet_but_no_one_elses():
     assert not any("table" in list(c.values())[0] for c in commands)
 
 
-def test_the_table_goes_with_the_last_rule_in_any_chain():
+def test_the_last_rules_take_their_chains_and_leave_the_table():
     data = json.loads(FIXTURE)
     data["nftables"] = [i for i in data["nftables"] if "rule" not in i or i["rule"].get(
         "comment", "").startswith("nslab:demo:web:")]
     plan = plan_ports("demo", [], parse_table(json.dumps(data)), {BRIDGE: 1})
-    assert plan.delete_table
-    assert script(plan) == [{"delete": {"table": {"family": "inet", "name": "nslab"}}}]
+    commands = script(plan)
+    assert sorted(c["delete"]["chain"]["name"] for c in commands if "chain" in c["delete"]) \
+        == ["ports-guard", "ports-output", "ports-postrouting", "ports-prerouting"]
+    # another lab's run may be adding to inet nslab now: nslab_shared removes it once empty
+    assert not any("table" in c["delete"] for c in commands)
 
 
 def test_a_new_loopback_port_adds_the_guard_and_sets_localnet():
@@ -155,13 +157,12 @@ def test_undo_takes_back_what_a_plan_did():
 
 
 def test_bridge_isolation_never_drops_the_table_that_holds_published_ports():
-    """nslab_bridge's plan for ``input`` sees the ports' chains: removing its last rule
-    there no longer deletes ``inet nslab`` (which took the published ports with it)."""
+    """nslab_bridge's plan for ``input`` removes its last rule there, never ``inet nslab``
+    (which would take the published ports with it): an empty table goes in nslab_shared."""
     current = parse_host_table(FIXTURE, HOST_TABLE)
     plan = plan_rules(HOST_TABLE, [], current, lambda comment: True)
     assert all("table" not in list(c.values())[0] for c in host_script(plan))
-    assert len(plan.delete) == 1 and not plan.drop_table
-    assert len(current) == 1 and current.others == 12
+    assert len(plan.delete) == 1 and len(current) == 1
     wanted = plan_rules(HOST_TABLE, [isolate_rule("demo", BRIDGE)], current, lambda c: True)
     assert not wanted
 
