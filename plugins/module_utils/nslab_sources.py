@@ -567,19 +567,21 @@ class RootfsBuilder:
             if not os.path.isdir(path):
                 os.makedirs(path, mode=0o700, exist_ok=True)
                 os.chmod(path, 0o700)
+        # Per process: two labs' runs may cache the same base at once (the last rename wins).
         partial = os.path.join(directory, ".tmp-%d-%s" % (os.getpid(),
                                                           os.path.basename(source.cache)))
+        stamp = "%s.json.tmp-%d" % (source.cache, os.getpid())
         try:
             self._run(source, [self.which("tar") or "tar", "-cf", partial, "--numeric-owner",
                                "--xattrs", "--xattrs-include=*", "-C", rootfs, "."])
-            with open(source.cache + ".json.tmp", "w") as handle:
+            with open(stamp, "w") as handle:
                 json.dump(dict(source.stamp(), created=time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                      time.gmtime())),
                           handle, indent=1, sort_keys=True)
-            os.rename(source.cache + ".json.tmp", source.cache + ".json")
+            os.rename(stamp, source.cache + ".json")
             os.rename(partial, source.cache)
         finally:
-            for leftover in (partial, source.cache + ".json.tmp"):
+            for leftover in (partial, stamp):
                 if os.path.exists(leftover):
                     os.unlink(leftover)
 
