@@ -18,7 +18,7 @@ import yaml
 from helpers.collection import build_collection, install_collection
 from helpers.paths import ROOT
 
-SUBNET = "10.213.178.0/24"
+SUBNET = "10.213.226.0/24"
 
 
 def pinned_ansible_core():

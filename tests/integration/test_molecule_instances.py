@@ -55,7 +55,7 @@ def test_molecule_test_from_a_user_repository_passes_and_destroy_leaves_nothing(
         lab, collections_path, tmp_path):
     role = user_repository(tmp_path)
     assert not (role / "molecule" / "default" / "vars").exists()
-    returncode, output = molecule(role, ["test"], lab, "10.213.176.0/24", collections_path,
+    returncode, output = molecule(role, ["test"], lab, "10.213.224.0/24", collections_path,
                                   tmp_path)
     assert returncode == 0, output[-6000:]
     for step in STEPS:
@@ -77,7 +77,7 @@ def test_a_role_with_a_bug_fails_verify_and_destroy_still_leaves_nothing(
                                                page_task.replace('"0644"', '"0640"')))
 
     def step(command):
-        return molecule(role, [command], lab, "10.213.177.0/24", collections_path, tmp_path)
+        return molecule(role, [command], lab, "10.213.225.0/24", collections_path, tmp_path)
     try:
         returncode, output = step("converge")
         assert returncode == 0, output[-6000:]
