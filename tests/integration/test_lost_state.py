@@ -104,12 +104,26 @@ def _uid(pid):
         return None
 
 
-def stop_impostor(proc):
+def stop_impostor(proc, pids):
+    """SIGKILL the impostor and wait until its labelled processes are gone: its child (pid
+    1 of its own pid namespace) dies after unshare does, later on a loaded machine."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _running(pid):
+    """Not gone and not a zombie (a zombie has no command line left to carry a label)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def recorded_pids(lab):
@@ -186,7 +200,7 @@ def test_a_rerun_after_the_state_is_lost_adopts_the_running_lab(lab, tmp_path):
         assert not failed(again), failed(again)
         assert changed(again) == {}
     finally:
-        stop_impostor(impostor)
+        stop_impostor(impostor, impostor_pids)
 
 
 def test_state_absent_after_the_state_is_lost_removes_everything(lab, tmp_path):
@@ -202,7 +216,7 @@ def test_state_absent_after_the_state_is_lost_removes_everything(lab, tmp_path):
         assert lab.leftovers() == ["container init %d" % p for p in lab.init_pids()]
         assert sorted(lab.init_pids()) == impostor_pids
     finally:
-        stop_impostor(impostor)
+        stop_impostor(impostor, impostor_pids)
     assert lab.leftovers() == []
 
 
