@@ -46,6 +46,10 @@ def lock_path(lab, root=LOCK_ROOT):
     return os.path.join(root, lab + ".lock")
 
 
+def _open_lock(path):
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
 def _flock_within(fd, mode, timeout, poll):
     """flock ``fd`` with ``mode``, retrying until ``timeout``; False if it is still held."""
     start = time.monotonic()
@@ -65,11 +69,21 @@ def _flock_within(fd, mode, timeout, poll):
 def exclusively(name, root=LOCK_ROOT):
     """A short host-wide critical section on lock file ``name`` (kept, never unlinked)."""
     os.makedirs(root, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(root, name),
-                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = _open_lock(os.path.join(root, name))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
+
+
+def unless_a_run_is_going(work, root=LOCK_ROOT):
+    """``work()`` holding the shared lock exclusively, if no run holds it; its result, or
+    None (skipped: the last run out does it). For a cleanup outside a module run."""
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    fd = _open_lock(os.path.join(root, SHARED_LOCK))
+    try:
+        return work() if _flock_within(fd, fcntl.LOCK_EX, 0, 0) else None
     finally:
         os.close(fd)
 
@@ -97,8 +111,7 @@ class LabLock:
     def acquire(self):
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         start = time.monotonic()
-        shared_fd = os.open(os.path.join(self.root, SHARED_LOCK),
-                            os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        shared_fd = _open_lock(os.path.join(self.root, SHARED_LOCK))
         # Held exclusively only while a run removes empty shared roots: a moment.
         if not _flock_within(shared_fd, fcntl.LOCK_SH, self.timeout, self.poll):
             os.close(shared_fd)
@@ -117,7 +130,7 @@ class LabLock:
 
     def _acquire_lab(self, start):
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = _open_lock(self.path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:

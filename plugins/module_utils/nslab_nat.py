@@ -89,8 +89,8 @@ def _add_table():
 def undo_nat(wanted, before, after, lab):
     """The nft script that takes back a plan_nat script: ``wanted``, ``before`` (its
     ``current``) and ``lab`` as given to plan_nat, ``after`` the table read after the
-    script ran. The rules it added are deleted, and the lab's rules it deleted are added again (their comment says what they
-    were). Rules of other labs stay as they are."""
+    script ran. The rules it added are deleted, and the lab's rules it deleted are added
+    again (their comment says what they were). Rules of other labs stay as they are."""
     added = [c for c in after if c in wanted and c not in before]
     lines = ["delete rule ip %s %s handle %d" % (TABLE, CHAIN, after[c]) for c in added]
     gone = [c for c in before if c not in after and c.startswith("nslab:%s:" % lab)]

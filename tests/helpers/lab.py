@@ -14,14 +14,14 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import time
 
 import pytest
 
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import LOCK_ROOT, SHARED_LOCK
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import proc_start_time
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import unless_a_run_is_going
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import DATA_ROOT, STATE_ROOT
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_shared import tidy
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_shared import NFT_FAMILIES, tidy
 from helpers.kernel import (ip_links, lab_cgroup_dirs, mounts_under, nft_rules, nsfs_mounts,
                             rule_chains, sh)
 
@@ -48,16 +48,6 @@ def remove_cgroup_tree(top):
 OWNERS_DIR = "/run/nslab-tests"
 
 
-def process_start(pid):
-    """The start time of ``pid`` (clock ticks since boot), or None if it is gone: a pid
-    and its start time name one process, even once pids are reused."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def sweep_stale_labs():
     """Remove the labs of test runs that are no longer running; their names. Two sessions
     starting at once (``./nslab test`` starts two) sweep one after the other."""
@@ -78,7 +68,8 @@ def _sweep():
                 pid, start = handle.read().split()
         except (OSError, ValueError):
             continue
-        if process_start(int(pid)) != start:
+        # A pid and its start time name one process, even once pids are reused.
+        if proc_start_time(int(pid)) != int(start):
             Lab(name, owned=False).cleanup()
             swept.append(name)
     return swept
@@ -93,7 +84,7 @@ class Lab:
         if owned and os.geteuid() == 0:
             os.makedirs(OWNERS_DIR, exist_ok=True)
             with open(self.owner_file, "w") as handle:
-                handle.write("%d %s\n" % (os.getpid(), process_start(os.getpid())))
+                handle.write("%d %d\n" % (os.getpid(), proc_start_time(os.getpid())))
 
     def n(self, suffix):
         """A kernel object name of this lab (at most 15 bytes for suffixes up to 7)."""
@@ -140,6 +131,7 @@ class Lab:
         return os.path.join(DATA_ROOT, self.name)
 
     def cleanup(self):
+        """Remove what is left of the lab; what still is after that (leftovers())."""
         for pid in self.init_pids():
             try:
                 os.kill(pid, 9)           # the kernel then ends its whole pid namespace
@@ -168,14 +160,13 @@ class Lab:
         if not mounts_under(self.data_dir):
             remove_tree(self.data_dir)
         tidy_shared_roots()
-        if not self.leftovers():
+        left = self.leftovers()
+        if not left:
             try:
                 os.unlink(self.owner_file)
             except FileNotFoundError:
                 pass
-
-
-NFT_FAMILIES = ("ip", "inet", "bridge")       # nslab's tables: "<family> nslab"
+        return left
 
 
 def remove_lab_rules(lab_name):
@@ -201,22 +192,12 @@ def tidy_shared_roots():
     """nslab's roots that no lab uses any more go (its cgroup, /run/nslab, /var/lib/nslab,
     empty nft tables), as at the end of a module run: only while no nslab run holds the
     shared lock (nslab_lock), so a lab being built beside this test keeps them."""
-    os.makedirs(LOCK_ROOT, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(LOCK_ROOT, SHARED_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return
-    try:
-        tidy(_run, shutil.which("nft"))
-    finally:
-        os.close(fd)
+    unless_a_run_is_going(lambda: tidy(_run, shutil.which("nft")))
 
 
 def _run(argv):
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    return proc.returncode, proc.stdout, proc.stderr
+    done = sh(*argv, check=False)
+    return done.returncode, done.stdout, done.stderr
 
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

@@ -39,8 +39,7 @@ def lab():
     try:
         yield test_lab
     finally:
-        test_lab.cleanup()
-        left = test_lab.leftovers()
+        left = test_lab.cleanup()
         assert not left, "cleanup left %s" % left
 
 
@@ -92,8 +91,7 @@ def running_lab(tmp_path_factory):
         shared.spec, shared.topology_file = spec, path
         yield shared
     finally:
-        shared.cleanup()
-        left = shared.leftovers()
+        left = shared.cleanup()
         assert not left, "cleanup left %s" % left
 
 
@@ -121,6 +119,5 @@ def fleet():
         assert recap(removed) > 0, removed
         assert not owner.leftovers(), owner.leftovers()
     finally:
-        owner.cleanup()
-        left = owner.leftovers()
+        left = owner.cleanup()
         assert not left, "cleanup left %s" % left

@@ -17,6 +17,7 @@ import yaml
 from helpers.ansible_runs import ansible_env, changed, run_playbook
 from helpers.kernel import mounts_under, sh
 from helpers.lab import BUSYBOX_SKIP, STATE_ROOT, tidy_shared_roots
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import proc_start_time
 from helpers.paths import BIN, ROOT
 
 pytestmark = BUSYBOX_SKIP
@@ -113,17 +114,9 @@ def stop_impostor(proc, pids):
         pass
     proc.wait()
     deadline = time.monotonic() + 10
-    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+    # proc_start_time is None once a process is gone or a zombie (no command line left).
+    while any(proc_start_time(p) is not None for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
-
-
-def _running(pid):
-    """Not gone and not a zombie (a zombie has no command line left to carry a label)."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def recorded_pids(lab):

@@ -5,13 +5,15 @@ import os
 import subprocess
 
 from helpers.kernel import ip_links, sh
-from helpers.lab import OWNERS_DIR, Lab, process_start, sweep_stale_labs
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import proc_start_time
+from helpers.lab import OWNERS_DIR, Lab, sweep_stale_labs
 
 
 def test_the_labs_of_a_killed_run_are_swept_and_a_running_runs_are_not(lab):
     # A lab of a run that is gone: marked with the pid and start time of a process that ended.
-    gone = subprocess.Popen(["true"])
-    marker = "%d %s\n" % (gone.pid, process_start(gone.pid))
+    gone = subprocess.Popen(["sleep", "60"])
+    marker = "%d %d\n" % (gone.pid, proc_start_time(gone.pid))
+    gone.kill()
     gone.wait()
     killed = Lab()
     try:
@@ -30,6 +32,7 @@ def test_the_labs_of_a_killed_run_are_swept_and_a_running_runs_are_not(lab):
         assert lab.n("d") in ip_links()
         assert lab.n("n") in os.listdir("/run/netns")
         with open(os.path.join(OWNERS_DIR, lab.name)) as handle:
-            assert handle.read().split() == [str(os.getpid()), process_start(os.getpid())]
+            assert handle.read().split() == [str(os.getpid()),
+                                             str(proc_start_time(os.getpid()))]
     finally:
         killed.cleanup()

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import LabLockedError
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import LabLock, lock_path
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import (
+    LabLock, lock_path, unless_a_run_is_going)
 
 
 def hold(root, seconds, ready):
@@ -99,3 +100,9 @@ def test_the_last_run_out_tidies_and_no_run_tidies_while_another_is_going(tmp_pa
     finally:
         other.kill()
         other.join()
+
+
+def test_a_cleanup_outside_a_run_waits_for_no_one_and_skips_while_a_run_goes(tmp_path, holder):
+    assert unless_a_run_is_going(lambda: "tidied", root=str(tmp_path)) == "tidied"
+    holder(30)                                  # a run on lab1 holds the shared lock
+    assert unless_a_run_is_going(lambda: "tidied", root=str(tmp_path)) is None
