@@ -176,13 +176,19 @@ def plan_antispoof(specs, guarded, lab, current, host_links):
     return summaries, plan
 
 
-def antispoof_state(spec, lab, rules):
-    """Whether the kernel has every rule that guards the pair's port (None: no port)."""
+def rule_keys(rules):
+    """The (comment, signature) of each rule read, for antispoof_state: made once per read,
+    not once per pair (500 pairs checked against 1,500 rules each was 0.3 s)."""
+    return set((r.comment, r.signature) for r in rules)
+
+
+def antispoof_state(spec, lab, have):
+    """Whether the kernel has every rule that guards the pair's port (None: no port).
+    ``have``: rule_keys of the table read."""
     ends = spec.bridge_port()
     if not ends or not ends[1].mac:
         return None if not ends else False
     port, node = ends
-    have = set((r.comment, r.signature) for r in rules)
     return all((r.comment, r.signature()) in have
                for r in port_rules(lab, port.master, port.name, node.mac, node.addresses))
 
@@ -273,10 +279,11 @@ def converge(module):
             after = dict(zip(spaces, runner.each(lambda ns: runner.read_links(netns=ns), spaces)))
         after_rules = read_table(runner, nft, BRIDGE_TABLE) if nft else []
 
+    after_keys = rule_keys(after_rules)
     result = {
         "changed": bool(summaries),
         "actions": summaries,
-        "veths": [pair_view(s, after, VIEW_KEYS, antispoof_state(s, lab, after_rules))
+        "veths": [pair_view(s, after, VIEW_KEYS, antispoof_state(s, lab, after_keys))
                   for s in specs],
     }
     for warning in warnings:
@@ -284,13 +291,14 @@ def converge(module):
     if module._diff:
         def key(spec):
             return "%s/%s" % (spec.end.netns or "host", spec.end.name)
+        before_keys = rule_keys(rules)
         result["diff"] = {
             "before": dict((key(s), pair_view(s, tables, diff_keys(s),
-                                              antispoof_state(s, lab, rules)))
+                                              antispoof_state(s, lab, before_keys)))
                            for s in specs),
             "after": dict((key(s), predicted_pair(s, diff_keys(s)) if module.check_mode
                            else pair_view(s, after, diff_keys(s),
-                                          antispoof_state(s, lab, after_rules)))
+                                          antispoof_state(s, lab, after_keys)))
                           for s in specs),
         }
     return result
