@@ -4,6 +4,8 @@ The runner is a recording fake: this tests the ordering and rollback logic only;
 integration tests run the same code against the kernel.
 """
 
+import threading
+
 import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError, BatchError
@@ -24,6 +26,9 @@ class FakeRunner:
             if " ".join(cmd) == self.fail_on:
                 raise BatchError(["ip"], 1, "RTNETLINK answers: File exists\n", index,
                                  [" ".join(c) for c in commands])
+
+    def each(self, function, items):
+        return [function(item) for item in items]
 
 
 def plan():
@@ -101,6 +106,52 @@ def test_done_lists_every_finished_line_and_undo_costs_one_process_per_batch():
                                      "ip link add a"]
     assert runner.calls[-2:] == [("ns", ["addr del x dev b"], True),
                                  (None, ["link del c", "link del a"], True)]
+
+
+def two_namespaces():
+    """Two veth pairs: made in the host, each peer then configured in its namespace."""
+    return [Action("pair %s" % ns, [
+        Step(CREATE, None, ["link", "add", ns], (None, ["link", "del", ns])),
+        Step(ADDRESS, ns, ["addr", "add", "x", "dev", "eth0"],
+             (ns, ["addr", "del", "x", "dev", "eth0"])),
+        Step(UP, ns, ["link", "set", "eth0", "up"], (ns, ["link", "set", "eth0", "down"]))])
+        for ns in ("n1", "n2")]
+
+
+class MeetingRunner(FakeRunner):
+    """Runner.each's threads; a namespace's batch waits until the other namespace's has
+    started (BrokenBarrierError when the batches run one after the other)."""
+
+    def __init__(self, fail_on=None):
+        super().__init__(fail_on)
+        self.meeting = threading.Barrier(2, timeout=10)
+
+    def ip_batch(self, commands, netns=None, force=False, tool="ip"):
+        if netns and not force:
+            self.meeting.wait()
+        return super().ip_batch(commands, netns, force, tool)
+
+    each = Runner.each
+
+
+def test_the_namespaces_batches_after_the_creations_run_at_once():
+    runner = MeetingRunner()
+    apply_plan(runner, two_namespaces())
+    assert runner.calls[0] == (None, ["link add n1", "link add n2"], False)
+    assert sorted(runner.calls[1:]) == [
+        ("n1", ["addr add x dev eth0", "link set eth0 up"], False),
+        ("n2", ["addr add x dev eth0", "link set eth0 up"], False)]
+
+
+def test_a_namespace_that_fails_rolls_back_the_others_too():
+    runner = MeetingRunner(fail_on="link set eth0 up")
+    with pytest.raises(ApplyError) as err:
+        apply_plan(runner, two_namespaces())
+    # Both namespaces' address lines were done; all of it is undone, creations last.
+    assert sorted(err.value.rolled_back[:2]) == ["ip addr add x dev eth0 (netns n1)",
+                                                 "ip addr add x dev eth0 (netns n2)"]
+    assert err.value.rolled_back[2:] == ["ip link add n2", "ip link add n1"]
+    assert runner.calls[-1] == (None, ["link del n2", "link del n1"], True)
 
 
 class FailingUndoRunner(FakeRunner):
