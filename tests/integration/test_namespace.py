@@ -227,3 +227,23 @@ def test_the_private_state_root_is_made_again_when_it_was_removed(tmp_path):
         assert not any(tag.startswith(("shared:", "master:")) for tag in mount_of(root))
         release_private_root(root)        # empty: unmounted and removed, as after rm -rf
         assert mount_of(root) is None and not os.path.exists(root)
+
+
+def test_a_net_namespace_alone_is_made_in_the_callers_thread_which_stays_home(lab):
+    # nslab_namespace makes a net-only namespace without a child process: the thread that
+    # made it must be back in its own namespace (every later command runs from it).
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import (
+        bind_new_net_namespace, unbind)
+    target = "/run/netns/" + lab.n("t")
+    home = ns_inode("/proc/thread-self/ns/net")
+    try:
+        inode = bind_new_net_namespace(target, "nslab:%s:netns" % lab.n("t"))
+        assert ns_inode("/proc/thread-self/ns/net") == home
+        assert inode == ns_inode(target) != home
+        assert target in nsfs_mounts()
+        links = json.loads(sh("ip", "-j", "-d", "link", netns=lab.n("t")).stdout)
+        assert [(l["ifname"], l.get("ifalias")) for l in links] == [
+            ("lo", "nslab:%s:netns" % lab.n("t"))]
+    finally:
+        unbind(target)
+    assert not os.path.exists(target) and target not in nsfs_mounts()
