@@ -242,7 +242,7 @@ def test_a_net_namespace_alone_is_made_in_the_callers_thread_which_stays_home(la
         assert inode == ns_inode(target) != home
         assert target in nsfs_mounts()
         links = json.loads(sh("ip", "-j", "-d", "link", netns=lab.n("t")).stdout)
-        assert [(l["ifname"], l.get("ifalias")) for l in links] == [
+        assert [(link["ifname"], link.get("ifalias")) for link in links] == [
             ("lo", "nslab:%s:netns" % lab.n("t"))]
     finally:
         unbind(target)
