@@ -110,11 +110,12 @@ options:
     default: {}
   brief:
     description:
-      - Return only the containers' views (RV(containers)) of the parts' views; every part
-        still reports its C(changed), C(actions) and C(seconds) in RV(parts). The other
-        views (cgroups with their limits and usage, veth ends, jails, namespaces) of a lab
-        of thousands of nodes would be read back and sent to the controller on every run;
-        lab.yml does not use them.
+      - Return only the containers' views (RV(containers)) of the parts' views, each with
+        its C(name), C(state), C(pid), C(netns) and C(cgroup) only; every part still
+        reports its C(changed), C(actions) and C(seconds) in RV(parts). The other views
+        (cgroups with their limits and usage, veth ends, jails, namespaces) and the rest of
+        each container's of a lab of thousands of nodes would be read back and sent to the
+        controller on every run; lab.yml does not use them.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -232,7 +233,8 @@ sysctls:
   type: list
   elements: dict
 containers:
-  description: nslab_container's RV(nslab.lab.nslab_container#module:containers).
+  description: nslab_container's RV(nslab.lab.nslab_container#module:containers); with
+    O(brief), each container's C(name), C(state), C(pid), C(netns) and C(cgroup) only.
   returned: when the part ran
   type: list
   elements: dict
@@ -300,6 +302,13 @@ ORDER = {"present": (BRIDGES, JAILS, NAMESPACES, CGROUPS, VETHS, LINKS, ROUTES, 
 
 # What O(brief) keeps of the parts' views (lab.yml's summary shows each container's state).
 BRIEF_VIEWS = ("containers",)
+BRIEF_CONTAINER_KEYS = ("name", "state", "pid", "netns", "cgroup")
+
+
+def brief_view(as_key, view):
+    if as_key == "containers":
+        return [dict((k, c[k]) for k in BRIEF_CONTAINER_KEYS if k in c) for c in view]
+    return view
 
 
 def part_params(part, params):
@@ -337,8 +346,10 @@ def converge(module, progress, running):
                                         "seconds": seconds}
         progress.update(changed=bool(changed), actions=list(result["actions"]))
         for key, as_key in part.returns.items():
-            if not params["brief"] or as_key in BRIEF_VIEWS:
+            if not params["brief"]:
                 result[as_key] = done[key]
+            elif as_key in BRIEF_VIEWS:
+                result[as_key] = brief_view(as_key, done[key])
         if "diff" in done:
             before[part.option], after[part.option] = done["diff"]["before"], done["diff"]["after"]
     result["changed"] = bool(changed)

@@ -101,6 +101,8 @@ def test_every_part_in_one_run_is_what_its_module_makes_and_a_rerun_changes_noth
     # brief: the same run, only the containers' views come back
     again = module("nslab_nodes", nodes(lab, rootfs, brief=True))
     assert again["changed"] is False and again["actions"] == [], again
+    assert again["containers"] == [dict((k, view[k]) for k in (
+        "name", "state", "pid", "netns", "cgroup")) for view in done["containers"]]
     assert again["containers"][0]["pid"] == pid
     assert list(again["parts"]) == list(done["parts"])
     assert not set(again) & {"bridges", "jails", "namespaces", "cgroups", "layout", "veths",
