@@ -13,6 +13,7 @@ directory under ``nslab/<lab>/`` without a record (or with another inode) is not
 from __future__ import annotations
 
 import os
+import stat
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import read_optional
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
@@ -35,11 +36,15 @@ def read_procs(directory):
 
 
 def read_dir(hierarchy, path, leaf):
-    if not os.path.isdir(path):
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return DirState(path, False)
+    if not stat.S_ISDIR(info.st_mode):
         return DirState(path, False)
     if leaf:
         names = [f for c in hierarchy.controllers for f in LEAF_FILES[hierarchy.version][c]]
-        return DirState(path, True, _read_files(path, names), os.stat(path).st_ino,
+        return DirState(path, True, _read_files(path, names), info.st_ino,
                         read_procs(path),
                         sorted(e.name for e in os.scandir(path) if e.is_dir()))
     names = ["cgroup.subtree_control"] if hierarchy.version == 2 else []
