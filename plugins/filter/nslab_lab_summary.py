@@ -42,8 +42,8 @@ def _line_of_network(name, net, multi, gateways, members):
 
 def _line_of_link(link, ends):
     shown = " - ".join("%s %s" % (end, ends.get(end) or "-") for end in link["endpoints"])
-    tunnel = " (vni: %s, mtu: %s, hosts %s)" % (link.get("vni"), link.get("mtu"),
-                                                 " - ".join(link.get("hosts", [])))
+    tunnel = " (vni: %s, mtu: %s, hosts %s)" % (
+        link.get("vni"), link.get("mtu"), " - ".join(link.get("hosts", [])))
     return "link %s%s" % (shown, tunnel if link.get("tunnel") else "")
 
 
