@@ -18,16 +18,14 @@ import traceback
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     NslabError, ValidationError)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_lock import DEFAULT_TIMEOUT, LabLock
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import Runner
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import (
+    Runner, subprocess_run)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_shared import tidy
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import lab_problem
 
 
 def runner_for(module):
-    def run(argv, data=None):
-        return module.run_command(argv, data=data,
-                                  environ_update={"LC_ALL": "C", "LANG": "C"})
-    return Runner(run,
+    return Runner(subprocess_run,
                   ip=module.get_bin_path("ip", required=True),
                   nsenter=module.get_bin_path("nsenter", required=True),
                   bridge=module.get_bin_path("bridge") or "bridge", netlink=True)
@@ -36,12 +34,9 @@ def runner_for(module):
 def tidy_for(module):
     """nslab_shared's tidy as a lock's ``on_release``: the shared roots no lab uses any
     more go. It runs after the module's work, so a failure there is a warning."""
-    def run(argv):
-        return module.run_command(argv, environ_update={"LC_ALL": "C", "LANG": "C"})
-
     def release():
         try:
-            return tidy(run, module.get_bin_path("nft"))
+            return tidy(subprocess_run, module.get_bin_path("nft"))
         except OSError as err:
             module.warn("could not remove nslab's empty shared roots: %s" % err)
             return []

@@ -15,6 +15,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_jails import (
     JailApplier, JailSpec, JailStore, jail_view, parse_disk, plan_jails, predicted_view,
     run_in_jail)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import CACHE_ROOT
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import subprocess_run
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import (
     SOURCES, VARIANTS, RootfsBuilder, SourceResolver)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import (
@@ -110,17 +111,17 @@ def converge(module):
     items = items_from_params(params, "jails", ITEM_KEYS, inherited=ITEM_KEYS[1:])
     check_names(items)
 
-    def run(argv, data=None):
-        return module.run_command(argv, data=data, environ_update={"LC_ALL": "C", "LANG": "C"})
     store = JailStore(params["lab"], cache_dir=params["cache_dir"])
     names = [item["name"] for item in items]
     state = store.read(names)
-    specs = build_specs(items, SourceResolver(run, module.get_bin_path, params["cache_dir"]),
+    specs = build_specs(items, SourceResolver(subprocess_run, module.get_bin_path,
+                                              params["cache_dir"]),
                         store, state, module.get_bin_path)
     actions = plan_jails(specs, state, store)
     after, stripped = state, []
     if actions and not module.check_mode:
-        applier = JailApplier(store, RootfsBuilder(run, module.get_bin_path), run)
+        applier = JailApplier(store, RootfsBuilder(subprocess_run, module.get_bin_path),
+                              subprocess_run)
         applier.apply(actions)
         after, stripped = store.read(names), applier.stripped
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import runner_for
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     NslabError, ValidationError)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import (
@@ -17,7 +18,6 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import (
     EndState, apply_actions, netem_problems, normalize_netem, parse_root_qdiscs, plan_link)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import parse_alias
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import netns_name
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import Runner
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import ifname_problem
 
 
@@ -150,8 +150,7 @@ def converge(module):
     problems = entry_problems(links)
     if problems:
         raise ValidationError(problems)
-    runner = Runner(_runner_callable(module), ip=module.get_bin_path("ip", required=True),
-                    nsenter=module.get_bin_path("nsenter", required=True), netlink=True)
+    runner = runner_for(module)
     kernel = Kernel(runner, module.get_bin_path("tc", required=True), lab)
     store = NamespaceStore(lab)
     namespaces = set(r["name"] for r in store.lab_records() if "net" in r.get("types", {}))
@@ -205,12 +204,6 @@ def converge(module):
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     return result
-
-
-def _runner_callable(module):
-    def run(argv, data=None):
-        return module.run_command(argv, data=data, environ_update={"LC_ALL": "C", "LANG": "C"})
-    return run
 
 
 def get_argument_spec():

@@ -5,8 +5,7 @@
 
 One reader for every view of a running lab: the nslab_info module, the inventory plugin and
 ``./nslab inspect``/``graph`` all call :func:`read_labs`. It never changes anything, and it
-never imports AnsibleModule: the caller hands it a Runner (module.run_command in a module,
-``subprocess_run`` on the command line).
+never imports AnsibleModule: the caller hands it a Runner.
 """
 
 from __future__ import annotations
