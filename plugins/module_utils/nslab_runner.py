@@ -101,8 +101,10 @@ class Runner:
 
     def each(self, function, items):
         """``[function(item) for item in items]``, up to READ_WORKERS at a time (threads
-        that each wait on their own process). For reads only: the first error raised, in
-        the order of ``items``, is raised once every call has ended."""
+        that each wait on their own process): the first error raised, in the order of
+        ``items``, is raised once every call has ended. For reads, and for writes that
+        say what each call did whatever happened (apply_plan's namespaces, whose calls
+        return their BatchError instead of raising it)."""
         items = list(items)
         if len(items) < 2:
             return [function(item) for item in items]
