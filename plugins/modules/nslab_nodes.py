@@ -300,15 +300,9 @@ ORDER = {"present": (BRIDGES, JAILS, NAMESPACES, CGROUPS, VETHS, LINKS, ROUTES, 
          "absent": (CONTAINERS, NAMESPACES, VETHS, CGROUPS, JAILS, BRIDGES)}
 
 
-# What O(brief) keeps of the parts' views (lab.yml's summary shows each container's state).
-BRIEF_VIEWS = ("containers",)
-BRIEF_CONTAINER_KEYS = ("name", "state", "pid", "netns", "cgroup")
-
-
-def brief_view(as_key, view):
-    if as_key == "containers":
-        return [dict((k, c[k]) for k in BRIEF_CONTAINER_KEYS if k in c) for c in view]
-    return view
+# What O(brief) keeps of the parts' views, and of each item in them (lab.yml's summary
+# shows each container's state and pid).
+BRIEF_VIEWS = {"containers": ("name", "state", "pid", "netns", "cgroup")}
 
 
 def part_params(part, params):
@@ -349,7 +343,8 @@ def converge(module, progress, running):
             if not params["brief"]:
                 result[as_key] = done[key]
             elif as_key in BRIEF_VIEWS:
-                result[as_key] = brief_view(as_key, done[key])
+                result[as_key] = [dict((k, item[k]) for k in BRIEF_VIEWS[as_key] if k in item)
+                                  for item in done[key]]
         if "diff" in done:
             before[part.option], after[part.option] = done["diff"]["before"], done["diff"]["after"]
     result["changed"] = bool(changed)
