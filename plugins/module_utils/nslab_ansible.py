@@ -174,11 +174,14 @@ def _doing(what):
 class PartModule:
     """One part's view of a module that runs several in one process (nslab_nodes): the
     part's own validated ``params``; everything else - check and diff mode, commands,
-    binaries, warnings - is the real module's."""
+    binaries, warnings - is the real module's. ``views``: whether the caller uses the
+    part's views of its objects (a module of its own always returns them); a part may
+    leave out of its result, and not read, what only those views show."""
 
-    def __init__(self, module, params):
+    def __init__(self, module, params, views=True):
         self._module = module
         self.params = params
+        self.views = views
 
     def __getattr__(self, name):
         return getattr(self._module, name)

@@ -18,24 +18,33 @@ import stat
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import read_optional
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
     CgroupState, DirState, cgroup_relpath)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_vocab import LEAF_FILES
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_vocab import (
+    LEAF_FILES, LIMIT_FILES)
 
 
 def _read_files(directory, names):
     files = {}
     for name in names:
-        text = read_optional(os.path.join(directory, name))
+        text = read_optional(directory + "/" + name)
         if text is not None:
             files[name] = text
     return files
 
 
 def read_procs(directory):
-    text = read_optional(os.path.join(directory, "cgroup.procs"), "")
+    text = read_optional(directory + "/cgroup.procs", "")
     return sorted(int(p) for p in text.split())
 
 
-def read_dir(hierarchy, path, leaf):
+LEAF_READS = {"all": LEAF_FILES, "limits": LIMIT_FILES,
+              "none": dict((v, dict((c, []) for c in LEAF_FILES[v])) for v in LEAF_FILES)}
+
+
+def read_dir(hierarchy, path, leaf, files="all", children=True):
+    """A directory of ``hierarchy``; a ``leaf`` (the cgroup's own) with its processes, its
+    interface ``files`` (all: limits and usage; limits; none) and, if ``children``, its
+    child cgroups. Each is a few system calls, times seven v1 hierarchies, times every
+    cgroup of a lab (issue #12): a caller reads only what it uses."""
     try:
         info = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -43,20 +52,24 @@ def read_dir(hierarchy, path, leaf):
     if not stat.S_ISDIR(info.st_mode):
         return DirState(path, False)
     if leaf:
-        names = [f for c in hierarchy.controllers for f in LEAF_FILES[hierarchy.version][c]]
+        chosen = LEAF_READS[files][hierarchy.version]
+        names = [f for c in hierarchy.controllers for f in chosen[c]]
         return DirState(path, True, _read_files(path, names), info.st_ino,
                         read_procs(path),
-                        sorted(e.name for e in os.scandir(path) if e.is_dir()))
+                        sorted(e.name for e in os.scandir(path) if e.is_dir())
+                        if children else [])
     names = ["cgroup.subtree_control"] if hierarchy.version == 2 else []
     if hierarchy.version == 1 and "cpuset" in hierarchy.controllers:
         names = ["cpuset.cpus", "cpuset.mems"]
     return DirState(path, True, _read_files(path, names))
 
 
-def read_cgroup(layout, lab, name, record, ancestors=None):
+def read_cgroup(layout, lab, name, record, ancestors=None, files="all", children=True):
     """What the kernel shows of cgroup ``name`` of ``lab``, judged against nslab's record.
     ``ancestors``: a dict shared by the reads of one moment, so the directories above many
-    cgroups (the mount, nslab's subtree, the lab) are read once, not once per cgroup."""
+    cgroups (the mount, nslab's subtree, the lab) are read once, not once per cgroup.
+    ``files``: which of its interface files (see read_dir); without ``children`` it lists
+    no child cgroups (planning a deletion needs them)."""
     relpath = cgroup_relpath(lab, name)
     parts = relpath.split("/")
     chains = {}
@@ -69,7 +82,8 @@ def read_cgroup(layout, lab, name, record, ancestors=None):
             if path not in ancestors:
                 ancestors[path] = read_dir(hierarchy, path, False)
             chain.append(ancestors[path])
-        chains[hierarchy.mount] = chain + [read_dir(hierarchy, paths[-1], True)]
+        chains[hierarchy.mount] = chain + [read_dir(hierarchy, paths[-1], True, files,
+                                                    children)]
     cgroups = record.get("cgroups", {})
     entry = cgroups.get(name)
     state = CgroupState(name, relpath, chains, settled=dict((entry or {}).get("settled", {})))

@@ -331,3 +331,14 @@ def _opt_int(text):
 
 
 FILES = {1: V1Files(), 2: V2Files()}
+
+
+def _limit_files(version):
+    needed = set(f for key in KEYS for f in FILES[version].needs(key) if f)
+    return dict((controller, [f for f in files if f in needed])
+                for controller, files in LEAF_FILES[version].items())
+
+
+# The files of LEAF_FILES that limits are read from: what a plan needs. The others (usage,
+# events, devices.list) only feed a cgroup's view - a caller without views skips them.
+LIMIT_FILES = {1: _limit_files(1), 2: _limit_files(2)}

@@ -59,9 +59,14 @@ def build_specs(items, layout):
     return specs
 
 
-def read_states(layout, lab, specs, record):
+def read_states(layout, lab, specs, record, views=True):
+    """Each spec's cgroup as the kernel has it: its child cgroups only for a deletion;
+    without ``views``, only the files a plan reads (limits, and none for a deletion)."""
     ancestors = {}
-    return dict((s.name, read_cgroup(layout, lab, s.name, record, ancestors)) for s in specs)
+    return dict((s.name, read_cgroup(
+        layout, lab, s.name, record, ancestors,
+        files="all" if views else ("none" if s.state == "absent" else "limits"),
+        children=s.state == "absent")) for s in specs)
 
 
 def diff_view(layout, state, spec, limits=None):
@@ -91,12 +96,15 @@ def converge(module):
     # Recovery (nslab_adopt): without the lab's record, its own directories are its own.
     adopted = adopt_cgroups(store, record, layout, specs)
 
-    states = read_states(layout, params["lab"], specs, record)
+    # A caller that drops the cgroups' views (nslab_nodes' brief) spares the files only
+    # they show.
+    views = getattr(module, "views", True)
+    states = read_states(layout, params["lab"], specs, record, views)
     actions = adopted + plan_cgroups(specs, states, layout, kill=params["kill"])
     after = states
     if actions and not module.check_mode:
         CgroupApplier(store, record, layout).apply(actions)
-        after = read_states(layout, params["lab"], specs, record)
+        after = read_states(layout, params["lab"], specs, record, views)
         settle(record, specs, layout, after)
         store.save(record)
 
@@ -104,8 +112,10 @@ def converge(module):
         "changed": bool(actions),
         "actions": [a.summary for a in actions],
         "layout": layout.view(),
-        "cgroups": [dict(name=s.name, **cgroup_view(layout, after[s.name])) for s in specs],
     }
+    if views:
+        result["cgroups"] = [dict(name=s.name, **cgroup_view(layout, after[s.name]))
+                             for s in specs]
     if module._diff:
         result["diff"] = {
             "before": dict((s.name, diff_view(layout, states[s.name], s)) for s in specs),

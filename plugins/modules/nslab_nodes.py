@@ -331,7 +331,9 @@ def converge(module, progress, running):
             continue
         running.append(part)
         started = time.monotonic()
-        done = part.code.converge(PartModule(module, part_args))
+        # brief: only the views BRIEF_VIEWS keeps are read and returned.
+        views = not params["brief"] or any(k in BRIEF_VIEWS for k in part.returns.values())
+        done = part.code.converge(PartModule(module, part_args, views))
         seconds = round(time.monotonic() - started, 3)
         if done["changed"]:
             changed.add(part)

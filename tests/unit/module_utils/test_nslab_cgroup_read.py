@@ -51,6 +51,29 @@ def test_read_constructed_v2_cgroup(cgroup_v2, cgroup_record):
                                                    "pids", "io"))
 
 
+@pytest.mark.parametrize("tree", ["cgroup_v1", "cgroup_v2"])
+def test_a_plan_reads_the_limits_alone_and_plans_the_same(tree, cgroup_record, request):
+    """files="limits" (a caller without views: nslab_nodes' brief) reads every file a limit
+    is read from and no usage file; "none" reads no file; without children no child is
+    listed. Each plans what the full read plans (issue #12)."""
+    layout, root = request.getfixturevalue(tree)
+    for hierarchy in layout.hierarchies:
+        os.makedirs(hierarchy.path("nslab/demo/x/child"), exist_ok=True)
+    record = cgroup_record("x")
+    full = read_cgroup(layout, "demo", "x", record)
+    limits = read_cgroup(layout, "demo", "x", record, files="limits", children=False)
+    bare = read_cgroup(layout, "demo", "x", record, files="none")
+    assert read_limits(layout, limits) == read_limits(layout, full)
+    assert set(read_usage(layout, limits).values()) == {None}
+    assert set(read_usage(layout, full).values()) != {None}
+    assert (full.children, limits.children, bare.children) == (["child"], [], ["child"])
+    assert limits.procs == full.procs == bare.procs
+    assert all(leaf[-1].files == {} for leaf in bare.chains.values())
+    spec = CgroupSpec("x", "present", {"memory": 1 << 27, "pids": 7, "cpus": 0.25})
+    assert [(a.summary, a.ops) for a in plan_cgroups([spec], {"x": limits}, layout)] == \
+        [(a.summary, a.ops) for a in plan_cgroups([spec], {"x": full}, layout)]
+
+
 def test_v1_unlimited_values_read_as_max(cgroup_v1, cgroup_record):
     layout, root = cgroup_v1
     leaf = root / "memory/nslab/demo/x"
@@ -95,9 +118,9 @@ def test_shared_ancestors_are_read_once_and_read_the_same(cgroup_v2, cgroup_reco
     reads = []
     real = nslab_cgroup_read.read_dir
 
-    def counting(hierarchy, path, leaf):
+    def counting(hierarchy, path, leaf, *args):
         reads.append((path, leaf))
-        return real(hierarchy, path, leaf)
+        return real(hierarchy, path, leaf, *args)
 
     monkeypatch.setattr(nslab_cgroup_read, "read_dir", counting)
     ancestors = {}
