@@ -60,7 +60,47 @@ from jinja2.exceptions import TemplateError
 from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.plugins.loader import lookup_loader
 from ansible.plugins.lookup import LookupBase
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import node_facts
+
+
+# Here, not in nslab_compile (90 KB with what it imports): ansible's collection loader
+# compiles a controller plugin's imports from source on every run (0.1 s of each lab.yml
+# run; issue #12), and this is all of nslab_compile the lookup needs.
+def node_facts(lab, names):
+    """Per node of ``names``, what its templates see besides the compiled ``lab`` - its
+    name, lab, hostname, host, netns, interfaces, ``addresses`` ({network: ip}) and
+    ``neighbours`` (the other nodes on its networks and links, with their addresses
+    there). Made only for the nodes asked for (those with templates), from one index of
+    the segments: every node's neighbours on a 2,000-node network would be 4 million
+    entries, and a lab's compiled result must stay linear in its size (issue #12)."""
+    nodes = lab["nodes"]
+    hostnames = dict((c["name"], c["hostname"]) for c in lab["containers"])
+    by_segment = {}
+    for name, node in nodes.items():
+        for interface in node["interfaces"]:
+            segment = ("network", interface["network"]) if "network" in interface \
+                else ("link", interface["link"])
+            by_segment.setdefault(segment, []).append((name, interface))
+    facts = {}
+    for name in names:
+        node = nodes[name]
+        neighbours = []
+        for interface in node["interfaces"]:
+            kind = "network" if "network" in interface else "link"
+            for peer, peer_interface in by_segment[(kind, interface[kind])]:
+                if peer == name:
+                    continue
+                address = peer_interface.get("address")
+                neighbours.append({kind: interface[kind], "name": peer,
+                                   "interface": interface["name"],
+                                   "peer_interface": peer_interface["name"],
+                                   "address": address.split("/")[0] if address else None})
+        facts[name] = {
+            "name": name, "lab": lab["lab"], "hostname": hostnames.get(name, name),
+            "host": node["host"], "netns": node["netns"], "interfaces": node["interfaces"],
+            "addresses": dict((i["network"], i["address"].split("/")[0])
+                              for i in node["interfaces"] if "network" in i),
+            "neighbours": neighbours}
+    return facts
 
 
 class LookupModule(LookupBase):

@@ -7,8 +7,9 @@ import copy
 
 import pytest
 
+from ansible_collections.nslab.lab.plugins.lookup.nslab_node_files import node_facts
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
-    compile_lab, node_facts, validate)
+    compile_lab, validate)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sysctls import sysctl_problem
 
 from helpers.paths import ROOT

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from ansible_collections.nslab.lab.plugins.lookup.nslab_node_files import node_facts
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_compile import (
-    compile_lab, lowest_free, node_facts)
+    compile_lab, lowest_free)
 
 
 def one_network(n):
