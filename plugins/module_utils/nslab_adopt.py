@@ -38,7 +38,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import
     CREATE, CgroupAction, Op)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import cgroup_relpath
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_vocab import V1_NAMES
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import (
     cgroup_dirs, remove_cgroups_below)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import NslabError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import proc_start_time

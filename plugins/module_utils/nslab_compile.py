@@ -27,6 +27,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values impo
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_vocab import (
     KEYS as CGROUP_KEYS)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import TopologyError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_vocab import (
+    MIRROR_RE, PACKAGE_RE, SOURCE_OPTIONS, SOURCES, SUITE_RE, VARIANTS)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import CAPABILITIES
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import (
     DEFAULT_KINDS, netem_problems)
@@ -35,9 +37,6 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
     lab_clash_problems, parse_port, port_problems)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sysctls import sysctl_problem
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import (
-    _MIRROR_RE as MIRROR_RE, _PACKAGE_RE as PACKAGE_RE, _SUITE_RE as SUITE_RE, SOURCE_OPTIONS,
-    SOURCES, VARIANTS)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_tunnels import MAX_VNI, OVERHEAD
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import (
     IFNAMSIZ, abspath_problem, hostname_problem, ifname_problem, lab_problem, mtu_problem)

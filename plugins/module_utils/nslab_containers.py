@@ -39,15 +39,17 @@ from urllib.parse import quote
 
 from ansible_collections.nslab.lab.plugins.module_utils import nslab_init, nslab_seccomp
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import cgroup_relpath
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import (
+    cgroup_dirs, init_cgroup_paths, is_recorded_process, remove_cgroups_below)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_devices import restrict_devices
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     ContainerError, NslabError, StopError)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import (
     LOG_MAX_SIZE, proc_start_time)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import (
-    lab_dir, read_record, remove_empty_dirs, write_json_atomic)
+    remove_empty_dirs, write_json_atomic)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
-    CGROUP_ROOT, DATA_ROOT, LAUNCHER_PATH, STATE_ROOT)
+    CGROUP_ROOT, DATA_ROOT, LAUNCHER_PATH)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import netns_path
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_undo import UndoLog
 
@@ -105,31 +107,6 @@ class ContainerSpec:
 
     def file_mode(self, path):
         return self.file_modes.get(path, FILE_MODE)
-
-
-@dataclass
-class ContainerState:
-    name: str
-    record: Optional[dict]
-    running: bool = False
-    died: bool = False          # recorded as running, but its init is gone
-
-    def view(self):
-        if self.record is None:
-            return {"state": "absent"}
-        rec = self.record
-        view = {"state": "running" if self.running else "stopped",
-                "hostname": rec["config"]["hostname"], "command": rec["config"]["command"],
-                "rootfs": rec["config"]["rootfs"], "netns": rec["config"]["netns"],
-                "cgroup": rec["config"]["cgroup"], "capabilities": rec["config"]["capabilities"],
-                "userns_base": rec["config"].get("userns_base"),
-                "privileged": rec["config"].get("privileged", False),
-                "binds": rec["config"].get("binds", []),
-                "log": rec.get("log")}
-        if self.running:
-            view.update(pid=rec["pid"], started_at=rec["started_at"],
-                        namespaces=rec["namespaces"])
-        return view
 
 
 @dataclass
@@ -220,16 +197,6 @@ def namespace_inodes(pid):
     return inodes
 
 
-def is_recorded_process(record):
-    pid = record.get("pid")
-    if not pid or proc_start_time(pid) != record.get("start_time"):
-        return False
-    try:
-        return os.stat("/proc/%d/ns/pid" % pid).st_ino == record["namespaces"]["pid"]
-    except OSError:
-        return False
-
-
 def health_problem(record, spec, layout, lab):
     """Why a running init no longer is the container ``spec`` asks for, or None: its net
     namespace is not the one now at the netns's path (deleted and made again), it is not
@@ -261,57 +228,6 @@ def health_problem(record, spec, layout, lab):
     except (FileNotFoundError, ProcessLookupError):
         return None           # the init is gone: the next read sees it as died
     return None
-
-
-def init_cgroup_paths(pid):
-    """/proc/<pid>/cgroup -> {controller (or "" for cgroup v2): path}."""
-    paths = {}
-    with open("/proc/%d/cgroup" % pid) as handle:
-        for line in handle:
-            _id, controllers, path = line.rstrip("\n").split(":", 2)
-            for controller in controllers.split(",") if controllers else [""]:
-                paths[controller] = path
-    return paths
-
-
-class ContainerStore:
-    def __init__(self, lab, root=STATE_ROOT):
-        self.lab, self.root = lab, root
-
-    def directory(self):
-        return os.path.join(lab_dir(self.lab, self.root), "containers")
-
-    def record_path(self, name):
-        return os.path.join(self.directory(), name + ".json")
-
-    def log_path(self, name):
-        return os.path.join(self.directory(), name + ".log")
-
-    def log_paths(self, name):
-        """The log and its previous, rotated part."""
-        return [self.log_path(name), self.log_path(name) + ".1"]
-
-    def exec_path(self, name):
-        """Which start of the container nslab_exec last ran its commands for (not *.json:
-        nslab_info reads those as container records)."""
-        return os.path.join(self.directory(), name + ".exec")
-
-    def files_dir(self, name):
-        """nslab's copies of the files bound into the container (``files``)."""
-        return os.path.join(self.directory(), name + ".files")
-
-    def read_record(self, name):
-        """Container ``name``'s record, or None; StateError if it is corrupt or not this
-        lab's record of that container (never "no container": its init may be running)."""
-        return read_record(self.record_path(name), "container", self.lab, name)
-
-    def read(self, name):
-        record = self.read_record(name)
-        if record is None:
-            return ContainerState(name, None)
-        running = is_recorded_process(record)
-        return ContainerState(name, record, running=running,
-                              died=not running and record.get("running", False))
 
 
 def plan_containers(specs, states, stale_files=None, bind_dirs=None, broken=None):
@@ -379,32 +295,6 @@ def cgroup_mounts(layout, entries, dirs):
                            "options": ",".join(options)})
             hierarchy_mounts.discard(entry.mount_point)
     return result
-
-
-def remove_cgroups_below(directory, timeout=5.0):
-    """rmdir every cgroup below ``directory``, deepest first: what a privileged container
-    made inside its own. Its processes are gone, but the kernel may take a moment to let
-    go of their cgroups."""
-    deadline = time.monotonic() + timeout
-    for path, _dirs, _files in os.walk(directory, topdown=False):
-        while path != directory:
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise ContainerError("cgroup %s, made inside a privileged container, "
-                                         "still has processes" % path)
-                time.sleep(0.02)
-
-
-def cgroup_dirs(layout, lab, name):
-    """Every existing directory of cgroup ``nslab/<lab>/<name>``, one per hierarchy of
-    ``layout`` (nslab_cgroup_layout.detect_layout), where nslab_cgroup makes them."""
-    return [d for d in (h.path(cgroup_relpath(lab, name)) for h in layout.hierarchies)
-            if os.path.isdir(d)]
 
 
 INIT_SOURCE = None

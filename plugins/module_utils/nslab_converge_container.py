@@ -16,13 +16,15 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
     check_lab, items_from_params, list_argument_spec)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import detect_layout
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values import MAX, parse_size
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import (
+    ContainerStore, cgroup_dirs)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
-    DEFAULT_CAPABILITIES, FILE_MAX, ContainerManager, ContainerSpec, ContainerStore, cgroup_dirs,
-    files_to_write, health_problem, owned_bind_dir, plan_containers)
+    DEFAULT_CAPABILITIES, FILE_MAX, ContainerManager, ContainerSpec, files_to_write,
+    health_problem, owned_bind_dir, plan_containers)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     NslabError, ValidationError)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import CAPABILITIES
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_jails import JailStore, jail_view
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_read import JailStore, jail_view
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import read_mountinfo
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import (
     NamespaceStore, check_lab_netns)

@@ -11,13 +11,16 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
     check_lab, items_from_params, list_argument_spec)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     JailCommandError, ValidationError)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_read import (
+    JailStore, jail_view)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_vocab import (
+    SOURCES, VARIANTS)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_jails import (
-    JailApplier, JailSpec, JailStore, jail_view, parse_disk, plan_jails, predicted_view,
-    run_in_jail)
+    JailApplier, JailSpec, parse_disk, plan_jails, predicted_view, run_in_jail)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import CACHE_ROOT
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import subprocess_run
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import (
-    SOURCES, VARIANTS, RootfsBuilder, SourceResolver)
+    RootfsBuilder, SourceResolver)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import (
     abspath_problem, object_name_problem)
 

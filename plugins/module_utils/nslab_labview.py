@@ -22,9 +22,9 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout impo
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import read_cgroup
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import cgroup_view
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import ContainerStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import ContainerStore
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_iproute import parse_links
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_jails import JailStore, jail_view
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_read import JailStore, jail_view
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import (
     mount_points, read_mountinfo)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import NamespaceStore

@@ -42,3 +42,8 @@ NFT_TABLE = "nslab"
 def netns_name(lab, node):
     """A node's net namespace (``/run/netns/<lab>-<node>``)."""
     return "%s-%s" % (lab, node)
+
+
+def inside(path, directory):
+    """Whether ``path`` is ``directory`` or below it (as strings: no link is resolved)."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")

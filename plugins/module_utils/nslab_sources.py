@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import stat
 import time
@@ -48,22 +47,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import NslabError, SourceError
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_vocab import (
+    MIRROR_RE, PACKAGE_RE, SOURCE_OPTIONS, SOURCES, SUITE_RE)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
-    CACHE_ROOT, DATA_ROOT, STATE_ROOT)
+    CACHE_ROOT, DATA_ROOT, STATE_ROOT, inside)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_rootfs import (
     default_mirror, elf_interpreter, parse_apt_sources, parse_busybox_list, parse_loader_list)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_runner import Runner
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import abspath_problem
 
-SOURCES = ["busybox", "host", "debootstrap", "tarball", "directory"]
-SOURCE_OPTIONS = {
-    "busybox": ["path"],
-    "host": ["binaries"],
-    "debootstrap": ["suite", "mirror", "variant", "include"],
-    "tarball": ["path", "keep_setuid"],
-    "directory": ["path", "keep_setuid"],
-}
-VARIANTS = ["minbase", "buildd", "default"]
 # A directory source may not be one of these (nor /), nor inside the first group: host
 # configuration, kernel and device trees, and the runtime directory.
 HOST_TREES = ["/boot", "/dev", "/etc", "/proc", "/run", "/sys"]
@@ -81,9 +73,6 @@ MINIMAL_ETC = {
 }
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386",
                "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
-_SUITE_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}$")
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_MIRROR_RE = re.compile(r"^(https?|file)://\S+$")
 
 
 @dataclass
@@ -150,10 +139,6 @@ def read_apt_sources(apt_dir="/etc/apt"):
         except OSError:
             continue
     return sources
-
-
-def inside(path, directory):
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def nslab_trees(cache_dir=CACHE_ROOT):
@@ -396,12 +381,12 @@ class SourceResolver:
     def _debootstrap(self, item, where):
         problems = []
         suite = item.get("suite")
-        if not suite or not _SUITE_RE.match(suite):
+        if not suite or not SUITE_RE.match(suite):
             problems.append("%ssuite: %r is not a suite name; expected e.g. bookworm" % (
                 where, suite))
         include = sorted(set(item.get("include") or []))
         problems += ["%sinclude: %r is not a package name; expected e.g. iproute2" % (
-            where, p) for p in include if not _PACKAGE_RE.match(p)]
+            where, p) for p in include if not PACKAGE_RE.match(p)]
         mirror = item.get("mirror")
         if mirror is None and suite:
             mirror = default_mirror(read_apt_sources(self.apt_dir), suite)
@@ -409,7 +394,7 @@ class SourceResolver:
                 problems.append("%smirror: not set and no deb source is configured in %s; "
                                 "expected a mirror URL such as http://deb.debian.org/debian"
                                 % (where, self.apt_dir))
-        elif mirror is not None and not _MIRROR_RE.match(mirror):
+        elif mirror is not None and not MIRROR_RE.match(mirror):
             problems.append("%smirror: '%s' is not an http(s):// or file:// URL; expected "
                             "e.g. http://deb.debian.org/debian" % (where, mirror))
         if problems:

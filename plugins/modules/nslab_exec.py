@@ -97,7 +97,7 @@ import sys
 from ansible_collections.nslab.lab.plugins.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import run_module
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import ContainerStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import ContainerStore
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     ExecError, ValidationError)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import (

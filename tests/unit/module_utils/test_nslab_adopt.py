@@ -101,8 +101,10 @@ def test_cgroups_are_adopted_only_when_the_record_file_is_missing(tmp_path):
 
 
 def test_only_containers_without_a_record_are_looked_for(tmp_path):
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import (
+        ContainerState)
     from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
-        ContainerSpec, ContainerState)
+        ContainerSpec)
     layout = layout_over(tmp_path)
     for hierarchy in layout.hierarchies:
         os.makedirs(hierarchy.path("nslab/demo/a"))

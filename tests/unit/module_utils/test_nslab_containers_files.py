@@ -5,8 +5,9 @@ change of such a file's content or mode restarts the container; /etc/hosts-style
 import os
 import stat
 
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import ContainerState
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
-    ContainerSpec, ContainerState, files_to_write, plan_containers, write_host_file)
+    ContainerSpec, files_to_write, plan_containers, write_host_file)
 
 
 def running(spec):

@@ -6,13 +6,15 @@ import os
 import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import Hierarchy, Layout
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import (
+    ContainerState)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
-    ContainerAction, ContainerError, ContainerManager, ContainerSpec, ContainerState,
-    cgroup_mounts, plan_containers, proc_start_time)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError
+    ContainerAction, ContainerManager, ContainerSpec, cgroup_mounts, plan_containers)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
+    ApplyError, ContainerError)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import parse_mountinfo
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import (
-    CAPABILITIES, cap_masks, cap_numbers)
+    CAPABILITIES, cap_masks, cap_numbers, proc_start_time)
 
 
 def state(name, config=None, running=False, died=False):

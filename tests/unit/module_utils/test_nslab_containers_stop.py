@@ -7,8 +7,9 @@ import signal
 import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils import nslab_containers
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import ContainerStore
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import (
-    KILL_GRACE, ContainerManager, ContainerSpec, ContainerStore)
+    KILL_GRACE, ContainerManager, ContainerSpec)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import StopError
 
 

@@ -7,8 +7,10 @@ import pytest
 from ansible_collections.nslab.lab.plugins.module_utils import nslab_jails
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import (
     ApplyError, JailError, OwnershipError)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_read import (
+    JailState, JailStore, LabState, missing_mounts, overlay_lowerdirs)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_jails import (
-    JailApplier, JailSpec, JailState, JailStore, LabState, missing_mounts, plan_jails)
+    JailApplier, JailSpec, plan_jails)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import (
     MountEntry, parse_mountinfo)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import Source
@@ -175,7 +177,7 @@ def test_mountinfo_keeps_overlay_super_options():
     line = ("45 27 0:39 / /var/lib/nslab/x/jails/a/root rw,relatime - overlay overlay "
             "rw,lowerdir=/b/rootfs,upperdir=/u,workdir=/w,uuid=on")
     entry = parse_mountinfo(line)[0]
-    assert nslab_jails.overlay_lowerdirs(entry) == ["/b/rootfs"]
+    assert overlay_lowerdirs(entry) == ["/b/rootfs"]
 
 
 class StubBuilder:

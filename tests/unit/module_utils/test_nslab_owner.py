@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_containers import ContainerStore
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import ContainerStore
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import NslabError, StateError
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import NamespaceStore
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_owner import read_json, read_record

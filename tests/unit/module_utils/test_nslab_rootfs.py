@@ -287,8 +287,8 @@ def test_debootstrap_needs_a_suite_a_mirror_and_the_tool_or_a_cache(tmp_path):
 
 
 def test_every_source_kind_has_a_resolver_and_a_builder():
-    from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import (
-        SOURCES, RootfsBuilder)
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_vocab import SOURCES
+    from ansible_collections.nslab.lab.plugins.module_utils.nslab_sources import RootfsBuilder
     run = which = None
     assert set(SourceResolver(run, which).resolvers) == set(SOURCES)
     assert set(RootfsBuilder(run, which).builders) == set(SOURCES)
