@@ -87,7 +87,7 @@ def _without_repeated_steps(actions):
         kept = []
         for op in action.ops:
             step = (op.kind, op.path, op.text)
-            if op.kind in ("mkdir", "write") and op.key is None and step in seen:
+            if op.kind in ("mkdir", "mkdir_shared", "write") and op.key is None and step in seen:
                 continue
             seen.add(step)
             kept.append(op)

@@ -64,12 +64,24 @@ def read_dir(hierarchy, path, leaf, files="all", children=True):
     return DirState(path, True, _read_files(path, names))
 
 
-def read_cgroup(layout, lab, name, record, ancestors=None, files="all", children=True):
+def recorded_owners(record):
+    """The names of the cgroups nslab owns by its record: each recorded cgroup and every
+    cgroup above one (``web`` of a recorded ``web/a``)."""
+    owners = set()
+    for name in record.get("cgroups", {}):
+        parts = name.split("/")
+        owners.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return owners
+
+
+def read_cgroup(layout, lab, name, record, ancestors=None, files="all", children=True,
+                owners=None):
     """What the kernel shows of cgroup ``name`` of ``lab``, judged against nslab's record.
     ``ancestors``: a dict shared by the reads of one moment, so the directories above many
     cgroups (the mount, nslab's subtree, the lab) are read once, not once per cgroup.
     ``files``: which of its interface files (see read_dir); without ``children`` it lists
-    no child cgroups (planning a deletion needs them)."""
+    no child cgroups (planning a deletion needs them). ``owners``: recorded_owners(record),
+    given by a caller that reads many cgroups (made once, not a scan of the record each)."""
     relpath = cgroup_relpath(lab, name)
     parts = relpath.split("/")
     chains = {}
@@ -88,7 +100,7 @@ def read_cgroup(layout, lab, name, record, ancestors=None, files="all", children
     entry = cgroups.get(name)
     state = CgroupState(name, relpath, chains, settled=dict((entry or {}).get("settled", {})))
     state.recorded = entry is not None
-    state.owned = entry is not None or any(n.startswith(name + "/") for n in cgroups)
+    state.owned = name in (recorded_owners(record) if owners is None else owners)
     for hierarchy in layout.hierarchies:
         leaf = state.leaf(hierarchy)
         recorded = (entry or {}).get("inodes", {}).get(leaf.path)

@@ -15,7 +15,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout impo
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
     CgroupSpec, plan_cgroups, predicted_limits, settle)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import (
-    missing_pids, read_cgroup)
+    missing_pids, read_cgroup, recorded_owners)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
     cgroup_view, limits_view)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
@@ -62,11 +62,11 @@ def build_specs(items, layout):
 def read_states(layout, lab, specs, record, views=True):
     """Each spec's cgroup as the kernel has it: its child cgroups only for a deletion;
     without ``views``, only the files a plan reads (limits, and none for a deletion)."""
-    ancestors = {}
+    ancestors, owners = {}, recorded_owners(record)
     return dict((s.name, read_cgroup(
         layout, lab, s.name, record, ancestors,
         files="all" if views else ("none" if s.state == "absent" else "limits"),
-        children=s.state == "absent")) for s in specs)
+        children=s.state == "absent", owners=owners)) for s in specs)
 
 
 def diff_view(layout, state, spec, limits=None):

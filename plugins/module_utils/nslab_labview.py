@@ -19,7 +19,8 @@ import socket
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_adopt import (
     lost_cgroups, lost_netns_records)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import detect_layout
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import read_cgroup
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import (
+    read_cgroup, recorded_owners)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import cgroup_view
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_container_store import ContainerStore
@@ -107,7 +108,9 @@ def lab_cgroups(lab, layout, brief=False):
     if brief:
         return [{"name": name} for name in names]
     ancestors = {}
-    states = [(name, read_cgroup(layout, lab, name, record, ancestors)) for name in names]
+    owners = recorded_owners(record)
+    states = [(name, read_cgroup(layout, lab, name, record, ancestors, owners=owners))
+              for name in names]
     return [dict(name=name, **cgroup_view(layout, state)) for name, state in states]
 
 

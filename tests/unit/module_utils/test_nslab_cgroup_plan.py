@@ -196,3 +196,18 @@ def test_nslab_own_cgroup_is_shared_it_is_made_if_missing_and_never_removed_here
     assert [(o.kind, os.path.relpath(o.path, str(root))) for o in made[0].ops
             if o.kind.startswith("mkdir")] == [
         ("mkdir_shared", "nslab"), ("mkdir", "nslab/other"), ("mkdir", "nslab/other/web")]
+
+
+def test_cgroups_made_together_make_their_shared_parents_once(cgroup_v2):
+    """Every new cgroup's read finds nslab/ and the lab's directory missing; the plan makes
+    each once (500 cgroups made 500 mkdir attempts of nslab/ per hierarchy)."""
+    layout, root = cgroup_v2
+    shutil.rmtree(str(root / "nslab"))
+    names = ["a", "b", "c"]
+    states = dict((n, read_cgroup(layout, "other", n, {"cgroups": {}})) for n in names)
+    made = plan_cgroups([CgroupSpec(n) for n in names], states, layout)
+    mkdirs = [(o.kind, os.path.relpath(o.path, str(root))) for a in made for o in a.ops
+              if o.kind.startswith("mkdir")]
+    assert mkdirs == [("mkdir_shared", "nslab"), ("mkdir", "nslab/other"),
+                      ("mkdir", "nslab/other/a"), ("mkdir", "nslab/other/b"),
+                      ("mkdir", "nslab/other/c")]

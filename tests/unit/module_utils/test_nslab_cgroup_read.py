@@ -7,7 +7,8 @@ import pytest
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
     CgroupSpec, plan_cgroups)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import read_cgroup
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import (
+    read_cgroup, recorded_owners)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
     cgroup_view, read_limits, read_usage)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_values import MAX
@@ -130,3 +131,11 @@ def test_shared_ancestors_are_read_once_and_read_the_same(cgroup_v2, cgroup_reco
     assert sorted(above) == sorted(set(above))            # each ancestor once
     assert len([1 for _p, leaf in reads if leaf]) == 2    # each cgroup's own directory
     assert str(root / "nslab/demo") in above
+
+
+def test_recorded_owners_are_the_recorded_cgroups_and_every_cgroup_above_one():
+    record = {"cgroups": {"web/a": {}, "web/b/c": {}, "db": {}}}
+    assert recorded_owners(record) == {"web/a", "web", "web/b/c", "web/b", "db"}
+    assert recorded_owners({}) == set()
+    # "we" is a prefix of "web" as a string, not a cgroup above it
+    assert "we" not in recorded_owners({"cgroups": {"web/a": {}}})
