@@ -2,7 +2,8 @@
 # Copyright: nslab contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What disk and the kernel show of a lab's jails: their records, bases and mounts, and
-each jail's view. Reading only; nslab_jails plans and applies (the layout is described
+each jail's view. It reads, and knows nslab's directories and their modes (JailStore
+makes them for nslab_jails); nslab_jails plans and applies (the layout is described
 there). A reader of a lab (nslab_labview, nslab_topology, nslab_info) needs this file
 alone, not the code that builds bases and mounts overlays (issue #12: every module run
 compiles what it imports).
