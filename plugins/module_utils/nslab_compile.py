@@ -33,7 +33,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import CAPABI
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import (
     DEFAULT_KINDS, netem_problems)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
-    CACHE_ROOT, DATA_ROOT, STATE_ROOT, netns_name)
+    CACHE_ROOT, DATA_ROOT, STATE_ROOT, inside, netns_name)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
     lab_clash_problems, parse_port, port_problems)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sysctls import sysctl_problem
@@ -347,8 +347,7 @@ def _jail_value_problem(where, source, key, value):
         if problem:
             return problem
         if source == "directory" and (value == "/" or any(
-                value == root or value.startswith(root + "/") or root.startswith(value + "/")
-                for root in (DATA_ROOT, CACHE_ROOT))):
+                inside(value, root) or inside(root, value) for root in (DATA_ROOT, CACHE_ROOT))):
             return ("%s: '%s' is (or holds, or is inside) the host's root or nslab's own "
                     "directories; expected a separate tree" % (where, value))
     elif key == "binaries":
@@ -1621,7 +1620,7 @@ def _inside_path(where, value, problems, what):
     if problem:
         problems.append(problem)
         return False
-    if value == "/" or any(value == d or value.startswith(d + "/") for d in INIT_MOUNTS):
+    if value == "/" or any(inside(value, d) for d in INIT_MOUNTS):
         problems.append("%s: '%s' is not allowed; expected an absolute path like %s, not / "
                         "and outside /proc, /sys and /dev" % (where, value, what))
         return False
@@ -1699,8 +1698,7 @@ def _binds(where, value, problems):
             problem = abspath_problem(at + ".source", source)
             if problem:
                 problems.append(problem)
-            elif source == "/" or any(source == d or source.startswith(d + "/")
-                                      for d in INIT_MOUNTS + (STATE_ROOT,)):
+            elif source == "/" or any(inside(source, d) for d in INIT_MOUNTS + (STATE_ROOT,)):
                 problems.append("%s.source: '%s' is not allowed; expected a host directory "
                                 "other than /, outside /proc, /sys, /dev and %s" % (
                                     at, source, STATE_ROOT))

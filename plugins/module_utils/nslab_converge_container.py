@@ -28,7 +28,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_read import J
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import read_mountinfo
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import (
     NamespaceStore, check_lab_netns)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import STATE_ROOT
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import STATE_ROOT, inside
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import (
     hostname_problem, nsname_problem)
 
@@ -52,7 +52,7 @@ def held_capabilities():
 
 
 def under(path, directories):
-    return any(path == d or path.startswith(d + "/") for d in directories)
+    return any(inside(path, d) for d in directories)
 
 
 def bind_specs(where, lab, name, binds, starting, check_mode, problems, warnings):
