@@ -15,7 +15,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout impo
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
     CgroupSpec, plan_cgroups, predicted_limits, settle)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import (
-    missing_pids, read_cgroup, recorded_owners)
+    missing_pids, read_cgroup, recorded_owners, reread_written)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
     cgroup_view, limits_view)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
@@ -61,12 +61,31 @@ def build_specs(items, layout):
 
 def read_states(layout, lab, specs, record, views=True):
     """Each spec's cgroup as the kernel has it: its child cgroups only for a deletion;
-    without ``views``, only the files a plan reads (limits, and none for a deletion)."""
+    without ``views``, only what a plan reads (the limit files, and none for a deletion; the
+    processes to kill or attach)."""
     ancestors, owners = {}, recorded_owners(record)
     return dict((s.name, read_cgroup(
         layout, lab, s.name, record, ancestors,
         files="all" if views else ("none" if s.state == "absent" else "limits"),
-        children=s.state == "absent", owners=owners)) for s in specs)
+        children=s.state == "absent", owners=owners,
+        procs=views or s.state == "absent" or bool(s.procs))) for s in specs)
+
+
+def reread_states(layout, lab, specs, record, states, actions, shown, views):
+    """The specs' cgroups after an apply: the ones its actions touched read again (whole if
+    their views or the diff are ``shown``, else only the limit files of the directories
+    where it wrote a limit: all that settle needs), the others as ``states`` read them."""
+    touched = set(a.name for a in actions)
+    if shown:
+        after = read_states(layout, lab, [s for s in specs if s.name in touched], record,
+                            views)
+        return dict((s.name, after.get(s.name, states[s.name])) for s in specs)
+    written = {}
+    for action in actions:
+        written.setdefault(action.name, []).extend(
+            op.path for op in action.ops if op.kind == "write" and op.key)
+    return dict((s.name, reread_written(layout, states[s.name], written[s.name])
+                 if s.name in touched else states[s.name]) for s in specs)
 
 
 def diff_view(layout, state, spec, limits=None):
@@ -104,8 +123,10 @@ def converge(module):
     after = states
     if actions and not module.check_mode:
         CgroupApplier(store, record, layout).apply(actions)
-        after = read_states(layout, params["lab"], specs, record, views)
-        settle(record, specs, layout, after)
+        after = reread_states(layout, params["lab"], specs, record, states, actions,
+                              views or module._diff, views)
+        settle(record, [s for s in specs if after[s.name] is not states[s.name]], layout,
+               after)
         store.save(record)
 
     result = {

@@ -9,9 +9,11 @@ from ansible_collections.nslab.lab.plugins.module_utils import nslab_cgroup_appl
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_apply import CgroupApplier
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import Layout
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
-    CgroupSpec, plan_cgroups)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import read_cgroup
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import cgroup_view
+    CgroupSpec, plan_cgroups, settle)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import (
+    read_cgroup, reread_written)
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
+    cgroup_view, read_limits)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_store import CgroupStore
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ApplyError
 
@@ -113,3 +115,28 @@ def test_every_step_the_planner_emits_has_an_entry_in_the_table(cgroup_v1, cgrou
                      "attach"}
     applier = CgroupApplier(CgroupStore("demo", root=str(tmp_path / "state")), record, layout)
     assert kinds <= set(applier.steps)
+
+
+def test_reread_after_apply_reads_the_written_leaves_only(cgroup_v1, cgroup_record, tmp_path):
+    """Without views an apply is settled from the limit files of the directories it wrote;
+    the kernel's own value (here a rounding) is what is read back and remembered."""
+    layout, root = cgroup_v1
+    store = CgroupStore("demo", root=str(tmp_path / "state"))
+    record = cgroup_record("x")
+    before = read_cgroup(layout, "demo", "x", record, files="limits", children=False)
+    spec = CgroupSpec("x", limits={"memory": 1000000, "pids": 5})
+    actions = plan_cgroups([spec], {"x": before}, layout)
+    CgroupApplier(store, record, layout).apply(actions)
+    (root / "memory/nslab/demo/x/memory.limit_in_bytes").write_text("999424\n")   # the kernel's
+    written = [op.path for a in actions for op in a.ops if op.kind == "write" and op.key]
+    after = reread_written(layout, before, written)
+    full = read_cgroup(layout, "demo", "x", record, files="limits", children=False)
+    assert read_limits(layout, after) == read_limits(layout, full)
+    assert read_limits(layout, after)["memory"] == 999424
+    assert read_limits(layout, after)["pids"] == 5
+    for hierarchy in layout.hierarchies:
+        wrote = hierarchy.controllers[0] in ("memory", "pids")
+        assert (after.leaf(hierarchy) is before.leaf(hierarchy)) != wrote, hierarchy.mount
+    settle(record, [spec], layout, {"x": after})
+    assert record["cgroups"]["x"]["settled"] == {"memory": {"asked": 1000000,
+                                                            "kernel": 999424}}
