@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat
 import time
 
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import read_procs
@@ -40,8 +41,19 @@ def _os_problem(err, op):
 
 
 def write_file(path, text):
-    with open(path, "w") as handle:
+    """Write ``text`` to an existing file: never creates one (FileNotFoundError), so a
+    missing interface file needs no stat of its own first."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
+
+
+def _dir_inode(path):
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_ino if stat.S_ISDIR(info.st_mode) else None
 
 
 class CgroupApplier:
@@ -97,10 +109,11 @@ class CgroupApplier:
         return "mkdir %s" % op.path, None
 
     def _write(self, op):
-        if not os.path.exists(op.path):
+        try:
+            write_file(op.path, op.text)
+        except FileNotFoundError:
             raise CgroupError("%s: %s cannot be enforced on this host: %s does not exist" % (
-                op.key, op.text, op.path) if op.key else "%s does not exist" % op.path)
-        write_file(op.path, op.text)
+                op.key, op.text, op.path) if op.key else "%s does not exist" % op.path) from None
         if op.undo is None:                 # a file of a cgroup this run made: rmdir undoes it
             return "write '%s' to %s" % (op.text, op.path), None
         return ("write '%s' to %s (was '%s')" % (op.text, op.path, op.undo),
@@ -153,7 +166,8 @@ class CgroupApplier:
         entry = dict(before or {"settled": {}})
         relpath = cgroup_relpath(self.store.lab, op.path)
         leaves = [h.path(relpath) for h in self.layout.hierarchies]
-        entry["inodes"] = dict((d, os.stat(d).st_ino) for d in leaves if os.path.isdir(d))
+        entry["inodes"] = dict((d, inode) for d, inode in
+                               ((d, _dir_inode(d)) for d in leaves) if inode is not None)
         cgroups[op.path] = entry
 
         def undo(name=op.path, old=before):

@@ -271,12 +271,17 @@ def predicted_limits(spec, state, layout):
 
 
 def settle(record, specs, layout, states):
-    """Remember what the kernel made of each value nslab asked for (pages, clamps)."""
+    """Remember what the kernel made of each value nslab asked for (pages, clamps); True if
+    that changed the record."""
+    changed = False
     for spec in specs:
         entry = record.get("cgroups", {}).get(spec.name)
         if entry is None or spec.state != "present":
             continue
         current = read_limits(layout, states[spec.name])
-        entry["settled"] = dict(
+        settled = dict(
             (key, {"asked": value, "kernel": current.get(key)})
             for key, value in sorted(spec.limits.items()) if current.get(key) != value)
+        changed = changed or settled != entry.get("settled")
+        entry["settled"] = settled
+    return changed

@@ -125,9 +125,10 @@ def converge(module):
         CgroupApplier(store, record, layout).apply(actions)
         after = reread_states(layout, params["lab"], specs, record, states, actions,
                               views or module._diff, views)
-        settle(record, [s for s in specs if after[s.name] is not states[s.name]], layout,
-               after)
-        store.save(record)
+        # The apply saved the record; again only if the kernel made other values of some.
+        if settle(record, [s for s in specs if after[s.name] is not states[s.name]], layout,
+                  after):
+            store.save(record)
 
     result = {
         "changed": bool(actions),

@@ -9,7 +9,7 @@ from ansible_collections.nslab.lab.plugins.module_utils import nslab_cgroup_appl
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_apply import CgroupApplier
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_layout import Layout
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_plan import (
-    CgroupSpec, plan_cgroups, settle)
+    LIMIT, CgroupAction, CgroupSpec, Op, plan_cgroups, settle)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_read import (
     read_cgroup, reread_written)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_cgroup_state import (
@@ -140,3 +140,15 @@ def test_reread_after_apply_reads_the_written_leaves_only(cgroup_v1, cgroup_reco
     settle(record, [spec], layout, {"x": after})
     assert record["cgroups"]["x"]["settled"] == {"memory": {"asked": 1000000,
                                                             "kernel": 999424}}
+
+
+def test_a_write_to_a_missing_interface_file_fails_and_creates_nothing(cgroup_v1, tmp_path):
+    layout, root = cgroup_v1
+    store = CgroupStore("demo", root=str(tmp_path / "state"))
+    missing = root / "memory/nslab/demo/x/memory.high"
+    action = CgroupAction("set memory_high", LIMIT, "x",
+                          [Op("write", str(missing), "1000", None, "memory_high")])
+    with pytest.raises(ApplyError, match="memory_high: 1000 cannot be enforced on this host: "
+                       "%s does not exist" % missing):
+        CgroupApplier(store, store.load(), layout).apply([action])
+    assert not missing.exists()

@@ -68,9 +68,10 @@ def test_kernel_rounding_is_remembered(cgroup_v1, cgroup_record):
     state = read_cgroup(layout, "demo", "x", record)
     spec = CgroupSpec("x", limits={"memory": 1000000})
     assert len(plan_cgroups([spec], {"x": state}, layout)) == 1
-    settle(record, [spec], layout, {"x": state})
+    assert settle(record, [spec], layout, {"x": state}) is True
     assert record["cgroups"]["x"]["settled"] == {"memory": {"asked": 1000000,
                                                             "kernel": 999424}}
+    assert settle(record, [spec], layout, {"x": state}) is False     # nothing new to save
     again = read_cgroup(layout, "demo", "x", record)
     assert plan_cgroups([spec], {"x": again}, layout) == []
     # asking for another value is a change again
