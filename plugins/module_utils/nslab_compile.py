@@ -33,7 +33,7 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_init import CAPABI
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_netem import (
     DEFAULT_KINDS, netem_problems)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
-    CACHE_ROOT, DATA_ROOT, STATE_ROOT, inside, netns_name)
+    CACHE_ROOT, DATA_ROOT, INIT_MOUNTS, STATE_ROOT, inside, netns_name, under)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_publish import (
     lab_clash_problems, parse_port, port_problems)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_sysctls import sysctl_problem
@@ -1605,8 +1605,6 @@ def fleet_view(results):
 
 FILE_KEYS = {"path", "content", "template", "mode"}
 BIND_KEYS = {"path", "source", "readonly"}
-# The init mounts these itself: a file or bind there would hide or be hidden.
-INIT_MOUNTS = ("/proc", "/sys", "/dev")
 FILE_MAX = 1024 * 1024          # nslab_container's limit for one file
 MODE_RE = re.compile(r"0?[0-7]{3}")
 
@@ -1620,7 +1618,7 @@ def _inside_path(where, value, problems, what):
     if problem:
         problems.append(problem)
         return False
-    if value == "/" or any(inside(value, d) for d in INIT_MOUNTS):
+    if value == "/" or under(value, INIT_MOUNTS):
         problems.append("%s: '%s' is not allowed; expected an absolute path like %s, not / "
                         "and outside /proc, /sys and /dev" % (where, value, what))
         return False
@@ -1698,7 +1696,7 @@ def _binds(where, value, problems):
             problem = abspath_problem(at + ".source", source)
             if problem:
                 problems.append(problem)
-            elif source == "/" or any(inside(source, d) for d in INIT_MOUNTS + (STATE_ROOT,)):
+            elif source == "/" or under(source, INIT_MOUNTS + (STATE_ROOT,)):
                 problems.append("%s.source: '%s' is not allowed; expected a host directory "
                                 "other than /, outside /proc, /sys, /dev and %s" % (
                                     at, source, STATE_ROOT))

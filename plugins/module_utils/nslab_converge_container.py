@@ -28,7 +28,8 @@ from ansible_collections.nslab.lab.plugins.module_utils.nslab_jail_read import J
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_mountinfo import read_mountinfo
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_namespaces import (
     NamespaceStore, check_lab_netns)
-from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import STATE_ROOT, inside
+from ansible_collections.nslab.lab.plugins.module_utils.nslab_paths import (
+    INIT_MOUNTS, STATE_ROOT, under)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_validate import (
     hostname_problem, nsname_problem)
 
@@ -39,8 +40,6 @@ ITEM_KEYS = ["name", "jail", "rootfs", "netns", "hostname", "command", "env", "w
 LOG_MIN_SIZE = 4096
 # What execve takes as an environment variable's name (Docker's check is the same).
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Filled by the init (or the kernel's) own mounts: a bind there would hide or be hidden.
-INIT_MOUNTS = ("/proc", "/sys", "/dev")
 
 
 def held_capabilities():
@@ -49,10 +48,6 @@ def held_capabilities():
     with open("/proc/self/status") as handle:
         bounding = [int(line.split()[1], 16) for line in handle if line.startswith("CapBnd:")]
     return [name for number, name in enumerate(CAPABILITIES) if bounding[0] >> number & 1]
-
-
-def under(path, directories):
-    return any(inside(path, d) for d in directories)
 
 
 def bind_specs(where, lab, name, binds, starting, check_mode, problems, warnings):

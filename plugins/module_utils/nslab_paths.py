@@ -38,6 +38,10 @@ LAUNCHER_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # nftables tables nslab owns (ip nat, inet input/ports, bridge anti-spoofing).
 NFT_TABLE = "nslab"
 
+# Filled by a container's init (or the kernel's) own mounts: a file or bind there would
+# hide them or be hidden.
+INIT_MOUNTS = ("/proc", "/sys", "/dev")
+
 
 def netns_name(lab, node):
     """A node's net namespace (``/run/netns/<lab>-<node>``)."""
@@ -47,3 +51,8 @@ def netns_name(lab, node):
 def inside(path, directory):
     """Whether ``path`` is ``directory`` or below it (as strings: no link is resolved)."""
     return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def under(path, directories):
+    """Whether ``path`` is one of ``directories`` or below one."""
+    return any(inside(path, d) for d in directories)
