@@ -94,6 +94,8 @@ import json
 import subprocess
 import sys
 
+from ansible_collections.nslab.lab.plugins.module_utils import (  # pylint: disable=unused-import
+    nslab_zipimport)  # first: the rest of nslab's module_utils compiled once each
 from ansible_collections.nslab.lab.plugins.module_utils import nslab_init, nslab_seccomp
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import run_module

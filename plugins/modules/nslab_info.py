@@ -176,6 +176,8 @@ fleet:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nslab.lab.plugins.module_utils import (  # pylint: disable=unused-import
+    nslab_zipimport)  # first: the rest of nslab's module_utils compiled once each
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
     installed_packages, run_module, runner_for)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError

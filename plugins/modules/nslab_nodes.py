@@ -248,6 +248,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.nslab.lab.plugins.module_utils import (  # pylint: disable=unused-import
+    nslab_zipimport)  # first: the rest of nslab's module_utils compiled once each
 from ansible_collections.nslab.lab.plugins.module_utils import (
     nslab_converge_bridge, nslab_converge_cgroup, nslab_converge_container,
     nslab_converge_jail, nslab_converge_link, nslab_converge_namespace,

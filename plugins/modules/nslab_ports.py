@@ -120,6 +120,8 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nslab.lab.plugins.module_utils import (  # pylint: disable=unused-import
+    nslab_zipimport)  # first: the rest of nslab's module_utils compiled once each
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
     check_lab, run_module, runner_for)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError

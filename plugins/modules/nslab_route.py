@@ -112,6 +112,8 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nslab.lab.plugins.module_utils import (  # pylint: disable=unused-import
+    nslab_zipimport)  # first: the rest of nslab's module_utils compiled once each
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import run_module
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_converge_route import (
     converge, get_argument_spec)

@@ -259,6 +259,8 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nslab.lab.plugins.module_utils import (  # pylint: disable=unused-import
+    nslab_zipimport)  # first: the rest of nslab's module_utils compiled once each
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import main_of
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_converge_veth import (
     converge, get_argument_spec)

@@ -202,6 +202,8 @@ diff:
 import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nslab.lab.plugins.module_utils import (  # pylint: disable=unused-import
+    nslab_zipimport)  # first: the rest of nslab's module_utils compiled once each
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_ansible import (
     check_lab, items_from_params, list_argument_spec, main_of, runner_for)
 from ansible_collections.nslab.lab.plugins.module_utils.nslab_errors import ValidationError
