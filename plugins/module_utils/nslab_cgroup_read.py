@@ -41,6 +41,13 @@ LEAF_READS = {"all": LEAF_FILES, "limits": LIMIT_FILES,
               "none": dict((v, dict((c, []) for c in LEAF_FILES[v])) for v in LEAF_FILES)}
 
 
+def leaf_file_names(hierarchy, files):
+    """The interface files of a cgroup's own directory in ``hierarchy`` that a read of
+    ``files`` (all, limits, none) takes."""
+    chosen = LEAF_READS[files][hierarchy.version]
+    return [f for c in hierarchy.controllers for f in chosen[c]]
+
+
 def read_dir(hierarchy, path, leaf, files="all", children=True, procs=True):
     """A directory of ``hierarchy``; a ``leaf`` (the cgroup's own) with its interface
     ``files`` (all: limits and usage; limits; none), if ``procs`` its processes and, if
@@ -54,9 +61,8 @@ def read_dir(hierarchy, path, leaf, files="all", children=True, procs=True):
     if not stat.S_ISDIR(info.st_mode):
         return DirState(path, False)
     if leaf:
-        chosen = LEAF_READS[files][hierarchy.version]
-        names = [f for c in hierarchy.controllers for f in chosen[c]]
-        return DirState(path, True, _read_files(path, names), info.st_ino,
+        return DirState(path, True, _read_files(path, leaf_file_names(hierarchy, files)),
+                        info.st_ino,
                         read_procs(path) if procs else [],
                         sorted(e.name for e in os.scandir(path) if e.is_dir())
                         if children else [])
@@ -127,9 +133,8 @@ def reread_written(layout, state, written):
         leaf = chain[-1]
         if leaf.path in dirs:
             files = dict(leaf.files)
-            files.update(_read_files(leaf.path, [
-                f for c in hierarchy.controllers for f in LIMIT_FILES[hierarchy.version][c]]))
-            leaf = DirState(leaf.path, True, files, leaf.inode, leaf.procs, leaf.children)
+            files.update(_read_files(leaf.path, leaf_file_names(hierarchy, "limits")))
+            leaf = dataclasses.replace(leaf, exists=True, files=files)
         chains[hierarchy.mount] = chain[:-1] + [leaf]
     return dataclasses.replace(state, chains=chains)
 

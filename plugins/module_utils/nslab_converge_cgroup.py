@@ -71,11 +71,10 @@ def read_states(layout, lab, specs, record, views=True):
         procs=views or s.state == "absent" or bool(s.procs))) for s in specs)
 
 
-def reread_states(layout, lab, specs, record, states, actions, shown, views):
-    """The specs' cgroups after an apply: the ones its actions touched read again (whole if
-    their views or the diff are ``shown``, else only the limit files of the directories
+def reread_states(layout, lab, specs, record, states, actions, touched, shown, views):
+    """The specs' cgroups after an apply: the ones its actions ``touched`` read again (whole
+    if their views or the diff are ``shown``, else only the limit files of the directories
     where it wrote a limit: all that settle needs), the others as ``states`` read them."""
-    touched = set(a.name for a in actions)
     if shown:
         after = read_states(layout, lab, [s for s in specs if s.name in touched], record,
                             views)
@@ -123,11 +122,11 @@ def converge(module):
     after = states
     if actions and not module.check_mode:
         CgroupApplier(store, record, layout).apply(actions)
-        after = reread_states(layout, params["lab"], specs, record, states, actions,
+        touched = set(a.name for a in actions)
+        after = reread_states(layout, params["lab"], specs, record, states, actions, touched,
                               views or module._diff, views)
         # The apply saved the record; again only if the kernel made other values of some.
-        if settle(record, [s for s in specs if after[s.name] is not states[s.name]], layout,
-                  after):
+        if settle(record, [s for s in specs if s.name in touched], layout, after):
             store.save(record)
 
     result = {
